@@ -1,0 +1,50 @@
+"""The ``medbench`` command group.
+
+Subcommands live one per module and are imported only when invoked, so ``medbench --help``
+stays instant (no numba, SimpleITK, onnxruntime or torch import at start-up).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from medbench_fast import __version__
+
+#: name -> ("module:attribute", one-line help shown by ``medbench --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("medbench_fast.cli.demo:demo", "Generate a synthetic CT dataset and benchmark it end to end."),
+    "evaluate": ("medbench_fast.cli.evaluate:evaluate", "Score a folder of predictions against a folder of references."),
+    "cache": ("medbench_fast.cli.cache:cache", "Inspect or clear the volume cache."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="medbench")
+def cli() -> None:
+    """medbench-fast: fast, trustworthy benchmarks for medical-imaging AI.
+
+    \b
+    Examples:
+      medbench demo --out demo_run
+      medbench evaluate --pred preds/ --ref labels/ --out results/
+    """

@@ -1,0 +1,160 @@
+"""Reading 3D volumes with SimpleITK into ``(Z, Y, X)`` arrays with millimetre geometry.
+
+Any format SimpleITK reads is accepted: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``,
+``.nhdr``), MetaImage (``.mha``, ``.mhd``) and a folder holding one DICOM series.
+Geometry is kept in array-axis order: ``spacing`` is ``(sz, sy, sx)`` in mm; ``origin`` is
+``(oz, oy, ox)`` in mm; ``direction`` is the 3x3 direction-cosine matrix re-indexed to
+``(Z, Y, X)`` (row-major tuple of 9).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: File-name endings recognised as images, longest first (so ``.nii.gz`` wins over ``.gz``).
+IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+class VolumeError(ValueError):
+    """A volume cannot be read or is not valid for its use; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D image: voxel array in ``(Z, Y, X)`` plus geometry in millimetres.
+
+    ``array`` may be a read-only ``np.memmap`` (from the volume cache); never write it.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    path: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(np.asarray(self.spacing, dtype=np.float64)))
+
+
+def case_id_from_path(path: str | os.PathLike) -> str:
+    """The case id of an image file or DICOM folder: its name without the image extension."""
+    name = Path(path).name
+    lower = name.lower()
+    for ext in IMAGE_EXTENSIONS:
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def is_image_path(path: Path) -> bool:
+    """True for files with an image extension and folders that hold DICOM files."""
+    if path.is_dir():
+        return _dicom_files(path) != ()
+    return path.name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _dicom_files(folder: Path) -> tuple[str, ...]:
+    import SimpleITK as sitk
+
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        return ()
+    if len(series) > 1:
+        raise VolumeError(f"{folder}: holds {len(series)} DICOM series; put each series in its own folder")
+    return tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+
+
+def _reindex_zyx(values, dim: int) -> tuple[float, ...]:
+    return tuple(float(v) for v in reversed(values[:dim]))
+
+
+def read_sitk(path: str | os.PathLike):
+    """Read ``path`` (file or DICOM folder) into a ``SimpleITK.Image``; errors name the file."""
+    import SimpleITK as sitk
+
+    p = Path(path)
+    if not p.exists():
+        raise VolumeError(f"{p}: file not found")
+    try:
+        if p.is_dir():
+            files = _dicom_files(p)
+            if not files:
+                raise VolumeError(f"{p}: folder holds no DICOM series")
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(list(files))
+            return reader.Execute()
+        if p.stat().st_size == 0:
+            raise VolumeError(f"{p}: file is empty (0 bytes)")
+        return sitk.ReadImage(str(p))
+    except VolumeError:
+        raise
+    except RuntimeError as exc:  # SimpleITK reports every I/O failure as RuntimeError
+        reason = str(exc).strip().splitlines()
+        detail = next((ln for ln in reason if "rror" in ln or "nable" in ln), reason[-1] if reason else "")
+        raise VolumeError(f"{p}: cannot be read as an image (truncated or corrupt?): {detail.strip()}") from None
+
+
+def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
+    """Convert a SimpleITK image to a :class:`Volume` (3D; trailing singleton axes dropped)."""
+    import SimpleITK as sitk
+
+    name = str(path) if path is not None else "<image>"
+    dim = image.GetDimension()
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a scalar volume")
+    if dim == 4:
+        size = image.GetSize()
+        if size[3] != 1:
+            raise VolumeError(f"{name}: is 4D with {size[3]} time points; expected a 3D volume")
+        image = sitk.Extract(image, [size[0], size[1], size[2], 0], [0, 0, 0, 0])
+        dim = 3
+    if dim != 3:
+        raise VolumeError(f"{name}: is {dim}D; expected a 3D volume")
+    array = sitk.GetArrayFromImage(image)  # (Z, Y, X)
+    direction_xyz = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    direction_zyx = direction_xyz[::-1, ::-1]
+    return Volume(
+        array=array,
+        spacing=_reindex_zyx(image.GetSpacing(), 3),  # type: ignore[arg-type]
+        origin=_reindex_zyx(image.GetOrigin(), 3),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction_zyx.ravel()),
+        path=None if path is None else str(path),
+    )
+
+
+def volume_to_sitk(volume: Volume):
+    """Convert a :class:`Volume` back to a ``SimpleITK.Image`` with the same geometry."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetSpacing(tuple(reversed(volume.spacing)))
+    image.SetOrigin(tuple(reversed(volume.origin)))
+    image.SetDirection(tuple(np.asarray(volume.direction, dtype=np.float64).reshape(3, 3)[::-1, ::-1].ravel()))
+    return image
+
+
+def write_volume(volume: Volume, path: str | os.PathLike) -> None:
+    """Write ``volume`` to ``path`` in the format its extension names (compressed where possible)."""
+    import SimpleITK as sitk
+
+    sitk.WriteImage(volume_to_sitk(volume), str(path), useCompression=True)
+
+
+def load_volume(path: str | os.PathLike, *, cache=None) -> Volume:
+    """Load a volume, through ``cache`` (a :class:`~medbench_fast.data.cache.VolumeCache`) if given.
+
+    Without a cache the file is decoded with SimpleITK each time.
+    """
+    if cache is not None:
+        return cache.load(path)
+    return sitk_to_volume(read_sitk(path), path)
