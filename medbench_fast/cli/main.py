@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("medbench_fast.cli.demo:demo", "Generate a synthetic CT dataset and benchmark it end to end."),
     "evaluate": ("medbench_fast.cli.evaluate:evaluate", "Score a folder of predictions against a folder of references."),
     "cache": ("medbench_fast.cli.cache:cache", "Inspect or clear the volume cache."),
+    "export": ("medbench_fast.cli.export:export", "Export a model (AI-ENE .h5, Hugging Face, TorchScript) to ONNX plus its spec."),
 }
 
 

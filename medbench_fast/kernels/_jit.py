@@ -5,17 +5,22 @@ Kernels import :data:`PARALLEL` (multi-threaded ``prange`` kernels) or :data:`SE
 GIL, so a thread pool can overlap kernels with I/O and inference, and cache compiled code
 on disk. numba's cache does not notice edits in *other* files a kernel calls into; clear it
 with ``medbench cache clear --jit`` (or delete the ``__pycache__`` folders) after such edits.
-``fastmath`` stays off: metric values must be bit-reproducible and NaN-aware.
+Callers hold :data:`PARALLEL_LOCK` while a parallel kernel runs: numba's ``workqueue``
+threading layer (the fallback where neither OpenMP nor TBB is available) aborts on concurrent
+launches, and the kernels already use every core, so serialising them costs nothing while
+reading and inference go on in other threads. ``fastmath`` stays off: metric values must be bit-reproducible and NaN-aware.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numba
 
 #: Options for parallel kernels (``prange`` over slabs, per-thread partials).
-PARALLEL = dict(nopython=True, nogil=True, cache=True, parallel=True, fastmath=False)
+PARALLEL = dict(nogil=True, cache=True, parallel=True, fastmath=False)
 #: Options for serial kernels and helpers.
-SERIAL = dict(nopython=True, nogil=True, cache=True, parallel=False, fastmath=False)
+SERIAL = dict(nogil=True, cache=True, parallel=False, fastmath=False)
 
 
 def njit_parallel(fn):
@@ -26,3 +31,7 @@ def njit_parallel(fn):
 def njit_serial(fn):
     """Compile ``fn`` with :data:`SERIAL`."""
     return numba.njit(**SERIAL)(fn)
+
+
+#: Held around every call of a :data:`PARALLEL` kernel (see the module docstring).
+PARALLEL_LOCK = threading.RLock()

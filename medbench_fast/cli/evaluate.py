@@ -1,0 +1,69 @@
+"""``medbench evaluate``: score a folder of predictions against a folder of references."""
+
+from __future__ import annotations
+
+import click
+
+from medbench_fast.cli.options import (
+    cache_dir_option, make_cache, no_cache_option, parse_label_names, parse_labels, quiet_option,
+)
+
+
+@click.command()
+@click.option("--pred", "pred_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of predicted label maps.")
+@click.option("--ref", "ref_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of reference label maps.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (created).")
+@click.option("--labels", help="Comma-separated labels (default: every non-zero label in either folder).")
+@click.option("--label-names", help="Names for labels, e.g. 1=liver,2=spleen.")
+@click.option("--metrics", help="Metric names or groups (counts, surface), comma-separated (default: all).")
+@click.option("--tolerance-mm", default=1.0, show_default=True, type=float, help="NSD tolerance in mm.")
+@click.option("--surface", type=click.Choice(["voxel", "surfel"]), default="voxel", show_default=True,
+              help="Surface representation: voxel borders (MONAI) or surfels with areas (DeepMind).")
+@click.option("--hd95-mode", type=click.Choice(["max", "pooled"]), default="max", show_default=True,
+              help="HD95 as the max of directed 95th percentiles, or pooled over both directions (medpy).")
+@click.option("--empty", type=click.Choice(["one", "nan"]), default="one", show_default=True,
+              help="Both-empty rows: Dice 1 (METRICS.md) or NaN (nnU-Net / MONAI).")
+@click.option("--worst-distance", type=click.Choice(["inf", "diagonal"]), default="inf", show_default=True,
+              help="Summary only: keep +inf distances apart, or replace them by the image diagonal (BraTS).")
+@click.option("--geometry-tolerance", default=1e-4, show_default=True, type=float,
+              help="Relative tolerance on spacing, origin and direction between prediction and reference.")
+@click.option("--workers", type=click.IntRange(min=1), help="Reading threads (default: CPU count).")
+@cache_dir_option
+@no_cache_option
+@quiet_option
+def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, metrics, tolerance_mm, surface, hd95_mode, empty,
+             worst_distance, geometry_tolerance, workers, cache_dir, no_cache, quiet):
+    """Score every prediction in PRED against the reference of the same case in REF.
+
+    Cases pair by file name without extension (.nii.gz, .nii, .nrrd, .mha, .mhd) or DICOM
+    series folder name. Writes metrics.parquet, cases.parquet, run.json, results.csv and
+    summary.json to OUT. A case that cannot be scored is recorded as failed and the run
+    goes on.
+
+    \b
+    Examples:
+      medbench evaluate --pred preds/ --ref labels/ --out results/
+      medbench evaluate --pred preds/ --ref labels/ --out results/ --labels 1,2 --metrics counts
+      medbench evaluate --pred preds/ --ref labels/ --out results/ --surface surfel --tolerance-mm 2
+    """
+    from medbench_fast.metrics.selection import resolve_metrics
+    from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders
+
+    try:
+        options = EvaluateOptions(
+            labels=parse_labels(labels), metrics=resolve_metrics(metrics), nsd_tolerance_mm=tolerance_mm,
+            surface=surface, hd95_mode=hd95_mode, empty=empty, label_names=parse_label_names(label_names),
+            geometry_rtol=geometry_tolerance,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers,
+                              cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
+                              worst_distance=worst_distance)
+    if not quiet:
+        from medbench_fast.cli.tables import print_label_table
+
+        print_label_table(result.run_dir)
+    click.echo(f"{result.n_cases} cases, {result.n_failed} failed -> {result.run_dir}")
+    if result.n_failed:
+        click.echo(f"failed cases are listed in {result.files['summary']} (cases.*.failures)", err=True)

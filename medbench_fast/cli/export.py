@@ -1,0 +1,80 @@
+"""``medbench export``: turn an AI-ENE ``.h5``, a Hugging Face model or a TorchScript file
+into an ONNX file plus its spec (``<name>.spec.json`` beside it)."""
+
+from __future__ import annotations
+
+import click
+
+
+def _shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers such as 1,1,128,128,128") from None
+
+
+@click.command("export")
+@click.option("--aiene", "aiene", type=click.Path(dir_okay=False), help="AI-ENE Keras-2 .h5 file.")
+@click.option("--hf", "hf", metavar="ID_OR_DIR", help="Hugging Face model folder (or Hub id already in the local cache).")
+@click.option("--task", type=click.Choice(["semantic-segmentation", "image-classification"]),
+              help="Task for --hf.")
+@click.option("--torchscript", "torchscript", type=click.Path(dir_okay=False), help="TorchScript .pt file.")
+@click.option("--input-shape", callback=_shape, help="Trace shape for --torchscript: N,C,D,H,W or N,C,H,W.")
+@click.option("--spec", "spec", type=click.Path(dir_okay=False, exists=True),
+              help="Spec JSON to ship with the model (--torchscript; default: whole volume, argmax).")
+@click.option("--out", required=True, type=click.Path(), help="Output .onnx file, or a folder (model.onnx inside).")
+@click.option("--name", help="Model name recorded in the spec (default: the source file's name).")
+@click.option("--node-label", default=1, show_default=True, help="--aiene: mask label of the lymph nodes.")
+@click.option("--min-voxels", default=1, show_default=True, help="--aiene: ignore smaller node components.")
+@click.option("--hu-window", default="-1000,1000", show_default=True, help="--hf: HU window mapped to [0, 1].")
+@click.option("--axis", default=0, show_default=True, help="--hf: slice axis (0 = axial slices of a Z,Y,X volume).")
+@click.option("--cache-dir", envvar="MEDBENCH_EXPORT_CACHE", type=click.Path(file_okay=False),
+              help="Export cache folder [env MEDBENCH_EXPORT_CACHE; default ~/.cache/medbench-fast/exports].")
+@click.option("--force", is_flag=True, help="Convert again even if the cache holds this export.")
+def export(aiene, hf, task, torchscript, input_shape, spec, out, name, node_label, min_voxels, hu_window, axis,
+           cache_dir, force):
+    """Export a model to ONNX plus its spec; nothing needs TensorFlow.
+
+    Exports are cached by the hash of the source file(s) and options, so running the same
+    command again only copies the cached result.
+
+    \b
+    Examples:
+      medbench export --aiene ene_model.h5 --out models/aiene.onnx
+      medbench export --torchscript bbox_model.pt --input-shape 1,1,128,128,128 \\
+          --spec examples/deepbet/deepbet_bbox.spec.json --out models/deepbet.onnx
+      medbench export --hf ./segformer-b0-ct --task semantic-segmentation --out models/segformer
+    """
+    from medbench_fast.models.spec import ModelError
+
+    chosen = [flag for flag, value in (("--aiene", aiene), ("--hf", hf), ("--torchscript", torchscript)) if value]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --aiene, --hf, --torchscript")
+    try:
+        if aiene:
+            from medbench_fast.models.aiene.export import export_aiene
+
+            path, model_spec, hit = export_aiene(aiene, out, name=name, node_label=node_label, min_voxels=min_voxels,
+                                                 cache_dir=cache_dir, force=force)
+        elif torchscript:
+            if input_shape is None:
+                raise click.UsageError("--torchscript needs --input-shape, e.g. 1,1,128,128,128")
+            from medbench_fast.models.torchscript import export_torchscript
+
+            path, model_spec, hit = export_torchscript(torchscript, out, input_shape=input_shape, spec=spec, name=name,
+                                                       cache_dir=cache_dir, force=force)
+        else:
+            if task is None:
+                raise click.UsageError("--hf needs --task semantic-segmentation or image-classification")
+            from medbench_fast.models.huggingface import export_hf
+
+            window = [float(v) for v in hu_window.split(",")]
+            path, model_spec, hit = export_hf(hf, out, task=task, name=name, hu_window=window, axis=axis,
+                                              cache_dir=cache_dir, force=force)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    source = "cache" if hit else "converted"
+    click.echo(f"{path} ({source}); spec: {path.with_name(path.stem + '.spec.json')}; "
+               f"inputs {model_spec.inputs}, strategy {model_spec.strategy.type}, output {model_spec.output.kind}")

@@ -1,0 +1,28 @@
+"""Checks that a prediction and its reference describe the same grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medbench_fast.data.reader import Volume, VolumeError
+
+#: Default relative tolerance on spacing, origin and direction.
+GEOMETRY_RTOL = 1e-4
+
+
+def check_same_grid(ref: Volume, pred: Volume, *, rtol: float = GEOMETRY_RTOL) -> None:
+    """Raise :class:`VolumeError` naming the prediction file when grids differ.
+
+    Shapes must be equal; spacing and origin agree within ``rtol`` relative (origin with an
+    absolute floor of ``rtol`` x the largest spacing), direction cosines within ``rtol``.
+    """
+    name = pred.path or "prediction"
+    if ref.shape != pred.shape:
+        raise VolumeError(f"{name}: shape {pred.shape} differs from reference {ref.path}: {ref.shape}")
+    rs, ps = np.asarray(ref.spacing), np.asarray(pred.spacing)
+    if not np.allclose(ps, rs, rtol=rtol, atol=0):
+        raise VolumeError(f"{name}: spacing {tuple(ps)} mm differs from reference {ref.path}: {tuple(rs)} mm")
+    if not np.allclose(pred.origin, ref.origin, rtol=rtol, atol=rtol * float(rs.max())):
+        raise VolumeError(f"{name}: origin {pred.origin} differs from reference {ref.path}: {ref.origin}")
+    if not np.allclose(pred.direction, ref.direction, rtol=0, atol=rtol):
+        raise VolumeError(f"{name}: direction {pred.direction} differs from reference {ref.path}: {ref.direction}")

@@ -1,0 +1,190 @@
+"""All-label confusion counts from one pass over a pair of label maps.
+
+``label_counts`` validates and normalises the inputs (dtype, memory order, read-only
+memmaps, no copies for C- or F-ordered integer arrays), runs
+:func:`medbench_fast.kernels.counts.joint_histogram` and reduces its per-chunk partials
+serially, so the result is deterministic for any thread count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from medbench_fast.kernels._jit import PARALLEL_LOCK
+from medbench_fast.kernels.counts import joint_histogram
+
+#: Distinct label values per chunk tried first; grown x4 up to :data:`MAX_LABELS` on overflow.
+_START_CAP = 64
+#: Most distinct label values a pair may hold (semantic label maps, not instance maps).
+MAX_LABELS = 1024
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """Joint histogram of a (reference, prediction) pair of label maps.
+
+    ``values`` are the sorted distinct label values present in either map (int64);
+    ``hist[i, j]`` counts voxels with reference ``values[i]`` and prediction ``values[j]``;
+    ``ref_boxes[i]`` / ``pred_boxes[i]`` are half-open ``(z0, z1, y0, y1, x0, x1)`` index
+    boxes of ``values[i]`` in each map (all zero where absent), in the caller's axis order.
+    """
+
+    values: np.ndarray
+    hist: np.ndarray
+    ref_boxes: np.ndarray
+    pred_boxes: np.ndarray
+    n_voxels: int
+
+    def index(self, label: int) -> int | None:
+        """Compact index of ``label``, or None when it is absent from both maps."""
+        i = int(np.searchsorted(self.values, label))
+        return i if i < len(self.values) and self.values[i] == label else None
+
+    def union_box(self, label: int) -> tuple[tuple[int, int], ...] | None:
+        """Half-open box of ``label`` in reference | prediction, or None when absent from both."""
+        i = self.index(label)
+        if i is None:
+            return None
+        boxes = [b for b, n in ((self.ref_boxes[i], self.hist[i].sum()), (self.pred_boxes[i], self.hist[:, i].sum())) if n]
+        if not boxes:
+            return None
+        lo = np.min([b[0::2] for b in boxes], axis=0)
+        hi = np.max([b[1::2] for b in boxes], axis=0)
+        return tuple((int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def as_label_array(array: np.ndarray, name: str) -> np.ndarray:
+    """Return ``array`` as a 3D integer array without copying integer input.
+
+    Booleans are viewed as ``uint8``; floating-point arrays must hold integral values and
+    are converted (a copy). Raises ``ValueError`` naming ``name`` otherwise.
+    """
+    arr = np.asarray(array)  # a memmap becomes a plain ndarray view, no copy
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected a 3D label map (Z, Y, X), got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.view(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.rint(arr)):
+            raise ValueError(f"{name}: floating-point label map holds non-integral values; expected integer labels")
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo < 0:
+            raise ValueError(f"{name}: negative label {int(lo)}; labels must be >= 0")
+        return arr.astype(np.min_scalar_type(int(hi)))
+    raise ValueError(f"{name}: dtype {arr.dtype} is not a label map dtype (integer, bool or integral float)")
+
+
+def _same_memory_order(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """C-ordered views of both arrays; F-ordered pairs are transposed (``True`` returned)."""
+    if ref.flags.c_contiguous and pred.flags.c_contiguous:
+        return ref, pred, False
+    if ref.flags.f_contiguous and pred.flags.f_contiguous:
+        return ref.T, pred.T, True
+    return np.ascontiguousarray(ref), np.ascontiguousarray(pred), False
+
+
+def _words(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    """A view of ``arr`` as 64-bit words along the last axis, or ``arr`` itself if impossible."""
+    itemsize = arr.dtype.itemsize
+    if itemsize <= 8 and (arr.shape[2] * itemsize) % 8 == 0 and arr.ctypes.data % 8 == 0:
+        return arr.view(np.uint64), 8 // itemsize
+    return arr, 1
+
+
+def _pair_dtype(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Views with one dtype per pair where possible, so numba compiles fewer variants."""
+    if ref.dtype == pred.dtype:
+        return ref, pred
+    common = np.promote_types(ref.dtype, pred.dtype)
+    return ref.astype(common, copy=False), pred.astype(common, copy=False)
+
+
+def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
+    """Count every (reference label, predicted label) voxel pair in one parallel pass.
+
+    Parameters
+    ----------
+    ref, pred : 3D label maps of equal shape, axes ``(Z, Y, X)``: any integer or bool dtype,
+        C- or F-ordered arrays or read-only ``np.memmap``; never written, not copied unless
+        their dtypes or memory orders differ (then one is converted).
+
+    Returns
+    -------
+    LabelCounts
+    """
+    ref = as_label_array(ref, "ref")
+    pred = as_label_array(pred, "pred")
+    if ref.shape != pred.shape:
+        raise ValueError(f"ref and pred shapes differ: {ref.shape} vs {pred.shape}")
+    ref, pred = _pair_dtype(ref, pred)
+    c_ref, c_pred, transposed = _same_memory_order(ref, pred)
+    if ref.size == 0:
+        raise ValueError(f"ref: empty array of shape {ref.shape}")
+    (ref_w, vpw), (pred_w, pred_vpw) = _words(c_ref), _words(c_pred)
+    if vpw != pred_vpw:  # e.g. one buffer unaligned: count voxel by voxel
+        ref_w, pred_w, vpw = c_ref, c_pred, 1
+    rows = c_ref.shape[0] * c_ref.shape[1]
+    nchunks = max(1, min(rows, 4 * numba.get_num_threads()))
+    cap = _START_CAP
+    while True:
+        with PARALLEL_LOCK:
+            values, nvalues, hist, rbox, pbox = joint_histogram(c_ref, c_pred, ref_w, pred_w, vpw, nchunks, cap)
+        if np.all(nvalues >= 0):
+            break
+        if cap >= MAX_LABELS:
+            raise ValueError(f"ref/pred hold more than {MAX_LABELS} distinct label values; "
+                             "medbench-fast evaluates semantic label maps, not instance maps")
+        cap = min(cap * 4, MAX_LABELS)
+    result = _drop_unseen(_reduce(values, nvalues, hist, rbox, pbox, transposed, int(ref.size)))
+    _check_non_negative(result)
+    return result
+
+
+def _reduce(values, nvalues, hist, rbox, pbox, transposed: bool, n_voxels: int) -> LabelCounts:
+    all_values = np.unique(np.concatenate([values[c, : nvalues[c]] for c in range(len(nvalues))]))
+    k = len(all_values)
+    total = np.zeros((k, k), np.int64)
+    big = np.iinfo(np.int64).max
+    lo_r = np.full((k, 3), big, np.int64)
+    hi_r = np.full((k, 3), -1, np.int64)
+    lo_p, hi_p = lo_r.copy(), hi_r.copy()
+    for c in range(len(nvalues)):
+        n = int(nvalues[c])
+        idx = np.searchsorted(all_values, values[c, :n])
+        total[np.ix_(idx, idx)] += hist[c, :n, :n]
+        np.minimum.at(lo_r, idx, rbox[c, :n, 0::2])
+        np.maximum.at(hi_r, idx, rbox[c, :n, 1::2])
+        np.minimum.at(lo_p, idx, pbox[c, :n, 0::2])
+        np.maximum.at(hi_p, idx, pbox[c, :n, 1::2])
+
+    def boxes(lo, hi):
+        present = hi[:, 0] >= 0
+        out = np.zeros((k, 6), np.int64)
+        out[present, 0::2] = lo[present]
+        out[present, 1::2] = hi[present] + 1
+        if transposed:  # kernel saw (X, Y, Z); report in the caller's (Z, Y, X)
+            out = out[:, [4, 5, 2, 3, 0, 1]]
+        return out
+
+    return LabelCounts(all_values.astype(np.int64), total, boxes(lo_r, hi_r), boxes(lo_p, hi_p), n_voxels)
+
+
+def _drop_unseen(counts: LabelCounts) -> LabelCounts:
+    """Remove values with no voxel (the kernel seeds every chunk's table with 0)."""
+    seen = (counts.hist.sum(axis=0) + counts.hist.sum(axis=1)) > 0
+    if seen.all():
+        return counts
+    return LabelCounts(counts.values[seen], counts.hist[np.ix_(seen, seen)], counts.ref_boxes[seen],
+                       counts.pred_boxes[seen], counts.n_voxels)
+
+
+def _check_non_negative(counts: LabelCounts) -> None:
+    negative = np.flatnonzero(counts.values < 0)
+    for i in negative:
+        side = "ref" if counts.hist[i].sum() else "pred"
+        raise ValueError(f"{side}: negative label {int(counts.values[i])}; labels must be >= 0")

@@ -1,0 +1,188 @@
+"""``evaluate_pair``: every metric of every label of one (reference, prediction) pair.
+
+Conventions (METRICS.md): reference first, then prediction; arrays in ``(Z, Y, X)``;
+``spacing`` in mm per array axis, keyword-only and required; one row per label, both-empty
+labels included; float metrics are NaN where undefined and ``None`` where not requested.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from medbench_fast.kernels._jit import PARALLEL_LOCK
+from medbench_fast.metrics.counts import LabelCounts, as_label_array, label_counts
+from medbench_fast.metrics.overlap import overlap_metrics
+from medbench_fast.metrics.selection import (
+    EMPTY_MODES,
+    HD95_MODES,
+    SURFACE_METRIC_NAMES,
+    SURFACE_MODES,
+    check_choice,
+    resolve_metrics,
+)
+
+#: Row fields returned for each label, in ``metrics.parquet`` column order.
+ROW_FIELDS = (
+    "label", "label_name", "tp", "fp", "fn", "tn",
+    "dice", "iou", "sensitivity", "specificity", "precision", "volume_similarity",
+    "ref_volume_ml", "pred_volume_ml", "hd", "hd95", "assd", "masd", "nsd", "nsd_tolerance_mm",
+    "ref_empty", "pred_empty",
+)
+#: Metrics set to NaN on both-empty rows under ``empty="nan"``.
+NAN_WHEN_BOTH_EMPTY = ("dice", "iou", "volume_similarity") + SURFACE_METRIC_NAMES
+#: Surface metrics of a label absent from both maps (METRICS.md).
+BOTH_EMPTY_SURFACE = {"hd": 0.0, "hd95": 0.0, "assd": 0.0, "masd": 0.0, "nsd": 1.0}
+
+
+def check_spacing(spacing, ndim: int = 3) -> tuple[float, ...]:
+    """Validate ``spacing`` (mm per axis): ``ndim`` finite positive numbers, widened to float64."""
+    if spacing is None:
+        raise ValueError("spacing: required (mm per axis, in array axis order)")
+    try:
+        values = tuple(float(s) for s in spacing)
+    except TypeError:
+        raise ValueError(f"spacing: expected {ndim} numbers, got {spacing!r}") from None
+    if len(values) != ndim:
+        raise ValueError(f"spacing: expected {ndim} values (one per axis), got {len(values)}")
+    if not all(math.isfinite(s) and s > 0 for s in values):
+        raise ValueError(f"spacing: every value must be finite and > 0, got {values}")
+    return values
+
+
+def _check_labels(labels: Iterable[int] | None, counts: LabelCounts) -> list[int]:
+    if labels is None:
+        return [int(v) for v in counts.values if v != 0]
+    out = []
+    for label in labels:
+        if isinstance(label, bool) or int(label) != label or label < 0:
+            raise ValueError(f"labels: {label!r} is not a non-negative integer label")
+        out.append(int(label))
+    return sorted(set(out))
+
+
+def evaluate_pair(
+    ref: np.ndarray,
+    pred: np.ndarray,
+    *,
+    spacing: Sequence[float],
+    labels: Iterable[int] | None = None,
+    metrics: str | Iterable[str] | None = None,
+    nsd_tolerance_mm: float = 1.0,
+    surface: str = "voxel",
+    hd95_mode: str = "max",
+    empty: str = "one",
+    label_names: Mapping[int, str] | None = None,
+) -> list[dict]:
+    """Evaluate every label of a prediction against its reference.
+
+    Parameters
+    ----------
+    ref, pred : 3D label maps ``(Z, Y, X)`` of equal shape; any integer or bool dtype,
+        integral floats, C- or F-order, read-only memmaps (never written).
+    spacing : mm per array axis, required.
+    labels : label values to report; default every non-zero value present in either map.
+        A requested label absent from both gets its both-empty row.
+    metrics : names or groups (``counts``, ``surface``); default both groups. Counts and
+        empty flags are always computed; unrequested metrics are ``None``.
+    nsd_tolerance_mm : NSD tolerance tau in mm.
+    surface : ``"voxel"`` (MONAI / MetricsReloaded borders) or ``"surfel"`` (DeepMind).
+    hd95_mode : ``"max"`` of the directed 95th percentiles, or ``"pooled"`` (medpy).
+    empty : ``"one"`` (both-empty Dice = 1, METRICS.md) or ``"nan"`` (nnU-Net / MONAI).
+    label_names : optional ``{label: name}`` for the ``label_name`` field.
+
+    Returns
+    -------
+    list of dict, one per label, keyed by :data:`ROW_FIELDS`.
+    """
+    spacing = check_spacing(spacing)
+    names = resolve_metrics(metrics)
+    check_choice("surface", surface, SURFACE_MODES)
+    check_choice("hd95_mode", hd95_mode, HD95_MODES)
+    check_choice("empty", empty, EMPTY_MODES)
+    if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
+        raise ValueError(f"nsd_tolerance_mm: expected a finite value >= 0, got {nsd_tolerance_mm}")
+    ref_a, pred_a = as_label_array(ref, "ref"), as_label_array(pred, "pred")
+    if ref_a.shape != pred_a.shape:
+        raise ValueError(f"ref and pred shapes differ: {ref_a.shape} vs {pred_a.shape}")
+    if ref_a.flags.f_contiguous and pred_a.flags.f_contiguous and not ref_a.flags.c_contiguous:
+        # Work on the C-ordered transposes; every metric is invariant to the axis order.
+        ref_a, pred_a, spacing = ref_a.T, pred_a.T, spacing[::-1]
+    counts = label_counts(ref_a, pred_a)
+    options = dict(names=names, nsd_tolerance_mm=nsd_tolerance_mm, surface=surface, hd95_mode=hd95_mode,
+                   empty=empty, label_names=label_names)
+    return rows_from_counts(counts, _check_labels(labels, counts), spacing=spacing, arrays=(ref_a, pred_a), **options)
+
+
+def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays, names, nsd_tolerance_mm,
+                     surface, hd95_mode, empty, label_names) -> list[dict]:
+    """Rows for ``labels`` from a pair's counts; surface metrics need ``arrays = (ref, pred)``
+    unless every label is absent from both maps (then ``arrays`` may be None)."""
+    rows = _count_rows(counts, labels, spacing, names)
+    surface_names = tuple(n for n in SURFACE_METRIC_NAMES if n in names)
+    for row in rows:
+        box = counts.union_box(row["label"])
+        if not surface_names:
+            continue
+        if box is None:
+            row.update({n: BOTH_EMPTY_SURFACE[n] for n in surface_names})
+            continue
+        from medbench_fast.metrics.surface import label_surface_metrics
+
+        ref_a, pred_a = arrays
+        if ref_a.dtype != pred_a.dtype or not (ref_a.flags.c_contiguous and pred_a.flags.c_contiguous):
+            ref_a, pred_a = np.ascontiguousarray(ref_a), np.ascontiguousarray(pred_a)
+            arrays = ref_a, pred_a
+        with PARALLEL_LOCK:
+            row.update(label_surface_metrics(
+                ref_a, pred_a, row["label"], box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
+                surface=surface, hd95_mode=hd95_mode, metrics=surface_names,
+            ))
+    for row in rows:
+        row["nsd_tolerance_mm"] = float(nsd_tolerance_mm) if "nsd" in names else None
+        row["label_name"] = None if label_names is None else label_names.get(row["label"])
+        if empty == "nan" and row["ref_empty"] and row["pred_empty"]:
+            for name in NAN_WHEN_BOTH_EMPTY:
+                if row.get(name) is not None:
+                    row[name] = float("nan")
+    return [{**{f: row.get(f) for f in ROW_FIELDS}, **{k: v for k, v in row.items() if k not in ROW_FIELDS}}
+            for row in rows]
+
+
+def both_empty_rows(labels: list[int], *, n_voxels: int, spacing, metrics=None, nsd_tolerance_mm: float = 1.0,
+                    surface: str = "voxel", hd95_mode: str = "max", empty: str = "one", label_names=None) -> list[dict]:
+    """Rows of labels absent from both maps of a case with ``n_voxels`` voxels (options as
+    :func:`evaluate_pair`)."""
+    options = dict(names=resolve_metrics(metrics), nsd_tolerance_mm=nsd_tolerance_mm, surface=surface,
+                   hd95_mode=hd95_mode, empty=empty, label_names=label_names)
+    background = LabelCounts(np.zeros(1, np.int64), np.full((1, 1), n_voxels, np.int64),
+                             np.zeros((1, 6), np.int64), np.zeros((1, 6), np.int64), n_voxels)
+    return rows_from_counts(background, labels, spacing=spacing, arrays=None, **options)
+
+
+def _count_rows(counts: LabelCounts, labels: list[int], spacing, names) -> list[dict]:
+    k = len(labels)
+    tp, fp, fn = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
+    for j, label in enumerate(labels):
+        i = counts.index(label)
+        if i is not None:
+            tp[j] = counts.hist[i, i]
+            fn[j] = counts.hist[i].sum() - tp[j]
+            fp[j] = counts.hist[:, i].sum() - tp[j]
+    tn = counts.n_voxels - tp - fp - fn
+    values = overlap_metrics(tp, fp, fn, tn)
+    ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0
+    values["ref_volume_ml"] = (tp + fn) * ml_per_voxel
+    values["pred_volume_ml"] = (tp + fp) * ml_per_voxel
+    rows = []
+    for j, label in enumerate(labels):
+        row = {"label": label, "tp": int(tp[j]), "fp": int(fp[j]), "fn": int(fn[j]), "tn": int(tn[j]),
+               "ref_empty": bool(tp[j] + fn[j] == 0), "pred_empty": bool(tp[j] + fp[j] == 0)}
+        for name, arr in values.items():
+            row[name] = float(arr[j]) if name in names else None
+        if "dice_smoothed" not in names:
+            row.pop("dice_smoothed")
+        rows.append(row)
+    return rows

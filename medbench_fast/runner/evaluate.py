@@ -1,0 +1,231 @@
+"""``evaluate_folders``: score a folder of predictions against a folder of references.
+
+Reading (through the volume cache) runs in a bounded thread pool while metric kernels run
+on finished reads; each finished batch of cases is appended as Parquet parts, so a failure
+or interruption never loses computed rows. A case that cannot be evaluated becomes a
+failed row in ``cases.parquet`` naming the file and the problem, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medbench_fast.data.cache import VolumeCache
+from medbench_fast.data.checks import GEOMETRY_RTOL, check_same_grid
+from medbench_fast.data.discovery import CasePair, pair_cases
+from medbench_fast.data.reader import VolumeError, load_volume
+from medbench_fast.metrics.evaluate import both_empty_rows, check_spacing, evaluate_pair
+from medbench_fast.metrics.selection import (
+    EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
+)
+from medbench_fast.store import run_info
+from medbench_fast.store.parts import PartWriter, dedupe_last, read_parts, write_table
+from medbench_fast.store.schema import CASES_SCHEMA, metrics_schema
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """Metric options shared by every case of a run (see :func:`evaluate_pair`)."""
+
+    labels: tuple[int, ...] | None = None
+    metrics: tuple[str, ...] = field(default_factory=lambda: resolve_metrics(None))
+    nsd_tolerance_mm: float = 1.0
+    surface: str = "voxel"
+    hd95_mode: str = "max"
+    empty: str = "one"
+    label_names: Mapping[int, str] | None = None
+    geometry_rtol: float = GEOMETRY_RTOL
+
+    def __post_init__(self):
+        check_choice("surface", self.surface, SURFACE_MODES)
+        check_choice("hd95_mode", self.hd95_mode, HD95_MODES)
+        check_choice("empty", self.empty, EMPTY_MODES)
+
+    def pair_kwargs(self) -> dict:
+        return dict(metrics=self.metrics, nsd_tolerance_mm=self.nsd_tolerance_mm, surface=self.surface,
+                    hd95_mode=self.hd95_mode, empty=self.empty, label_names=self.label_names)
+
+    def metadata(self) -> dict[str, str]:
+        """Key-value metadata recorded in ``metrics.parquet`` and ``run.json``."""
+        return {"surface_mode": self.surface, "hd95_mode": self.hd95_mode, "empty_mode": self.empty,
+                "nsd_tolerance_mm": repr(float(self.nsd_tolerance_mm)), "metrics": ",".join(self.metrics)}
+
+
+@dataclass
+class EvaluateResult:
+    run_dir: Path
+    run_id: str
+    n_cases: int
+    n_failed: int
+    files: dict[str, Path]
+
+
+def _relabel_error(exc: Exception, pair: CasePair) -> str:
+    """Error text naming the file: ``ref:``/``pred:`` prefixes become the file paths."""
+    text = str(exc)
+    for side, path in (("ref", pair.ref_path), ("pred", pair.pred_path)):
+        if text.startswith(side + ":"):
+            return f"{path}:{text[len(side) + 1:]}"
+    if isinstance(exc, VolumeError):
+        return text
+    return f"{pair.pred_path}: {type(exc).__name__}: {text}"
+
+
+def evaluate_case(pair: CasePair, options: EvaluateOptions, cache: VolumeCache | None) -> tuple[list[dict], dict]:
+    """Metric rows and the case row of one pair; failures become a case row with the error."""
+    case = {"case_id": pair.case_id, "ref_path": pair.ref_path, "pred_path": pair.pred_path, "success": False}
+    t0 = time.perf_counter_ns()
+    try:
+        if pair.problem:
+            raise VolumeError(pair.problem)
+        ref = load_volume(pair.ref_path, cache=cache)
+        pred = load_volume(pair.pred_path, cache=cache)
+        case.update(shape=list(ref.shape), spacing=list(ref.spacing))
+        check_spacing(ref.spacing)
+        check_same_grid(ref, pred, rtol=options.geometry_rtol)
+        t1 = time.perf_counter_ns()
+        rows = evaluate_pair(ref.array, pred.array, spacing=ref.spacing, labels=options.labels, **options.pair_kwargs())
+        t2 = time.perf_counter_ns()
+    except Exception as exc:  # every failure is recorded as a row; the run goes on
+        case.update(error=_relabel_error(exc, pair), total_s=(time.perf_counter_ns() - t0) / 1e9)
+        return [], case
+    case.update(success=True, load_s=(t1 - t0) / 1e9, metrics_s=(t2 - t1) / 1e9, total_s=(t2 - t0) / 1e9)
+    return [{"case_id": pair.case_id, **row} for row in rows], case
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="case", desc="evaluate", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+
+
+def evaluate_folders(
+    pred_dir: str | os.PathLike,
+    ref_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    options: EvaluateOptions | None = None,
+    workers: int | None = None,
+    cache: VolumeCache | None = None,
+    progress: bool | None = None,
+    model: str | None = None,
+    batch_size: int = 16,
+    case_ids: Iterable[str] | None = None,
+    worst_distance: str = "inf",
+) -> EvaluateResult:
+    """Evaluate every case of ``pred_dir`` against ``ref_dir`` and write the run folder.
+
+    Writes ``metrics.parquet``, ``cases.parquet``, ``run.json``, ``results.csv`` and
+    ``summary.json`` under ``out_dir``. ``model`` defaults to the prediction folder's name;
+    ``cache`` None decodes every file with SimpleITK; ``workers`` reading threads
+    (default: CPU count); ``progress`` None shows a bar only on a terminal;
+    ``worst_distance="diagonal"`` replaces +inf distances by the image diagonal in the summary.
+    """
+    options = options or EvaluateOptions()
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = model or Path(pred_dir).resolve().name
+    run_id = run_info.new_run_id()
+    started = run_info.utc_now()
+    pairs = pair_cases(pred_dir, ref_dir)
+    if case_ids is not None:
+        wanted = set(case_ids)
+        pairs = [p for p in pairs if p.case_id in wanted]
+    extra = tuple(m for m in options.metrics if m == "dice_smoothed")
+    schema = metrics_schema(extra)
+    metric_parts = PartWriter(run_dir, "metrics", schema)
+    case_parts = PartWriter(run_dir, "cases", CASES_SCHEMA)
+    stamp = {"run_id": run_id, "model": model}
+    workers = max(1, workers or os.cpu_count() or 1)
+    show = sys.stderr.isatty() if progress is None else progress
+    pending_metrics: list[dict] = []
+    pending_cases: list[dict] = []
+
+    def flush() -> None:
+        metric_parts.write(pending_metrics)
+        case_parts.write(pending_cases)
+        pending_metrics.clear()
+        pending_cases.clear()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medbench-eval") as pool, \
+            _progress(len(pairs), show) as bar:
+        queue = iter(pairs)
+        running = set()
+        while True:
+            while len(running) < 2 * workers:
+                pair = next(queue, None)
+                if pair is None:
+                    break
+                running.add(pool.submit(evaluate_case, pair, options, cache))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                rows, case = future.result()
+                pending_metrics.extend({**stamp, **r} for r in rows)
+                pending_cases.append({**stamp, **case})
+                bar.update(1)
+            if len(pending_cases) >= batch_size:
+                flush()
+        flush()
+    return finalize_run(run_dir, run_id=run_id, started=started, options=options, schema=schema,
+                        worst_distance=worst_distance, extra_info={"pred_dir": str(pred_dir), "ref_dir": str(ref_dir), "model": model})
+
+
+def finalize_run(run_dir: Path, *, run_id: str, started: str, options: EvaluateOptions, schema, extra_info: dict,
+                 worst_distance: str = "inf") -> EvaluateResult:
+    """Consolidate parts, add both-empty rows for the label union, write tables and reports."""
+    from medbench_fast.report.tables import write_reports
+
+    metrics = dedupe_last(read_parts(run_dir, "metrics", schema), ["model", "case_id", "label"])
+    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA), ["model", "case_id"])
+    if options.labels is None:
+        metrics = _fill_label_union(metrics, cases, options, schema)
+    metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
+    cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
+    meta = options.metadata()
+    files = {
+        "metrics": write_table(metrics, run_dir, "metrics", meta),
+        "cases": write_table(cases, run_dir, "cases"),
+    }
+    info = {
+        "run_id": run_id, "started": started, "finished": run_info.utc_now(), "command": "evaluate",
+        "options": {**meta, "labels": None if options.labels is None else list(options.labels),
+                    "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance},
+        "versions": run_info.package_versions(), "hardware": run_info.hardware(), "git_commit": run_info.git_commit(),
+        **extra_info,
+    }
+    files["run"] = run_info.write_run_json(run_dir, info)
+    files.update(write_reports(run_dir, worst_distance=worst_distance))
+    n_failed = cases.num_rows - sum(cases.column("success").to_pylist())
+    return EvaluateResult(run_dir, run_id, cases.num_rows, n_failed, files)
+
+
+def _fill_label_union(metrics, cases, options: EvaluateOptions, schema):
+    """Give every successful case a row for each label seen anywhere in the run."""
+    import pyarrow as pa
+
+    union = sorted(set(metrics.column("label").to_pylist()))
+    have: dict[tuple[str, str], set[int]] = {}
+    for m, c, label in zip(*(metrics.column(k).to_pylist() for k in ("model", "case_id", "label"))):
+        have.setdefault((m, c), set()).add(label)
+    extra = []
+    for row in cases.to_pylist():
+        if not row["success"]:
+            continue
+        missing = [label for label in union if label not in have.get((row["model"], row["case_id"]), set())]
+        if missing:
+            n_voxels = 1
+            for s in row["shape"]:
+                n_voxels *= s
+            for r in both_empty_rows(missing, n_voxels=n_voxels, spacing=row["spacing"], **options.pair_kwargs()):
+                extra.append({"run_id": row["run_id"], "model": row["model"], "case_id": row["case_id"], **r})
+    if not extra:
+        return metrics
+    return pa.concat_tables([metrics, pa.Table.from_pylist(extra, schema=schema)])

@@ -1,0 +1,83 @@
+"""``run.json``: what was run, when, on what, with which versions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+#: Distributions whose versions every run records (absent ones are skipped).
+VERSIONED = ("medbench-fast", "numpy", "numba", "SimpleITK", "pyarrow", "onnxruntime", "onnxruntime-gpu",
+             "torch", "transformers", "optimum-onnx", "ray")
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC timestamp plus 6 random hex digits."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The commit of the medbench-fast checkout in use, when run from one."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def hardware() -> dict:
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def config_record(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    return {"text": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def write_run_json(run_dir: str | os.PathLike, info: dict) -> Path:
+    """Write ``info`` as ``RUN_DIR/run.json`` atomically (keys sorted, stable bytes)."""
+    target = Path(run_dir) / "run.json"
+    tmp = target.with_name(f".run.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+def read_run_json(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text()) if path.exists() else {}

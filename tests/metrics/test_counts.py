@@ -1,0 +1,163 @@
+"""The one-pass counting kernel and its wrapper, against slow numpy references."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from reference import counts as ref_counts
+
+from medbench_fast.metrics.counts import MAX_LABELS, label_counts
+
+
+def _random_pair(rng, shape, n_labels, dtype):
+    ref = rng.integers(0, n_labels + 1, shape).astype(dtype)
+    pred = ref.copy()
+    flip = rng.random(shape) < 0.3
+    pred[flip] = rng.integers(0, n_labels + 1, int(flip.sum())).astype(dtype)
+    return ref, pred
+
+
+def _check(counts, ref, pred):
+    values = np.unique(np.concatenate([np.ravel(ref), np.ravel(pred)]))
+    assert counts.values.tolist() == values.astype(np.int64).tolist()
+    expected = np.zeros((len(values), len(values)), np.int64)
+    np.add.at(expected, (np.searchsorted(values, np.ravel(ref)), np.searchsorted(values, np.ravel(pred))), 1)
+    np.testing.assert_array_equal(counts.hist, expected)
+    assert counts.n_voxels == ref.size
+    for i, v in enumerate(values):
+        if v == 0:
+            continue
+        for arr, boxes in ((ref, counts.ref_boxes), (pred, counts.pred_boxes)):
+            expected_box = ref_counts.box(arr, v)
+            assert boxes[i].tolist() == (expected_box or [0] * 6), (v, expected_box)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n_labels", [1, 3, 6])
+def test_matches_reference_grid(rng, dtype, order, n_labels):
+    ref, pred = _random_pair(rng, (9, 11, 16), n_labels, dtype)
+    ref, pred = np.asarray(ref, order=order), np.asarray(pred, order=order)
+    _check(label_counts(ref, pred), ref, pred)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1, 7), (3, 5, 13), (2, 3, 8), (64, 1, 3), (5, 33, 40)])
+def test_odd_shapes_and_word_tails(rng, shape):
+    ref, pred = _random_pair(rng, shape, 3, np.uint8)
+    _check(label_counts(ref, pred), ref, pred)
+
+
+def test_read_only_memmap_is_neither_copied_nor_written(rng, tmp_path):
+    ref, pred = _random_pair(rng, (6, 10, 24), 4, np.uint16)
+    np.save(tmp_path / "r.npy", ref)
+    np.save(tmp_path / "p.npy", pred)
+    mr, mp = np.load(tmp_path / "r.npy", mmap_mode="r"), np.load(tmp_path / "p.npy", mmap_mode="r")
+    assert not mr.flags.writeable
+    _check(label_counts(mr, mp), ref, pred)
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), ref)
+
+
+def test_inputs_are_not_mutated(rng):
+    ref, pred = _random_pair(rng, (5, 7, 16), 3, np.int32)
+    before = ref.copy(), pred.copy()
+    ref.flags.writeable = False
+    pred.flags.writeable = False
+    label_counts(ref, pred)
+    np.testing.assert_array_equal(ref, before[0])
+    np.testing.assert_array_equal(pred, before[1])
+
+
+def test_sparse_large_label_values_stay_compact(rng):
+    ref = np.zeros((4, 8, 8), np.int32)
+    pred = np.zeros_like(ref)
+    ref[0, 0, :3] = 7
+    ref[1, 2, 2] = 300
+    pred[3, 7, 7] = 2_000_000_000
+    counts = label_counts(ref, pred)
+    assert counts.values.tolist() == [0, 7, 300, 2_000_000_000]
+    assert counts.hist.shape == (4, 4)
+    _check(counts, ref, pred)
+
+
+def test_label_absent_from_one_side(rng):
+    ref = np.zeros((4, 8, 8), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[1:3, 1:3, 1:3] = 2
+    pred[2, 4:6, 4:8] = 5
+    counts = label_counts(ref, pred)
+    _check(counts, ref, pred)
+    assert counts.pred_boxes[counts.index(2)].tolist() == [0] * 6
+    assert counts.union_box(2) == ((1, 3), (1, 3), (1, 3))
+    assert counts.union_box(5) == ((2, 3), (4, 6), (4, 8))
+    assert counts.union_box(9) is None
+
+
+def test_many_labels_grow_the_table(rng):
+    ref = rng.integers(0, 300, (6, 20, 24)).astype(np.uint16)
+    pred = rng.integers(0, 300, (6, 20, 24)).astype(np.uint16)
+    _check(label_counts(ref, pred), ref, pred)
+
+
+def test_instance_maps_beyond_capacity_are_refused():
+    ref = np.arange(MAX_LABELS + 8, dtype=np.int32).reshape(1, 1, -1)
+    with pytest.raises(ValueError, match="distinct label values"):
+        label_counts(ref, ref)
+
+
+def test_mixed_dtypes_and_memory_orders(rng):
+    ref, pred = _random_pair(rng, (5, 6, 9), 3, np.uint8)
+    pred16 = np.asfortranarray(pred.astype(np.int16))
+    _check(label_counts(ref, pred16), ref, pred)
+
+
+def test_non_contiguous_and_unaligned_views(rng):
+    ref, pred = _random_pair(rng, (6, 10, 33), 3, np.uint8)
+    _check(label_counts(ref[:, ::2, 1:], pred[:, ::2, 1:]), ref[:, ::2, 1:], pred[:, ::2, 1:])
+    buf = np.zeros(ref.size + 1, np.uint8)
+    unaligned = buf[1:].reshape(ref.shape)
+    unaligned[...] = ref
+    _check(label_counts(unaligned, pred), ref, pred)
+
+
+def test_bool_and_integral_float_inputs(rng):
+    ref, pred = _random_pair(rng, (4, 6, 8), 1, np.uint8)
+    _check(label_counts(ref.astype(bool), pred.astype(bool)), ref, pred)
+    _check(label_counts(ref.astype(np.float32), pred.astype(np.float64)), ref, pred)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.full((2, 2, 2), 0.5), "non-integral"),
+    (np.full((2, 2, 2), np.nan), "non-integral"),
+    (np.full((2, 2, 2), -1.0), "negative label"),
+    (np.zeros((4, 4)), "3D"),
+    (np.zeros((2, 2, 2), np.complex64), "dtype"),
+])
+def test_bad_prediction_arrays_name_the_argument(bad, message):
+    with pytest.raises(ValueError, match=message) as info:
+        label_counts(np.zeros(bad.shape if bad.ndim == 3 else (2, 2, 2), np.uint8), bad)
+    assert str(info.value).startswith("pred")
+
+
+def test_negative_integer_labels_are_refused():
+    ref = np.zeros((2, 3, 4), np.int16)
+    ref[0, 0, 0] = -3
+    with pytest.raises(ValueError, match="ref: negative label -3"):
+        label_counts(ref, np.zeros_like(ref))
+
+
+def test_shape_mismatch():
+    with pytest.raises(ValueError, match="shapes differ"):
+        label_counts(np.zeros((2, 3, 4), np.uint8), np.zeros((2, 3, 5), np.uint8))
+
+
+def test_deterministic_across_thread_counts(rng):
+    ref, pred = _random_pair(rng, (17, 23, 40), 5, np.uint8)
+    results = []
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        numba.set_num_threads(threads)
+        results.append(label_counts(ref, pred))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].hist, other.hist)
+        np.testing.assert_array_equal(results[0].ref_boxes, other.ref_boxes)
