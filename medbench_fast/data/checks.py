@@ -21,8 +21,13 @@ def check_same_grid(ref: Volume, pred: Volume, *, rtol: float = GEOMETRY_RTOL) -
         raise VolumeError(f"{name}: shape {pred.shape} differs from reference {ref.path}: {ref.shape}")
     rs, ps = np.asarray(ref.spacing), np.asarray(pred.spacing)
     if not np.allclose(ps, rs, rtol=rtol, atol=0):
-        raise VolumeError(f"{name}: spacing {tuple(ps)} mm differs from reference {ref.path}: {tuple(rs)} mm")
+        raise VolumeError(f"{name}: spacing {_fmt(ps)} mm differs from reference {ref.path}: {_fmt(rs)} mm")
     if not np.allclose(pred.origin, ref.origin, rtol=rtol, atol=rtol * float(rs.max())):
-        raise VolumeError(f"{name}: origin {pred.origin} differs from reference {ref.path}: {ref.origin}")
+        raise VolumeError(f"{name}: origin {_fmt(pred.origin)} mm differs from reference {ref.path}: {_fmt(ref.origin)} mm")
     if not np.allclose(pred.direction, ref.direction, rtol=0, atol=rtol):
-        raise VolumeError(f"{name}: direction {pred.direction} differs from reference {ref.path}: {ref.direction}")
+        raise VolumeError(f"{name}: direction {_fmt(pred.direction)} differs from reference {ref.path}: "
+                          f"{_fmt(ref.direction)}")
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"

@@ -95,13 +95,54 @@ def read_sitk(path: str | os.PathLike):
             return reader.Execute()
         if p.stat().st_size == 0:
             raise VolumeError(f"{p}: file is empty (0 bytes)")
-        return sitk.ReadImage(str(p))
+        image = sitk.ReadImage(str(p))
+        if p.name.lower().endswith(".nii.gz"):
+            check_nifti_gz_complete(p)
+        return image
     except VolumeError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every I/O failure as RuntimeError
         reason = str(exc).strip().splitlines()
         detail = next((ln for ln in reason if "rror" in ln or "nable" in ln), reason[-1] if reason else "")
         raise VolumeError(f"{p}: cannot be read as an image (truncated or corrupt?): {detail.strip()}") from None
+
+
+def check_nifti_gz_complete(path: Path) -> None:
+    """Raise :class:`VolumeError` when a ``.nii.gz`` file is cut short.
+
+    ITK decodes a truncated gzip stream without complaint (the missing voxels read as 0).
+    The gzip trailer's ISIZE field (uncompressed size mod 2**32) must equal the NIfTI
+    header's ``vox_offset`` plus the voxel data size; a truncated file ends elsewhere.
+    """
+    import gzip
+    import struct
+
+    with gzip.open(path, "rb") as fh:
+        header = fh.read(540)
+    with open(path, "rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        isize = struct.unpack("<I", fh.read(4))[0]
+    for endian in "<>":
+        sizeof_hdr = struct.unpack(endian + "i", header[:4])[0]
+        if sizeof_hdr == 348:  # NIfTI-1
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if sizeof_hdr == 540:  # NIfTI-2
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            vox_offset = struct.unpack(endian + "q", header[168:176])[0]
+            break
+    else:
+        raise VolumeError(f"{path}: not a NIfTI file (bad header size field)")
+    n_voxels = 1
+    for d in dims[1: 1 + max(1, min(int(dims[0]), 7))]:
+        n_voxels *= max(int(d), 1)
+    expected = max(vox_offset, 352 if sizeof_hdr == 348 else 544) + n_voxels * bitpix // 8
+    if isize != expected % 2**32:
+        raise VolumeError(f"{path}: truncated or corrupt: gzip stream holds {isize} bytes, "
+                          f"the NIfTI header announces {expected}")
 
 
 def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:

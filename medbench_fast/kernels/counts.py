@@ -54,7 +54,7 @@ def _grow_box(boxes, c, i, z, y, x):
 
 
 @njit_parallel
-def joint_histogram(ref, pred, ref_words, pred_words, vpw, nchunks, cap):
+def joint_histogram(ref, pred, ref_words, pred_words, vpw, splat, nchunks, cap):
     """Joint histogram of ``(ref, pred)`` label values, per chunk of rows.
 
     Parameters
@@ -63,6 +63,8 @@ def joint_histogram(ref, pred, ref_words, pred_words, vpw, nchunks, cap):
     ref_words, pred_words : the same memory viewed as ``(Z, Y, X // vpw)`` unsigned words
         (or the arrays themselves with ``vpw == 1``); used only to skip voxels where both are 0.
     vpw : voxels per word.
+    splat : ``uint64`` that copies one voxel's bits to every voxel of a word (``0x0101...01``
+        for 1-byte voxels); a word equal to ``(word & item_mask) * splat`` holds one value.
     nchunks : number of row chunks (partials); rows ``Z * Y`` are split evenly.
     cap : capacity of distinct label values per chunk.
 
@@ -81,6 +83,8 @@ def joint_histogram(ref, pred, ref_words, pred_words, vpw, nchunks, cap):
     while nslots < _SLOTS_PER_LABEL * cap:
         nslots *= 2
     mask = nslots - 1
+    bits = 64 // vpw
+    item_mask = np.uint64(0xFFFFFFFFFFFFFFFF) if bits == 64 else (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     values = np.zeros((nchunks, cap), np.int64)
     nvalues = np.zeros(nchunks, np.int64)
     hist = np.zeros((nchunks, cap, cap), np.int64)
@@ -111,10 +115,28 @@ def joint_histogram(ref, pred, ref_words, pred_words, vpw, nchunks, cap):
             z = row // ny
             y = row - z * ny
             for w in range(nw):
-                if ref_words[z, y, w] == 0 and pred_words[z, y, w] == 0:
+                rw = np.uint64(ref_words[z, y, w])
+                pw = np.uint64(pred_words[z, y, w])
+                if rw == 0 and pw == 0:
                     both_zero += vpw
                     continue
-                for x in range(w * vpw, w * vpw + vpw):
+                x0 = w * vpw
+                if vpw > 1 and rw == pw and rw == (rw & item_mask) * splat:
+                    # a run of one label, equal in both maps: count the word at once
+                    r = np.int64(ref[z, y, x0])
+                    if r != last_r:
+                        ri = _lookup(r, c, keys, slots, values, nvalues, mask)
+                        last_r = r
+                    if ri < 0:
+                        nvalues[c] = -1
+                        break
+                    hist[c, ri, ri] += vpw
+                    _grow_box(ref_boxes, c, ri, z, y, x0)
+                    _grow_box(ref_boxes, c, ri, z, y, x0 + vpw - 1)
+                    _grow_box(pred_boxes, c, ri, z, y, x0)
+                    _grow_box(pred_boxes, c, ri, z, y, x0 + vpw - 1)
+                    continue
+                for x in range(x0, x0 + vpw):
                     r = np.int64(ref[z, y, x])
                     p = np.int64(pred[z, y, x])
                     if r != last_r:

@@ -96,6 +96,12 @@ def _words(arr: np.ndarray) -> tuple[np.ndarray, int]:
     return arr, 1
 
 
+def _splat(vpw: int) -> np.uint64:
+    """The word that repeats a 1-valued voxel ``vpw`` times (0x0101...01 for bytes)."""
+    bits = 64 // vpw
+    return np.uint64(sum(1 << (bits * i) for i in range(vpw)))
+
+
 def _pair_dtype(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Views with one dtype per pair where possible, so numba compiles fewer variants."""
     if ref.dtype == pred.dtype:
@@ -133,7 +139,8 @@ def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
     cap = _START_CAP
     while True:
         with PARALLEL_LOCK:
-            values, nvalues, hist, rbox, pbox = joint_histogram(c_ref, c_pred, ref_w, pred_w, vpw, nchunks, cap)
+            values, nvalues, hist, rbox, pbox = joint_histogram(c_ref, c_pred, ref_w, pred_w, vpw, _splat(vpw),
+                                                                nchunks, cap)
         if np.all(nvalues >= 0):
             break
         if cap >= MAX_LABELS:

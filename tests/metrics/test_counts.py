@@ -161,3 +161,16 @@ def test_deterministic_across_thread_counts(rng):
     for other in results[1:]:
         np.testing.assert_array_equal(results[0].hist, other.hist)
         np.testing.assert_array_equal(results[0].ref_boxes, other.ref_boxes)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64])
+def test_blocky_runs_counted_word_at_a_time(rng, dtype):
+    ref = np.zeros((6, 9, 48), dtype)
+    ref[1:5, 2:8, 3:45] = 1
+    ref[2:4, 3:6, 8:24] = 2
+    ref[0, 0, 40:48] = 3
+    pred = ref.copy()
+    pred[1:5, 2:8, 16:40] = 2  # equal-valued runs that differ between maps
+    pred[5, 8, :] = 4
+    _check(label_counts(ref, pred), ref, pred)
+    _check(label_counts(ref, ref), ref, ref)

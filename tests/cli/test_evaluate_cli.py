@@ -1,0 +1,213 @@
+"""``medbench evaluate`` end to end through click, including every bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from reference import counts as ref_counts
+
+from medbench_fast.cli.main import cli
+from medbench_fast.data.reader import Volume, write_volume
+
+SPACING = (2.0, 0.8, 0.8)
+METRIC_COLUMNS = ["run_id", "model", "case_id", "label", "label_name", "tp", "fp", "fn", "tn", "dice", "iou",
+                  "sensitivity", "specificity", "precision", "volume_similarity", "ref_volume_ml", "pred_volume_ml",
+                  "hd", "hd95", "assd", "masd", "nsd", "nsd_tolerance_mm", "ref_empty", "pred_empty"]
+
+
+def _pair(rng, shape=(6, 20, 24)):
+    ref = np.zeros(shape, np.uint8)
+    ref[1:5, 3:12, 4:14] = 1
+    ref[2:4, 14:18, 15:20] = 2
+    pred = ref.copy()
+    pred[1:5, 3:5, 4:14] = 0
+    pred[rng.random(shape) < 0.01] = 2
+    return ref, pred
+
+
+def _write(folder, name, array, spacing=SPACING, **geometry):
+    folder.mkdir(parents=True, exist_ok=True)
+    write_volume(Volume(array, spacing, **geometry), folder / name)
+
+
+def _run(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def dataset(tmp_path, rng):
+    refs, preds = tmp_path / "labels", tmp_path / "model_a"
+    truth = {}
+    for i, ext in enumerate([".nii.gz", ".nrrd", ".mha"]):
+        ref, pred = _pair(rng)
+        _write(refs, f"case{i}{ext}", ref)
+        _write(preds, f"case{i}{ext}", pred)
+        truth[f"case{i}"] = (ref, pred)
+    ref, pred = _pair(rng)
+    ref[ref == 2] = 0
+    pred[pred == 2] = 0
+    pred[0, 0, 0] = 7  # label 7 only in this prediction
+    _write(refs, "only_one_label.nii.gz", ref)
+    _write(preds, "only_one_label.nii.gz", pred)
+    truth["only_one_label"] = (ref, pred)
+    return refs, preds, truth
+
+
+def test_good_cases_match_reference_and_fill_label_union(tmp_path, dataset):
+    refs, preds, truth = dataset
+    out = tmp_path / "out"
+    result = _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet",
+                   "--label-names", "1=organ,2=node"])
+    assert "4 cases, 0 failed" in result.output
+    table = pq.read_table(out / "metrics.parquet")
+    assert table.column_names == METRIC_COLUMNS
+    meta = table.schema.metadata
+    assert meta[b"surface_mode"] == b"voxel" and meta[b"hd95_mode"] == b"max"
+    rows = table.to_pylist()
+    assert {(r["case_id"], r["label"]) for r in rows} == {(c, label) for c in truth for label in (1, 2, 7)}
+    assert {r["model"] for r in rows} == {"model_a"}
+    for r in rows:
+        ref, pred = truth[r["case_id"]]
+        expected = ref_counts.metrics(ref, pred, r["label"], SPACING)
+        for key in ("tp", "fp", "fn", "tn", "dice", "iou", "ref_empty", "pred_empty"):
+            assert r[key] == pytest.approx(expected[key]), (r["case_id"], r["label"], key)
+        assert r["label_name"] == {1: "organ", 2: "node", 7: None}[r["label"]]
+    both_empty = [r for r in rows if r["case_id"] == "case0" and r["label"] == 7][0]
+    assert both_empty["dice"] == 1.0 and both_empty["hd95"] == 0.0 and both_empty["nsd"] == 1.0
+    cases = pq.read_table(out / "cases.parquet").to_pylist()
+    assert all(c["success"] for c in cases) and all(c["metrics_s"] > 0 for c in cases)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["per_label"]["model_a"]["1"]["dice"]["count"] == 4
+    assert set(summary["nnunet"]["model_a"]) == {"metric_per_case", "mean", "foreground_mean"}
+    assert summary["cases"]["model_a"]["success_rate"] == 1.0
+    run = json.loads((out / "run.json").read_text())
+    assert run["options"]["surface_mode"] == "voxel" and run["versions"]["numpy"]
+    assert (out / "results.csv").read_text().count("\n") == len(rows) + 1
+
+
+def test_labels_option_and_empty_nan(tmp_path, dataset):
+    refs, preds, _ = dataset
+    out = tmp_path / "out"
+    _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet",
+          "--labels", "2,5", "--empty", "nan", "--metrics", "counts", "--workers", "1"])
+    rows = pq.read_table(out / "metrics.parquet").to_pylist()
+    assert {r["label"] for r in rows} == {2, 5}
+    assert all(math.isnan(r["dice"]) for r in rows if r["label"] == 5)
+    assert all(r["hd95"] is None for r in rows)
+    nan_dice = [r for r in rows if r["label"] == 2 and r["case_id"] == "only_one_label"]
+    assert math.isnan(nan_dice[0]["dice"])
+
+
+def _bad_cases(refs, preds, rng):
+    ref, pred = _pair(rng)
+    problems = {}
+    _write(refs, "empty_file.nii.gz", ref)
+    (preds / "empty_file.nii.gz").write_bytes(b"")
+    problems["empty_file"] = "file is empty"
+    _write(refs, "garbage.nii.gz", ref)
+    (preds / "garbage.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    problems["garbage"] = "cannot be read"
+    _write(refs, "truncated.nii.gz", ref)
+    _write(preds, "truncated.nii.gz", pred)
+    data = (preds / "truncated.nii.gz").read_bytes()
+    (preds / "truncated.nii.gz").write_bytes(data[: len(data) // 2])
+    problems["truncated"] = "truncated.nii.gz"
+    _write(refs, "no_pred.nii.gz", ref)
+    problems["no_pred"] = "no prediction for case"
+    _write(preds, "no_ref.nii.gz", pred)
+    problems["no_ref"] = "no reference for case"
+    _write(refs, "shape.nii.gz", ref)
+    _write(preds, "shape.nii.gz", pred[:, :-1])
+    problems["shape"] = "shape"
+    _write(refs, "spacing.nii.gz", ref)
+    _write(preds, "spacing.nii.gz", pred, spacing=(2.0, 0.8, 0.9))
+    problems["spacing"] = "spacing"
+    _write(refs, "origin.nii.gz", ref)
+    _write(preds, "origin.nii.gz", pred, origin=(0.0, 0.0, 5.0))
+    problems["origin"] = "origin"
+    _write(refs, "direction.nii.gz", ref)
+    _write(preds, "direction.nii.gz", pred, direction=(1.0, 0, 0, 0, 0, 1.0, 0, 1.0, 0))
+    problems["direction"] = "direction"
+    _write(refs, "float.nii.gz", ref)
+    _write(preds, "float.nii.gz", pred.astype(np.float32) + 0.25)
+    problems["float"] = "non-integral"
+    _write(refs, "negative.nii.gz", ref.astype(np.int16) - (ref == 2).astype(np.int16) * 5)
+    _write(preds, "negative.nii.gz", pred.astype(np.int16))
+    problems["negative"] = "negative label -3"
+    return problems
+
+
+def test_bad_inputs_become_failed_rows_and_the_run_goes_on(tmp_path, dataset, rng):
+    refs, preds, truth = dataset
+    problems = _bad_cases(refs, preds, rng)
+    out = tmp_path / "out"
+    result = _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet"])
+    assert f"{len(truth) + len(problems)} cases, {len(problems)} failed" in result.output
+    cases = {c["case_id"]: c for c in pq.read_table(out / "cases.parquet").to_pylist()}
+    for case_id, fragment in problems.items():
+        case = cases[case_id]
+        assert not case["success"], case_id
+        assert fragment in case["error"], (case_id, case["error"])
+        assert case_id in case["error"], (case_id, case["error"])  # names the file
+    for case_id in truth:
+        assert cases[case_id]["success"]
+    metric_cases = set(pq.read_table(out / "metrics.parquet").column("case_id").to_pylist())
+    assert metric_cases == set(truth)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cases"]["model_a"]["failed"] == len(problems)
+
+
+def test_geometry_tolerance_option(tmp_path, rng):
+    refs, preds = tmp_path / "r", tmp_path / "p"
+    ref, pred = _pair(rng)
+    _write(refs, "a.nii.gz", ref)
+    _write(preds, "a.nii.gz", pred, spacing=(2.0, 0.8, 0.8004))
+    out = tmp_path / "out"
+    assert "1 failed" in _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q"]).output
+    assert "0 failed" in _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q",
+                               "--geometry-tolerance", "1e-3"]).output
+
+
+def test_second_run_reads_from_cache(tmp_path, dataset):
+    refs, preds, _ = dataset
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(tmp_path / "o"), "-q",
+              "--cache-dir", str(cache), "--metrics", "counts"])
+    assert len(list(cache.glob("*.npy"))) == 8
+    result = _run(["cache", "info", "--cache-dir", str(cache)])
+    assert "8 volumes" in result.output
+    assert "removed 8" in _run(["cache", "clear", "--cache-dir", str(cache)]).output
+
+
+def test_usage_errors_name_the_option(tmp_path, dataset):
+    refs, preds, _ = dataset
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(tmp_path), "--labels", "a,b"])
+    assert bad.exit_code == 2 and "--labels" in bad.output
+    bad = runner.invoke(cli, ["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(tmp_path), "--metrics", "dise"])
+    assert bad.exit_code == 2 and "unknown metric 'dise'" in bad.output
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from click.testing import CliRunner; from medbench_fast.cli.main import cli; "
+            "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0 and 'evaluate' in r.output; "
+            "heavy = [m for m in ('numba', 'SimpleITK', 'pyarrow', 'onnxruntime', 'torch') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "demo", "cache"])
+def test_every_command_has_help_with_examples(command):
+    result = _run([command, "--help"])
+    assert "Examples" in result.output

@@ -1,0 +1,74 @@
+"""Reading every supported format into (Z, Y, X) with millimetre geometry, and bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from volume_writers import write_dicom_series
+
+from medbench_fast.data.reader import Volume, VolumeError, case_id_from_path, load_volume, write_volume
+
+
+@pytest.fixture
+def volume(rng):
+    array = rng.integers(-1000, 1000, (5, 6, 7)).astype(np.int16)
+    return Volume(array, spacing=(2.5, 0.75, 0.5), origin=(-10.0, 20.0, 30.5))
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"])
+def test_round_trip_each_format(tmp_path, volume, ext):
+    path = tmp_path / f"case_007{ext}"
+    write_volume(volume, path)
+    got = load_volume(path)
+    np.testing.assert_array_equal(got.array, volume.array)
+    assert got.shape == (5, 6, 7)
+    np.testing.assert_allclose(got.spacing, volume.spacing, rtol=1e-6)
+    np.testing.assert_allclose(got.origin, volume.origin, rtol=1e-6)
+    assert case_id_from_path(path) == "case_007"
+
+
+def test_dicom_series_folder(tmp_path, volume):
+    folder = write_dicom_series(volume, tmp_path / "patient_12")
+    got = load_volume(folder)
+    np.testing.assert_array_equal(got.array, volume.array)
+    np.testing.assert_allclose(got.spacing, volume.spacing, rtol=1e-5)
+    np.testing.assert_allclose(got.origin, volume.origin, atol=1e-4)
+    assert case_id_from_path(folder) == "patient_12"
+
+
+def test_4d_with_trailing_singleton_is_squeezed(tmp_path):
+    image = sitk.GetImageFromArray(np.arange(2 * 3 * 4).reshape(1, 2, 3, 4).astype(np.uint8), isVector=False)
+    sitk.WriteImage(image, str(tmp_path / "a.nii.gz"))
+    assert load_volume(tmp_path / "a.nii.gz").shape == (2, 3, 4)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "file is empty"),
+    (b"this is not an image at all", "cannot be read"),
+])
+def test_unreadable_files_name_the_file(tmp_path, content, message):
+    path = tmp_path / "broken.nii.gz"
+    path.write_bytes(content)
+    with pytest.raises(VolumeError, match=message) as info:
+        load_volume(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_file(tmp_path, volume):
+    path = tmp_path / "trunc.nii.gz"
+    write_volume(volume, path)
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(VolumeError, match="trunc.nii.gz"):
+        load_volume(path)
+
+
+def test_2d_image_is_refused(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5), np.uint8)), str(tmp_path / "flat.nii.gz"))
+    with pytest.raises(VolumeError, match="2D; expected a 3D volume"):
+        load_volume(tmp_path / "flat.nii.gz")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VolumeError, match="file not found"):
+        load_volume(tmp_path / "nope.nii.gz")
