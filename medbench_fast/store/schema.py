@@ -34,3 +34,19 @@ def metrics_schema(extra: tuple[str, ...] = ()) -> pa.Schema:
     for name in extra:
         schema = schema.append(pa.field(name, EXTRA_METRIC_FIELDS[name]))
     return schema
+
+#: Case-level model outputs: one row per (model, case, object, target).
+SCORES_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("model", pa.string()), ("case_id", pa.string()),
+    ("object_id", pa.int64()), ("target_name", pa.string()), ("score", _F), ("target", _F),
+    ("object_voxels", pa.int64()),
+])
+
+#: Latency profiles: one row per (model, provider, batch_size), raw samples kept.
+LATENCY_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("model", pa.string()), ("provider", pa.string()), ("batch_size", pa.int64()),
+    ("warmup", pa.int64()), ("iters", pa.int64()), ("cold_start_s", _F),
+    ("p50_ms", _F), ("p90_ms", _F), ("p95_ms", _F), ("p99_ms", _F), ("mean_ms", _F), ("std_ms", _F), ("cv", _F),
+    ("throughput_items_per_s", _F), ("peak_rss_mb", _F), ("peak_gpu_mb", _F), ("unstable", pa.bool_()),
+    ("samples_ms", pa.list_(_F)),
+])
