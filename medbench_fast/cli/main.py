@@ -17,7 +17,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("medbench_fast.cli.demo:demo", "Generate a synthetic CT dataset and benchmark it end to end."),
     "evaluate": ("medbench_fast.cli.evaluate:evaluate", "Score a folder of predictions against a folder of references."),
     "cache": ("medbench_fast.cli.cache:cache", "Inspect or clear the volume cache."),
+    "run": ("medbench_fast.cli.run:run", "Benchmark the configured models on the configured dataset."),
+    "config": ("medbench_fast.cli.config:config", "Write a commented example config, or validate one."),
+    "profile": ("medbench_fast.cli.profile:profile", "Profile an ONNX model's latency and throughput per batch size."),
     "export": ("medbench_fast.cli.export:export", "Export a model (AI-ENE .h5, Hugging Face, TorchScript) to ONNX plus its spec."),
+    "report": ("medbench_fast.cli.report:report", "Rebuild a run folder's CSV, JSON and HTML reports from its Parquet files."),
+    "compare": ("medbench_fast.cli.compare:compare", "Put two or more runs side by side, with paired tests between models."),
 }
 
 

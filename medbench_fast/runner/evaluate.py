@@ -20,12 +20,13 @@ from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import GEOMETRY_RTOL, check_same_grid
 from medbench_fast.data.discovery import CasePair, pair_cases
 from medbench_fast.data.reader import VolumeError, load_volume
-from medbench_fast.metrics.evaluate import both_empty_rows, check_spacing, evaluate_pair
+from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
 from medbench_fast.metrics.selection import (
     EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
 )
 from medbench_fast.store import run_info
-from medbench_fast.store.parts import PartWriter, dedupe_last, read_parts, write_table
+from medbench_fast.runner.finalize import finalize_run
+from medbench_fast.store.parts import PartWriter
 from medbench_fast.store.schema import CASES_SCHEMA, metrics_schema
 
 
@@ -174,58 +175,9 @@ def evaluate_folders(
             if len(pending_cases) >= batch_size:
                 flush()
         flush()
-    return finalize_run(run_dir, run_id=run_id, started=started, options=options, schema=schema,
-                        worst_distance=worst_distance, extra_info={"pred_dir": str(pred_dir), "ref_dir": str(ref_dir), "model": model})
-
-
-def finalize_run(run_dir: Path, *, run_id: str, started: str, options: EvaluateOptions, schema, extra_info: dict,
-                 worst_distance: str = "inf") -> EvaluateResult:
-    """Consolidate parts, add both-empty rows for the label union, write tables and reports."""
-    from medbench_fast.report.tables import write_reports
-
-    metrics = dedupe_last(read_parts(run_dir, "metrics", schema), ["model", "case_id", "label"])
-    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA), ["model", "case_id"])
-    if options.labels is None:
-        metrics = _fill_label_union(metrics, cases, options, schema)
-    metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
-    cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
-    meta = options.metadata()
-    files = {
-        "metrics": write_table(metrics, run_dir, "metrics", meta),
-        "cases": write_table(cases, run_dir, "cases"),
-    }
-    info = {
-        "run_id": run_id, "started": started, "finished": run_info.utc_now(), "command": "evaluate",
-        "options": {**meta, "labels": None if options.labels is None else list(options.labels),
-                    "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance},
-        "versions": run_info.package_versions(), "hardware": run_info.hardware(), "git_commit": run_info.git_commit(),
-        **extra_info,
-    }
-    files["run"] = run_info.write_run_json(run_dir, info)
-    files.update(write_reports(run_dir, worst_distance=worst_distance))
+    info = {"run_id": run_id, "started": started, "command": "evaluate", "pred_dir": str(pred_dir),
+            "ref_dir": str(ref_dir), "model": model}
+    files = finalize_run(run_dir, info=info, options=options, schema=schema, worst_distance=worst_distance)
+    cases = files.pop("_cases")
     n_failed = cases.num_rows - sum(cases.column("success").to_pylist())
     return EvaluateResult(run_dir, run_id, cases.num_rows, n_failed, files)
-
-
-def _fill_label_union(metrics, cases, options: EvaluateOptions, schema):
-    """Give every successful case a row for each label seen anywhere in the run."""
-    import pyarrow as pa
-
-    union = sorted(set(metrics.column("label").to_pylist()))
-    have: dict[tuple[str, str], set[int]] = {}
-    for m, c, label in zip(*(metrics.column(k).to_pylist() for k in ("model", "case_id", "label"))):
-        have.setdefault((m, c), set()).add(label)
-    extra = []
-    for row in cases.to_pylist():
-        if not row["success"]:
-            continue
-        missing = [label for label in union if label not in have.get((row["model"], row["case_id"]), set())]
-        if missing:
-            n_voxels = 1
-            for s in row["shape"]:
-                n_voxels *= s
-            for r in both_empty_rows(missing, n_voxels=n_voxels, spacing=row["spacing"], **options.pair_kwargs()):
-                extra.append({"run_id": row["run_id"], "model": row["model"], "case_id": row["case_id"], **r})
-    if not extra:
-        return metrics
-    return pa.concat_tables([metrics, pa.Table.from_pylist(extra, schema=schema)])

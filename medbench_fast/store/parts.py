@@ -32,6 +32,8 @@ class PartWriter:
     def __init__(self, run_dir: str | os.PathLike, table: str, schema: pa.Schema):
         self.folder = Path(run_dir) / "parts" / table
         self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob(".part-*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
         self.schema = schema
         self._seq = len(list(self.folder.glob("part-*.parquet")))
 

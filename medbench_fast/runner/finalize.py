@@ -1,0 +1,82 @@
+"""Turning a run's Parquet parts into its final tables, ``run.json`` and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from medbench_fast.metrics.evaluate import both_empty_rows
+from medbench_fast.store import run_info
+from medbench_fast.store.parts import dedupe_last, read_parts, write_table
+from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHEMA
+
+
+def finalize_run(run_dir: Path, *, info: dict, options, schema, worst_distance: str = "inf",
+                 formats=("csv", "json"), latency_rows: list[dict] | None = None) -> dict:
+    """Consolidate parts (newest row per key wins), fill both-empty rows for the label union,
+    write ``metrics``/``cases`` (and ``scores``/``latency`` when present) Parquet files,
+    ``run.json`` and the reports. Returns the written files, plus the cases table as ``_cases``.
+    """
+    metrics = dedupe_last(read_parts(run_dir, "metrics", schema), ["model", "case_id", "label"])
+    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA), ["model", "case_id"])
+    succeeded = {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success")))
+                 if ok}
+    metrics = _keep_pairs(metrics, succeeded)
+    if options.labels is None:
+        metrics = _fill_label_union(metrics, cases, options, schema)
+    metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
+    cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
+    meta = options.metadata()
+    files = {"metrics": write_table(metrics, run_dir, "metrics", meta), "cases": write_table(cases, run_dir, "cases")}
+    scores = read_parts(run_dir, "scores", SCORES_SCHEMA)
+    if scores.num_rows:
+        scores = dedupe_last(scores, ["model", "case_id", "object_id", "target_name"])
+        scores = _keep_pairs(scores, succeeded)
+        scores = scores.sort_by([(k, "ascending") for k in ("model", "case_id", "object_id", "target_name")])
+        files["scores"] = write_table(scores, run_dir, "scores")
+    if latency_rows:
+        files["latency"] = write_table(pa.Table.from_pylist(latency_rows, schema=LATENCY_SCHEMA), run_dir, "latency")
+    record = {
+        **info, "finished": run_info.utc_now(),
+        "options": {**meta, "labels": None if options.labels is None else list(options.labels),
+                    "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance},
+        "versions": run_info.package_versions(), "hardware": run_info.hardware(), "git_commit": run_info.git_commit(),
+    }
+    files["run"] = run_info.write_run_json(run_dir, record)
+    from medbench_fast.report.tables import write_reports
+
+    files.update(write_reports(run_dir, worst_distance=worst_distance, formats=tuple(formats)))
+    files["_cases"] = cases
+    return files
+
+
+def _keep_pairs(table: pa.Table, pairs: set[tuple[str, str]]) -> pa.Table:
+    """Rows whose (model, case_id) finished successfully (drops rows of a retried failure)."""
+    if table.num_rows == 0:
+        return table
+    keep = [(m, c) in pairs for m, c in zip(table.column("model").to_pylist(), table.column("case_id").to_pylist())]
+    return table.filter(pa.array(keep))
+
+
+def _fill_label_union(metrics, cases, options, schema):
+    """Give every successful case a row for each label seen anywhere in the run."""
+
+    union = sorted(set(metrics.column("label").to_pylist()))
+    have: dict[tuple[str, str], set[int]] = {}
+    for m, c, label in zip(*(metrics.column(k).to_pylist() for k in ("model", "case_id", "label"))):
+        have.setdefault((m, c), set()).add(label)
+    extra = []
+    for row in cases.to_pylist():
+        if not row["success"]:
+            continue
+        missing = [label for label in union if label not in have.get((row["model"], row["case_id"]), set())]
+        if missing:
+            n_voxels = 1
+            for s in row["shape"]:
+                n_voxels *= s
+            for r in both_empty_rows(missing, n_voxels=n_voxels, spacing=row["spacing"], **options.pair_kwargs()):
+                extra.append({"run_id": row["run_id"], "model": row["model"], "case_id": row["case_id"], **r})
+    if not extra:
+        return metrics
+    return pa.concat_tables([metrics, pa.Table.from_pylist(extra, schema=schema)])

@@ -1,0 +1,93 @@
+"""From a config's model entry to a runnable model: export when needed, then load.
+
+Each model kind is a small class with one method, ``onnx(export_dir)`` -> ``(onnx path,
+spec or None)``; exports go through the export cache (keyed by the source's hash and the
+options), so a second run reuses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medbench_fast.models.spec import ModelError
+
+
+class ModelSource:
+    """A config model entry (``name``, ``kind``, ``path``/``id``, ``spec`` ...)."""
+
+    def __init__(self, entry: dict):
+        self.entry = entry
+        self.name = entry["name"]
+
+    def onnx(self, export_dir: Path) -> tuple[Path, object]:
+        raise NotImplementedError
+
+    def _spec_override(self, spec):
+        """Apply the config's ``spec`` mapping on top of an exported spec (dict merge)."""
+        override = self.entry.get("spec")
+        base = spec.to_dict() if spec is not None else {}
+        merged = {**base, **(override or {}), "name": self.name}
+        for key in ("strategy", "output"):
+            if override and isinstance(override.get(key), dict) and isinstance(base.get(key), dict):
+                merged[key] = {**base[key], **override[key]}
+        return merged
+
+
+class OnnxSource(ModelSource):
+    def onnx(self, export_dir):
+        path = Path(self.entry["path"])
+        if self.entry.get("spec") is None:
+            return path, None  # the spec JSON beside the file
+        from medbench_fast.models.onnx import resolve_spec
+        from medbench_fast.models.spec import spec_path_for
+
+        beside = spec_path_for(path)
+        base = resolve_spec(path, None) if beside.is_file() else None
+        return path, self._spec_override(base)
+
+
+class TorchScriptSource(ModelSource):
+    def onnx(self, export_dir):
+        from medbench_fast.models.torchscript import export_torchscript
+
+        path, spec, _ = export_torchscript(self.entry["path"], export_dir / f"{self.name}.onnx",
+                                           input_shape=self.entry["input_shape"], spec=self.entry.get("spec"),
+                                           name=self.name)
+        return path, spec
+
+
+class HuggingFaceSource(ModelSource):
+    def onnx(self, export_dir):
+        from medbench_fast.models.huggingface import export_hf
+
+        path, spec, _ = export_hf(self.entry.get("path") or self.entry["id"], export_dir / f"{self.name}.onnx",
+                                  task=self.entry["task"], name=self.name)
+        return path, self._spec_override(spec)
+
+
+class AieneSource(ModelSource):
+    def onnx(self, export_dir):
+        from medbench_fast.models.aiene.export import export_aiene
+
+        path, spec, _ = export_aiene(self.entry["path"], export_dir / f"{self.name}.onnx", name=self.name,
+                                     node_label=self.entry["node_label"])
+        return path, self._spec_override(spec)
+
+
+SOURCES = {"onnx": OnnxSource, "torchscript": TorchScriptSource, "huggingface": HuggingFaceSource,
+           "aiene": AieneSource}
+
+
+def open_model(entry: dict, *, export_dir: Path, benchmark: dict):
+    """Export (cached) and load the model of a config entry; errors name the model."""
+    from medbench_fast.models import load_model
+
+    source = SOURCES[entry["kind"]](entry)
+    try:
+        path, spec = source.onnx(export_dir)
+        model = load_model(path, providers=tuple(benchmark["providers"]), spec=spec, threads=benchmark["threads"],
+                           fp16=benchmark["fp16"])
+    except ModelError as exc:
+        raise ModelError(f"model {entry['name']!r}: {exc}") from None
+    model.name = entry["name"]
+    return model
