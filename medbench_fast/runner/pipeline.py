@@ -248,6 +248,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
                              **options.pair_kwargs())
         return rows, (time.perf_counter_ns() - t0) / 1e9
 
+    loop_start = time.perf_counter_ns()
     try:
         queue = iter(todo)
         ahead: deque[Future] = deque()
@@ -308,6 +309,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         for bar in bars:
             bar.close()
     info.update(status="interrupted" if interrupted else "finished", models=model_info,
+                loop_s=(time.perf_counter_ns() - loop_start) / 1e9, cases_run=len(todo),
                 write_s=sum(writer.write_s), config=run_info.config_record(config_text) or previous.get("config"))
     if interrupted:
         run_info.write_run_json(run_dir, {**previous, **info})

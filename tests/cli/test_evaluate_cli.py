@@ -211,3 +211,28 @@ def test_help_does_not_import_heavy_modules():
 def test_every_command_has_help_with_examples(command):
     result = _run([command, "--help"])
     assert "Examples" in result.output
+
+
+def test_infinite_distances_are_counted_or_replaced_by_the_diagonal(tmp_path, rng):
+    refs, preds = tmp_path / "r", tmp_path / "p"
+    ref, pred = _pair(rng)
+    _write(refs, "a.nii.gz", ref)
+    _write(preds, "a.nii.gz", pred)
+    missed = pred.copy()
+    missed[missed == 2] = 0  # label 2 missed entirely: distances +inf
+    _write(refs, "b.nii.gz", ref)
+    _write(preds, "b.nii.gz", missed)
+    out = tmp_path / "inf"
+    _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q", "--labels", "2"])
+    rows = {r["case_id"]: r for r in pq.read_table(out / "metrics.parquet").to_pylist()}
+    assert math.isinf(rows["b"]["hd95"]) and rows["b"]["nsd"] == 0.0
+    stats = json.loads((out / "summary.json").read_text())["per_label"]["p"]["2"]["hd95"]
+    assert stats["inf_count"] == 1 and stats["mean"] == pytest.approx(rows["a"]["hd95"])
+    out = tmp_path / "diag"
+    _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q", "--labels", "2",
+          "--worst-distance", "diagonal"])
+    stats = json.loads((out / "summary.json").read_text())["per_label"]["p"]["2"]["hd95"]
+    diagonal = math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(ref.shape, SPACING)))
+    assert stats["inf_count"] == 0
+    assert stats["mean"] == pytest.approx((rows["a"]["hd95"] + diagonal) / 2, rel=1e-6)
+    assert json.loads((out / "run.json").read_text())["options"]["worst_distance"] == "diagonal"

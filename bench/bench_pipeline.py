@@ -1,0 +1,156 @@
+"""``medbench run`` pipeline overhead, load/inference overlap and memory flatness.
+
+Run: ``python bench/bench_pipeline.py [--cases 24]``. Writes ``bench/results/pipeline.json``.
+
+1. Inference dominates: a 2D convolutional ONNX model (6 conv layers, 32 channels) on
+   synthetic CT; ``medbench run`` cases/s over its case loop vs a bare
+   ``session.run`` loop over the same slices preloaded in memory (target >= 0.95x).
+2. Loading dominates: the threshold baseline on .nii.gz cases read without the cache;
+   the run's loop time vs decoding alone and inference alone (overlap: close to their max,
+   not their sum).
+3. Memory: peak RSS of ``medbench run`` on 200 cases vs 20 (target: within 20 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import markdown_table, write_results  # noqa: E402
+
+from medbench_fast.data.reader import load_volume  # noqa: E402
+from medbench_fast.demo import write_dataset  # noqa: E402
+from medbench_fast.demo.baseline import build_baseline  # noqa: E402
+
+
+def build_convnet(path: Path, channels: int = 32, layers: int = 6) -> Path:
+    """A 2D conv net (3x3 convs + ReLU) ending in 6 class scores; random weights, spec beside it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from medbench_fast.models.spec import IntensityStep, ModelSpec, OutputSpec, StrategySpec, spec_path_for
+
+    rng = np.random.default_rng(0)
+    nodes, inits, prev, cin = [], [], "image", 1
+    for i in range(layers):
+        cout = 6 if i == layers - 1 else channels
+        w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
+        prev = f"c{i}"
+        if i < layers - 1:
+            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+            prev = f"r{i}"
+        cin = cout
+    nodes.append(helper.make_node("Identity", [prev], ["logits"]))
+    graph = helper.make_graph(nodes, "convnet",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 6, "h", "w"])],
+                              initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    ModelSpec(name="convnet", inputs=["image"], channels=1,
+              intensity=[IntensityStep(op="window", range=[-1000.0, 1000.0])],
+              strategy=StrategySpec(type="slice2d", axis=0, batch_size=16),
+              output=OutputSpec(kind="segmentation_logits", labels={1: 1, 2: 2, 4: 4, 5: 5})).to_json(spec_path_for(path))
+    return path
+
+
+def config(root: Path, model: Path, n: int, metrics: str = "[counts]") -> Path:
+    path = root / f"cfg_{model.stem}_{n}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        dataset: {{image_dir: {root}/data/images, seg_dir: {root}/data/labels, max_cases: {n}}}
+        models: [{{name: {model.stem}, path: {model}}}]
+        benchmark: {{metrics: {metrics}, write_every: 8}}
+        output: {{dir: {root}/runs, formats: [json]}}
+        """))
+    return path
+
+
+def medbench_run(cfg: Path, out: Path, *extra: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "run", "--config", str(cfg), "--out", str(out),
+                           "--quiet", *extra], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stdout + proc.stderr)
+    run = json.loads((out / "run.json").read_text())
+    return {"loop_s": run["loop_s"], "cases": run["cases_run"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def bare_loop(model_path: Path, images: list[np.ndarray]) -> float:
+    """Seconds for a plain ``session.run`` loop over preloaded, preprocessed slice batches."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    batches = []
+    for img in images:
+        x = np.clip((img.astype(np.float32) + 1000.0) / 2000.0, 0, 1)[:, None]
+        batches += [x[i: i + 16] for i in range(0, len(x), 16)]
+    sess.run(None, {"image": batches[0]})
+    t = time.perf_counter()
+    for b in batches:
+        sess.run(None, {"image": b})
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=24)
+    parser.add_argument("--memory-cases", type=int, default=200)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="medbench-pipeline-"))
+    write_dataset(root / "data", n_cases=max(args.cases, args.memory_cases), seed=11)
+    images = [np.asarray(load_volume(p).array) for p in sorted((root / "data" / "images").iterdir())[: args.cases]]
+    results: dict = {}
+
+    conv = build_convnet(root / "convnet.onnx")
+    bare = min(bare_loop(conv, images) for _ in range(3))
+    runs = [medbench_run(config(root, conv, args.cases), root / "runs" / f"conv{i}") for i in range(3)]
+    loop = min(r["loop_s"] for r in runs)
+    results["inference_dominates"] = {"cases": args.cases, "bare_session_run_s": bare, "medbench_loop_s": loop,
+                                      "throughput_ratio": bare / loop}
+
+    base = build_baseline(root / "baseline.onnx")
+    files = sorted((root / "data" / "images").iterdir())[: args.cases] + sorted((root / "data" / "labels").iterdir())[: args.cases]
+    t = time.perf_counter()
+    for f in files:
+        load_volume(f)
+    load_s = time.perf_counter() - t
+    infer_s = bare_loop(base, images)
+    run = medbench_run(config(root, base, args.cases), root / "runs" / "load", "--no-cache")
+    results["load_dominates"] = {"decode_s": load_s, "inference_s": infer_s, "medbench_loop_s": run["loop_s"],
+                                 "over_max": run["loop_s"] / max(load_s, infer_s),
+                                 "over_sum": run["loop_s"] / (load_s + infer_s)}
+
+    memory = {}
+    for n in (20, args.memory_cases):
+        code = (f"import resource, subprocess, sys; subprocess.run([sys.executable, '-m', 'medbench_fast', 'run', "
+                f"'--config', '{config(root, base, n)}', '--out', '{root}/runs/mem{n}', '--quiet', '--no-cache'], "
+                f"check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+        memory[n] = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    results["memory"] = {"peak_rss_mb": memory, "ratio": memory[args.memory_cases] / memory[20]}
+
+    inf, lod, mem = results["inference_dominates"], results["load_dominates"], results["memory"]
+    print(markdown_table(["measurement", "value"], [
+        ["inference dominates: medbench / bare session.run throughput", f"{inf['throughput_ratio']:.3f}x"],
+        ["loading dominates: decode s / inference s / medbench loop s",
+         f"{lod['decode_s']:.2f} / {lod['inference_s']:.2f} / {lod['medbench_loop_s']:.2f}"],
+        ["loading dominates: loop / max(decode, inference)", f"{lod['over_max']:.2f}x"],
+        ["loading dominates: loop / (decode + inference)", f"{lod['over_sum']:.2f}x"],
+        [f"peak RSS 20 vs {args.memory_cases} cases (MB)", f"{memory[20]:.0f} vs {memory[args.memory_cases]:.0f} "
+                                                            f"({mem['ratio']:.2f}x)"],
+    ]))
+    print(f"wrote {write_results('pipeline', results)}")
+
+
+if __name__ == "__main__":
+    main()
