@@ -55,6 +55,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "input_shape": Key("list[int]", help="TorchScript trace shape N,C,(D,)H,W."),
         "node_label": Key("int", 1, help="AI-ENE: reference label whose connected components are the nodes."),
         "spec": Key("map", help="Model spec (JSON spec fields) or overrides of the exported spec."),
+        "note": Key("str", help="Free text shown beside the model in reports, e.g. 'untrained'."),
     },
     "benchmark": {
         "providers": Key("list[str]", ["cpu"], choices=PROVIDERS, help="Execution providers in order of preference."),

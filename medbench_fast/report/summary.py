@@ -12,22 +12,24 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from medbench_fast.metrics.selection import ALL_NAMES, SURFACE_METRIC_NAMES
+from medbench_fast.metrics.selection import ALL_NAMES
+from medbench_fast.report.stats import bootstrap_mean_ci
 
 DISTANCE_METRICS = ("hd", "hd95", "assd", "masd")
 
 
 def describe(values) -> dict:
-    """count, nan_count, inf_count, mean, std (ddof=1), median, q25, q75 over finite values."""
+    """count, nan_count, inf_count, mean, std (ddof=1), median, q25, q75 and ``ci95`` (seeded
+    bootstrap interval of the mean) over the finite values."""
     arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     finite = arr[np.isfinite(arr)]
     out = {"count": int(arr.size), "nan_count": int(np.isnan(arr).sum()), "inf_count": int(np.isinf(arr).sum())}
     if finite.size:
         q25, median, q75 = np.percentile(finite, [25, 50, 75])
         out.update(mean=float(finite.mean()), std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
-                   median=float(median), q25=float(q25), q75=float(q75))
+                   median=float(median), q25=float(q25), q75=float(q75), ci95=list(bootstrap_mean_ci(finite)))
     else:
-        out.update(mean=None, std=None, median=None, q25=None, q75=None)
+        out.update(mean=None, std=None, median=None, q25=None, q75=None, ci95=None)
     return out
 
 
@@ -50,6 +52,47 @@ def replace_inf_by_diagonal(metrics: pa.Table, cases: pa.Table) -> pa.Table:
         new = [diag.get(k, v) if v is not None and math.isinf(v) else v for k, v in zip(keys, col)]
         metrics = metrics.set_column(metrics.schema.get_field_index(name), name, pa.array(new, pa.float64()))
     return metrics
+
+
+def foreground_per_case(metrics: pa.Table) -> tuple[dict, dict]:
+    """Per-case means over foreground labels (label 0 left out) and their left-out infinities.
+
+    Returns ``(means, inf_labels)``, both ``{model: {case_id: {metric: ...}}}``: the mean over
+    the case's labels with a finite value (NaN labels skipped; +inf when every defined label is
+    +inf, NaN when none is defined), and how many labels were +inf (left out of the mean).
+    """
+    names = present_metrics(metrics)
+    rows = metrics.to_pydict()
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (model, case_id, label) in enumerate(zip(rows["model"], rows["case_id"], rows["label"])):
+        if label != 0:
+            groups.setdefault((model, case_id), []).append(i)
+    means: dict = {}
+    infs: dict = {}
+    for (model, case_id), idx in sorted(groups.items()):
+        values, counts = {}, {}
+        for name in names:
+            arr = np.asarray([np.nan if rows[name][i] is None else rows[name][i] for i in idx], dtype=np.float64)
+            finite = arr[np.isfinite(arr)]
+            counts[name] = int(np.isinf(arr).sum())
+            values[name] = float(finite.mean()) if finite.size else math.inf if counts[name] else math.nan
+        means.setdefault(model, {})[case_id] = values
+        infs.setdefault(model, {})[case_id] = counts
+    return means, infs
+
+
+def model_summary(means: dict, inf_labels: dict) -> dict:
+    """``{model: {"cases": n, metric: describe(...) + inf_labels, cases_with_inf}}`` over the
+    per-case foreground means of :func:`foreground_per_case`."""
+    out = {}
+    for model, cases in means.items():
+        entry = {"cases": len(cases)}
+        for name in next(iter(cases.values())).keys() if cases else ():
+            counts = [inf_labels[model][c][name] for c in cases]
+            entry[name] = {**describe([v[name] for v in cases.values()]), "inf_labels": sum(counts),
+                           "cases_with_inf": sum(1 for n in counts if n)}
+        out[model] = entry
+    return out
 
 
 def per_label_summary(metrics: pa.Table) -> dict:
@@ -107,17 +150,39 @@ def _nanmean(values) -> float | None:
     return float(arr.mean()) if arr.size else None
 
 
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    arr = np.asarray(values, dtype=np.float64)
+    if not arr.size:
+        return None, None
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
 def case_summary(cases: pa.Table) -> dict:
-    """Per model: cases, successes, failures (with errors) and success rate."""
+    """Per model: cases, successes, failures (with errors), success rate and the mean and std
+    (ddof=1) of the inference time of successful cases in seconds (None when not timed)."""
     out: dict = {}
-    for r in cases.select(["model", "case_id", "success", "error"]).to_pylist():
+    times: dict[str, list[float]] = {}
+    for r in cases.select(["model", "case_id", "success", "error", "inference_s"]).to_pylist():
         m = out.setdefault(r["model"], {"cases": 0, "successful": 0, "failed": 0, "failures": []})
         m["cases"] += 1
         if r["success"]:
             m["successful"] += 1
+            if r["inference_s"] is not None:
+                times.setdefault(r["model"], []).append(r["inference_s"])
         else:
             m["failed"] += 1
             m["failures"].append({"case_id": r["case_id"], "error": r["error"]})
-    for m in out.values():
+    for model, m in out.items():
         m["success_rate"] = m["successful"] / m["cases"] if m["cases"] else None
+        m["avg_inference_time"], m["std_inference_time"] = _mean_std(times.get(model, []))
     return out
+
+
+def seed_fields(cases: pa.Table) -> dict:
+    """The seed prototype's summary fields over all rows of ``cases.parquet``."""
+    rows = cases.select(["success", "inference_s"]).to_pylist()
+    ok = [r for r in rows if r["success"]]
+    avg, std = _mean_std([r["inference_s"] for r in ok if r["inference_s"] is not None])
+    return {"total_cases": len(rows), "successful_cases": len(ok),
+            "success_rate": len(ok) / len(rows) if rows else None,
+            "avg_inference_time": avg, "std_inference_time": std}

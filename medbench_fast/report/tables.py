@@ -1,21 +1,39 @@
-"""Report files derived from a run folder's Parquet tables: ``results.csv`` and ``summary.json``.
+"""Report files of a run folder: ``results.csv``, ``cases.csv``, ``summary.json``, ``leaderboard.html``.
 
-Pure functions of ``metrics.parquet``, ``cases.parquet`` and ``run.json``: rebuilding them
-from the same files gives byte-identical output.
+Pure functions of the run's Parquet files and ``run.json``: rebuilding them from the same
+files gives byte-identical output (the only timestamps are the run's own).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 
-from medbench_fast.report.summary import case_summary, nnunet_summary, per_label_summary, replace_inf_by_diagonal
-from medbench_fast.store.run_info import read_run_json
+from medbench_fast.metrics.classification import classification_summary
+from medbench_fast.report.latency import profile_rows, stage_summary, wall_throughput
+from medbench_fast.report.paired import paired_comparisons
+from medbench_fast.report.run import RunTables, load_run
+from medbench_fast.report.summary import (
+    case_summary,
+    foreground_per_case,
+    model_summary,
+    nnunet_summary,
+    per_label_summary,
+    replace_inf_by_diagonal,
+    seed_fields,
+)
+
+FORMATS = ("csv", "json", "html")
+WORST_DISTANCE = ("inf", "diagonal")
+#: The seed prototype's per-case CSV columns.
+SEED_CASE_COLUMNS = ("case_id", "model", "inference_time", "success", "image_shape", "seg_shape")
 
 
 def _json_safe(value):
@@ -33,32 +51,107 @@ def _json_safe(value):
     return value
 
 
-def build_summary(run_dir: str | os.PathLike, *, worst_distance: str = "inf") -> dict:
-    """The ``summary.json`` content of a run folder (``worst_distance``: ``inf`` or ``diagonal``)."""
-    run_dir = Path(run_dir)
-    metrics = pq.read_table(run_dir / "metrics.parquet")
-    cases = pq.read_table(run_dir / "cases.parquet")
-    if worst_distance == "diagonal":
-        metrics = replace_inf_by_diagonal(metrics, cases)
-    elif worst_distance != "inf":
+def classification_section(scores: pa.Table | None, *, threshold: float = 0.5) -> dict:
+    """``{model: {target_name: classification_summary}}`` over rows with both a score and a target."""
+    if scores is None:
+        return {}
+    groups: dict[tuple[str, str], tuple[list, list]] = {}
+    for r in scores.select(["model", "target_name", "score", "target"]).to_pylist():
+        if r["score"] is None or r["target"] is None:
+            continue
+        s, t = groups.setdefault((r["model"], r["target_name"] or ""), ([], []))
+        s.append(r["score"])
+        t.append(r["target"])
+    out: dict = {}
+    for (model, target), (s, t) in sorted(groups.items()):
+        out.setdefault(model, {})[target] = classification_summary(s, t, threshold=threshold)
+    return out
+
+
+def _run_record(info: dict) -> dict:
+    keys = ("run_id", "started", "finished", "command", "git_commit")
+    if "runs" in info:
+        return {"runs": {name: {k: run.get(k) for k in keys} for name, run in info["runs"].items()}}
+    return {k: info.get(k) for k in keys}
+
+
+def summarize(tables: RunTables, *, worst_distance: str = "inf", threshold: float = 0.5) -> tuple[dict, dict]:
+    """The ``summary.json`` content and the per-case foreground means ``{model: {case: {metric: v}}}``."""
+    if worst_distance not in WORST_DISTANCE:
         raise ValueError(f"worst_distance: {worst_distance!r} is not one of inf, diagonal")
-    info = read_run_json(run_dir)
-    meta = {k.decode(): v.decode() for k, v in (metrics.schema.metadata or {}).items() if not k.startswith(b"ARROW")}
-    return {
-        "run_id": info.get("run_id"),
-        "conventions": {**meta, "worst_distance": worst_distance},
-        "cases": case_summary(cases),
+    metrics = tables.metrics
+    if worst_distance == "diagonal":
+        metrics = replace_inf_by_diagonal(metrics, tables.cases)
+    per_case, inf_labels = foreground_per_case(metrics)
+    summary = {
+        "run_id": tables.info.get("run_id"),
+        "run": _run_record(tables.info),
+        "conventions": {**tables.conventions, "worst_distance": worst_distance, "threshold": threshold},
+        **seed_fields(tables.cases),
+        "cases": case_summary(tables.cases),
+        "models": model_summary(per_case, inf_labels),
         "per_label": per_label_summary(metrics),
-        "nnunet": nnunet_summary(metrics, cases),
+        "comparisons": paired_comparisons(per_case, inf_labels),
+        "latency": {"stages": stage_summary(tables.cases), "profiles": profile_rows(tables.latency),
+                    "wall": wall_throughput(tables.info)},
+        "classification": classification_section(tables.scores, threshold=threshold),
+        "nnunet": nnunet_summary(metrics, tables.cases),
     }
+    return summary, per_case
 
 
-def write_reports(run_dir: str | os.PathLike, *, worst_distance: str = "inf") -> dict[str, Path]:
-    """Write ``results.csv`` (one row per model, case, label) and ``summary.json``."""
-    run_dir = Path(run_dir)
-    csv_path = run_dir / "results.csv"
-    pcsv.write_csv(pq.read_table(run_dir / "metrics.parquet"), csv_path)
-    summary_path = run_dir / "summary.json"
-    summary = _json_safe(build_summary(run_dir, worst_distance=worst_distance))
-    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    return {"csv": csv_path, "summary": summary_path}
+def build_summary(run_dir: str | os.PathLike, *, worst_distance: str = "inf", threshold: float = 0.5) -> dict:
+    """The ``summary.json`` content of a run folder (``worst_distance``: ``inf`` or ``diagonal``)."""
+    return summarize(load_run(run_dir), worst_distance=worst_distance, threshold=threshold)[0]
+
+
+def _shape_text(shape) -> str:
+    return "" if shape is None else "(" + ", ".join(str(int(n)) for n in shape) + ")"
+
+
+def seed_cases_csv(cases: pa.Table) -> str:
+    """The seed prototype's per-case CSV: inference time in seconds, shapes as ``(z, y, x)``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SEED_CASE_COLUMNS)
+    for r in cases.select(["case_id", "model", "inference_s", "success", "shape"]).to_pylist():
+        shape = _shape_text(r["shape"])
+        time_s = "" if r["inference_s"] is None else repr(float(r["inference_s"]))
+        writer.writerow([r["case_id"], r["model"], time_s, bool(r["success"]), shape, shape])
+    return buf.getvalue()
+
+
+def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, formats=FORMATS,
+                         worst_distance: str = "inf", threshold: float = 0.5) -> dict[str, Path]:
+    """Write the requested report ``formats`` of ``tables`` into ``out_dir``; return the paths by kind."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"formats: {sorted(unknown)} not among {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    if "csv" in formats:
+        files["csv"] = out_dir / "results.csv"
+        pcsv.write_csv(tables.metrics.replace_schema_metadata(None), files["csv"])
+        files["cases_csv"] = out_dir / "cases.csv"
+        files["cases_csv"].write_text(seed_cases_csv(tables.cases))
+    if "json" in formats or "html" in formats:
+        summary, per_case = summarize(tables, worst_distance=worst_distance, threshold=threshold)
+        summary = _json_safe(summary)
+    if "json" in formats:
+        files["summary"] = out_dir / "summary.json"
+        files["summary"].write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    if "html" in formats:
+        from medbench_fast.report.html import render_leaderboard
+
+        files["html"] = out_dir / "leaderboard.html"
+        files["html"].write_text(render_leaderboard(summary, per_case, tables.info), encoding="utf-8")
+    return files
+
+
+def write_reports(run_dir: str | os.PathLike, *, worst_distance: str = "inf", formats=FORMATS,
+                  threshold: float = 0.5) -> dict[str, Path]:
+    """Write the run folder's reports: ``csv`` (``results.csv``, one row per model, case, label, and the
+    seed's ``cases.csv``), ``json`` (``summary.json``) and ``html`` (``leaderboard.html``)."""
+    return write_tables_reports(load_run(run_dir), run_dir, formats=formats, worst_distance=worst_distance,
+                                threshold=threshold)

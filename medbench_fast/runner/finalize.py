@@ -13,7 +13,7 @@ from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHE
 
 
 def finalize_run(run_dir: Path, *, info: dict, options, schema, worst_distance: str = "inf",
-                 formats=("csv", "json"), latency_rows: list[dict] | None = None) -> dict:
+                 formats=("csv", "json", "html"), latency_rows: list[dict] | None = None) -> dict:
     """Consolidate parts (newest row per key wins), fill both-empty rows for the label union,
     write ``metrics``/``cases`` (and ``scores``/``latency`` when present) Parquet files,
     ``run.json`` and the reports. Returns the written files, plus the cases table as ``_cases``.
@@ -63,12 +63,13 @@ def _fill_label_union(metrics, cases, options, schema):
     """Give every successful case a row for each label seen anywhere in the run."""
 
     union = sorted(set(metrics.column("label").to_pylist()))
+    segmenters = set(metrics.column("model").to_pylist())  # case-level models have no metric rows
     have: dict[tuple[str, str], set[int]] = {}
     for m, c, label in zip(*(metrics.column(k).to_pylist() for k in ("model", "case_id", "label"))):
         have.setdefault((m, c), set()).add(label)
     extra = []
     for row in cases.to_pylist():
-        if not row["success"]:
+        if not row["success"] or row["model"] not in segmenters:
             continue
         missing = [label for label in union if label not in have.get((row["model"], row["case_id"]), set())]
         if missing:

@@ -1,0 +1,39 @@
+"""``medbench report``: rebuild a run folder's reports from its Parquet files."""
+
+from __future__ import annotations
+
+import click
+
+_WHAT = {"csv": "results.csv and cases.csv", "json": "summary.json", "html": "leaderboard.html"}
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--csv", "want_csv", is_flag=True, help="Write results.csv (one row per model, case, label) and cases.csv.")
+@click.option("--json", "want_json", is_flag=True, help="Write summary.json.")
+@click.option("--html", "want_html", is_flag=True, help="Write leaderboard.html (self-contained).")
+@click.option("--worst-distance", type=click.Choice(["inf", "diagonal"]), default="inf", show_default=True,
+              help="Keep +inf distances apart, or replace them by the image diagonal (BraTS).")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Score threshold of the classification metrics (case-level models).")
+def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
+    """Write the reports of RUN_DIR from its Parquet files and run.json.
+
+    With no format flag, every format is written. Reports are pure functions of the run's
+    files: rebuilding them gives byte-identical output.
+
+    \b
+    Examples:
+      medbench report results/
+      medbench report results/ --html
+      medbench report results/ --json --worst-distance diagonal
+    """
+    from medbench_fast.report.tables import FORMATS, write_reports
+
+    chosen = tuple(f for f, on in zip(FORMATS, (want_csv, want_json, want_html)) if on) or FORMATS
+    try:
+        files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    for path in files.values():
+        click.echo(str(path))

@@ -1,0 +1,132 @@
+"""Report statistics against scipy and slow, obvious references."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medbench_fast.report import stats
+from medbench_fast.report.stats import bootstrap_mean_ci, holm, wilcoxon_signed_rank
+
+
+def slow_bootstrap(values, n_resamples, seed):
+    """One resample at a time, the textbook way."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(values, dtype=np.float64)
+    means = []
+    for _ in range(n_resamples):
+        sample = [values[i] for i in rng.integers(0, values.size, size=values.size)]
+        means.append(sum(sample) / len(sample))
+    return tuple(np.percentile(means, [2.5, 97.5]))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_bootstrap_matches_slow_reference(rng, n):
+    values = rng.normal(0.8, 0.1, n)
+    assert bootstrap_mean_ci(values, n_resamples=500, seed=3) == pytest.approx(slow_bootstrap(values, 500, 3), abs=1e-12)
+
+
+def test_bootstrap_does_not_depend_on_blocking(rng, monkeypatch):
+    values = rng.uniform(size=33)
+    whole = bootstrap_mean_ci(values, n_resamples=300)
+    monkeypatch.setattr(stats, "_CHUNK", 50)  # one resample per block
+    assert bootstrap_mean_ci(values, n_resamples=300) == whole
+
+
+def test_bootstrap_is_seeded_and_skips_non_finite(rng):
+    values = rng.uniform(size=20)
+    assert bootstrap_mean_ci(values) == bootstrap_mean_ci(values.copy())
+    assert bootstrap_mean_ci(values, seed=1) != bootstrap_mean_ci(values, seed=2)
+    with_bad = np.r_[values, np.nan, np.inf]
+    assert bootstrap_mean_ci(with_bad) == bootstrap_mean_ci(values)
+    lo, hi = bootstrap_mean_ci(values)
+    assert lo <= values.mean() <= hi
+
+
+def test_bootstrap_empty_and_constant():
+    assert bootstrap_mean_ci([]) is None
+    assert bootstrap_mean_ci([np.nan, np.inf]) is None
+    assert bootstrap_mean_ci([0.5] * 9) == (0.5, 0.5)
+
+
+def test_bootstrap_interval_covers_like_theory():
+    """For normal data the percentile interval is close to mean +- 1.96 s / sqrt(n)."""
+    values = np.random.default_rng(5).normal(10.0, 2.0, 400)
+    lo, hi = bootstrap_mean_ci(values, n_resamples=4000)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)
+    assert lo == pytest.approx(values.mean() - half, abs=0.05)
+    assert hi == pytest.approx(values.mean() + half, abs=0.05)
+
+
+def _pairs(rng, n, *, ties=False, zeros=0):
+    x = rng.normal(0.7, 0.1, n)
+    y = x + rng.normal(0.02, 0.05, n)
+    if ties:
+        x, y = np.round(x, 2), np.round(y, 2)
+    y[:zeros] = x[:zeros]
+    return x, y
+
+
+@pytest.mark.parametrize("n, ties, zeros, method", [
+    (5, False, 0, "exact"), (20, False, 0, "exact"), (50, False, 0, "exact"),
+    (8, True, 0, "permutation"), (12, False, 3, "permutation"),
+    (51, False, 0, "normal"), (30, True, 0, "normal"), (80, True, 10, "normal"),
+])
+def test_wilcoxon_matches_scipy(rng, n, ties, zeros, method):
+    x, y = _pairs(rng, n, ties=ties, zeros=zeros)
+    ours = wilcoxon_signed_rank(x, y)
+    ref = scipy.stats.wilcoxon(x, y)
+    assert ours["method"] == method
+    assert ours["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert ours["statistic"] == pytest.approx(ref.statistic)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-6, 6), st.integers(-6, 6)), min_size=1, max_size=60))
+def test_wilcoxon_property_against_scipy(pairs):
+    x, y = (np.array(v, dtype=np.float64) for v in zip(*pairs))
+    ours = wilcoxon_signed_rank(x, y)
+    if np.all(x == y):
+        assert np.isnan(ours["p_value"]) and ours["n"] == 0
+        return
+    ref = scipy.stats.wilcoxon(x, y)
+    assert ours["p_value"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-12)
+
+
+def test_wilcoxon_is_antisymmetric_and_validates(rng):
+    x, y = _pairs(rng, 15)
+    a, b = wilcoxon_signed_rank(x, y), wilcoxon_signed_rank(y, x)
+    assert a["p_value"] == b["p_value"]
+    assert a["w_plus"] + b["w_plus"] == 15 * 16 / 2
+    with pytest.raises(ValueError, match="x, y"):
+        wilcoxon_signed_rank([], [])
+
+
+def holm_reference(p):
+    """Step-down definition: adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j))."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out = [0.0] * m
+    for rank, i in enumerate(order):
+        out[i] = max(min(1.0, (m - j) * p[order[j]]) for j in range(rank + 1))
+    return out
+
+
+@pytest.mark.parametrize("p", [[0.01], [0.01, 0.04, 0.03, 0.005], [0.2, 0.2, 0.01, 0.9, 0.04, 0.5], [1.0, 1.0]])
+def test_holm_matches_definition(p):
+    assert holm(p) == pytest.approx(holm_reference(p))
+
+
+def test_holm_properties_and_nan(rng):
+    p = rng.uniform(0, 0.2, 12).tolist()
+    adj = holm(p)
+    assert all(a >= b for a, b in zip(adj, p))
+    ranked = sorted(zip(p, adj))
+    assert all(x[1] <= y[1] for x, y in itertools.pairwise(ranked))
+    with_nan = holm([0.01, float("nan"), 0.02])
+    assert np.isnan(with_nan[1]) and with_nan[0] == pytest.approx(0.02) and with_nan[2] == pytest.approx(0.02)
