@@ -17,7 +17,7 @@ def _shape(ctx, param, value):
 
 @click.command("export")
 @click.option("--aiene", "aiene", type=click.Path(dir_okay=False), help="AI-ENE Keras-2 .h5 file.")
-@click.option("--hf", "hf", metavar="ID_OR_DIR", help="Hugging Face model folder (or Hub id already in the local cache).")
+@click.option("--hf", "hf", metavar="ID_OR_DIR", help="Hugging Face model folder, or Hub id (fetched at export time).")
 @click.option("--task", type=click.Choice(["semantic-segmentation", "image-classification"]),
               help="Task for --hf.")
 @click.option("--torchscript", "torchscript", type=click.Path(dir_okay=False), help="TorchScript .pt file.")

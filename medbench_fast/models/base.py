@@ -1,0 +1,143 @@
+"""The model interface every strategy implements: ``predict(volume, mask) -> Prediction``.
+
+A :class:`Model` owns one :class:`~medbench_fast.models.session.OrtSession` and its
+:class:`~medbench_fast.models.spec.ModelSpec`. Subclasses implement ``_prepare`` (volume
+-> model-ready arrays; timed as ``preprocess_s``) and ``_execute`` (runs the session through
+:meth:`Model._run` and builds the result). ``inference_s`` is the time spent inside
+``session.run`` only; everything else in ``_execute`` is ``postprocess_s``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medbench_fast.data.reader import Volume
+from medbench_fast.models.session import OrtSession
+from medbench_fast.models.spec import ModelError, ModelSpec
+
+
+@dataclass
+class Prediction:
+    """A model's output for one case.
+
+    ``label_map``: segmentation in the input volume's grid and geometry, dataset label
+    values (uint8, or uint16 for labels > 255); ``None`` for case-level models.
+    ``scores``: case-level models, one dict per object (``object_id``, one
+    ``score_<name>`` per output, ``voxels``, ``centroid_zyx`` in input voxel indices).
+    ``timings``: seconds, ``preprocess_s``, ``inference_s``, ``postprocess_s``.
+    """
+
+    label_map: Volume | None
+    scores: list[dict] | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    __slots__ = ("inference_s",)
+
+    def __init__(self):
+        self.inference_s = 0.0
+
+
+class Model:
+    """Base class: one ONNX session plus its spec, behind ``predict`` and ``warmup``."""
+
+    #: Number of spatial axes of each model input (2 for slice-wise models).
+    spatial_rank = 3
+
+    def __init__(self, session: OrtSession, spec: ModelSpec):
+        self.session = session
+        self.spec = spec
+        self.name = spec.name
+        self.providers_in_use = list(session.providers_in_use)
+        self.output_kind = "case_scores" if spec.output.kind == "case_scores" else "label_map"
+        self._output_name = spec.output.name or session.output_names[0]
+        if self._output_name not in session.output_names:
+            raise ModelError(f"{session.path}: spec output {self._output_name!r} not among the model's outputs "
+                             f"{session.output_names}")
+        for name, size in zip(spec.inputs, self.expected_input_sizes()):
+            self._check_input(name, size)
+        fixed = spec.source.get("fixed_input_size")
+        if fixed is not None and spec.strategy.input_size is not None and list(spec.strategy.input_size) != list(fixed):
+            raise ModelError(f"{session.path}: the model only accepts spatial size {list(fixed)} (its axes look "
+                             f"dynamic but are not); the spec feeds {list(spec.strategy.input_size)}")
+
+    # -- validation -------------------------------------------------------------------
+    def expected_input_sizes(self) -> list[list[int] | None]:
+        """Spatial size each input must accept (``None`` = any), in spec input order."""
+        return [None] * len(self.spec.inputs)
+
+    def _check_input(self, name: str, spatial: list[int] | None) -> None:
+        path = self.session.path
+        if name not in self.session.inputs:
+            raise ModelError(f"{path}: spec input {name!r} not among the model's inputs {self.session.input_names}")
+        shape = list(self.session.inputs[name].shape)
+        rank = 2 + self.spatial_rank
+        if len(shape) != rank:
+            raise ModelError(f"{path}: input {name!r} has rank {len(shape)} {shape}; the {self.spec.strategy.type} "
+                             f"strategy needs rank {rank} ({self.spec.layout})")
+        if self.spec.layout == "channels_first":
+            channels, dims = shape[1], shape[2:]
+        else:
+            channels, dims = shape[-1], shape[1:-1]
+        if isinstance(channels, int) and channels != self.spec.channels:
+            raise ModelError(f"{path}: input {name!r} takes {channels} channel(s); spec says {self.spec.channels}")
+        if spatial is not None:
+            for got, want in zip(dims, spatial):
+                if isinstance(got, int) and got != want:
+                    raise ModelError(f"{path}: input {name!r} has fixed spatial size {dims}; "
+                                     f"the spec feeds {list(spatial)}")
+
+    def _check_case(self, volume: Volume, mask: Volume | None) -> None:
+        where = volume.path or "<volume>"
+        if volume.array.ndim != 3:
+            raise ModelError(f"{where}: model {self.name!r} needs a 3D volume, got shape {volume.array.shape}")
+        if mask is not None and mask.array.shape != volume.array.shape:
+            raise ModelError(f"{mask.path or '<mask>'}: mask shape {mask.array.shape} differs from the image's "
+                             f"{volume.array.shape}")
+
+    # -- running ----------------------------------------------------------------------
+    def predict(self, volume: Volume, mask: Volume | None = None) -> Prediction:
+        """Run the model on one case (``mask`` for models that need it, e.g. AI-ENE)."""
+        self._check_case(volume, mask)
+        clock = _Clock()
+        t0 = time.perf_counter()
+        state = self._prepare(volume, mask)
+        t1 = time.perf_counter()
+        prediction = self._execute(state, volume, clock)
+        t2 = time.perf_counter()
+        prediction.timings = {"preprocess_s": t1 - t0, "inference_s": clock.inference_s,
+                              "postprocess_s": max(t2 - t1 - clock.inference_s, 0.0)}
+        return prediction
+
+    def warmup(self, volume: Volume, mask: Volume | None = None, n: int = 1) -> None:
+        """Run ``predict`` ``n`` times and discard the results (first-run allocations, kernels)."""
+        for _ in range(n):
+            self.predict(volume, mask)
+
+    def _run(self, arrays: list[np.ndarray], clock: _Clock) -> np.ndarray:
+        feeds = dict(zip(self.spec.inputs, arrays))
+        t0 = time.perf_counter()
+        out = self.session.run(feeds, [self._output_name])[0]
+        clock.inference_s += time.perf_counter() - t0
+        return out
+
+    def _prepare(self, volume: Volume, mask: Volume | None):
+        raise NotImplementedError
+
+    def _execute(self, state, volume: Volume, clock: _Clock) -> Prediction:
+        raise NotImplementedError
+
+    # -- helpers for segmentation strategies --------------------------------------------
+    def _label_volume(self, classes: np.ndarray, volume: Volume) -> Volume:
+        from medbench_fast.models.transforms import map_labels
+
+        return Volume(array=map_labels(classes, self.spec.output.labels), spacing=volume.spacing,
+                      origin=volume.origin, direction=volume.direction)
+
+    def check_dataset_labels(self, dataset_labels) -> None:
+        """Raise :class:`ModelError` if this model predicts labels the dataset lacks."""
+        self.spec.check_dataset_labels(dataset_labels)

@@ -1,0 +1,134 @@
+"""Hugging Face export through optimum: tiny random models built from configs, offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medbench_fast.data.reader import Volume
+from medbench_fast.models import ModelError, load_model
+from medbench_fast.models.huggingface import export_hf, hf_spec
+from medbench_fast.models.transforms import resize
+
+pytest.importorskip("optimum.exporters.onnx")
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def segformer_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("segformer")
+    config = transformers.SegformerConfig(
+        num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2], decoder_hidden_size=16, patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+        id2label={0: "background", 1: "liver", 2: "tumor"}, label2id={"background": 0, "liver": 1, "tumor": 2})
+    torch.manual_seed(0)
+    transformers.SegformerForSemanticSegmentation(config).eval().save_pretrained(folder)
+    transformers.SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vit_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vit")
+    config = transformers.ViTConfig(image_size=16, patch_size=8, num_channels=1, hidden_size=16, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=32,
+                                    id2label={0: "normal", 1: "Abnormal finding"},
+                                    label2id={"normal": 0, "Abnormal finding": 1})
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(config).eval().save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.5], image_std=[0.25]).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def segformer_onnx(segformer_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg_out")
+    return export_hf(segformer_dir, out, task="semantic-segmentation", hu_window=(-200, 300),
+                     cache_dir=out / "cache")
+
+
+def test_segformer_spec_from_json(segformer_dir):
+    spec = hf_spec(segformer_dir, "semantic-segmentation", name="seg", hu_window=(-200, 300))
+    assert spec.strategy.type == "slice2d" and spec.strategy.input_size == [32, 32]
+    assert spec.channels == 3 and spec.output.labels == {1: 1, 2: 2}
+    assert spec.intensity[0].range == [-200.0, 300.0]
+    assert spec.intensity[1].mean == pytest.approx([0.485, 0.456, 0.406])
+    assert spec.source["id2label"] == {"0": "background", "1": "liver", "2": "tumor"}
+
+
+def test_segformer_onnx_equals_pytorch(segformer_dir, segformer_onnx, rng):
+    path, spec, _ = segformer_onnx
+    model = load_model(path)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    ours = model.session.run({"pixel_values": x}, ["logits"])[0]
+    net = transformers.SegformerForSemanticSegmentation.from_pretrained(segformer_dir).eval()
+    with torch.no_grad():
+        ref = net(pixel_values=torch.from_numpy(x)).logits.numpy()
+    assert ours.shape == (2, 3, 8, 8)  # 1/4 resolution
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_segformer_slicewise_on_volume(segformer_dir, segformer_onnx, rng):
+    path, spec, _ = segformer_onnx
+    model = load_model(path)
+    volume = Volume(array=rng.integers(-300, 400, size=(5, 40, 24)).astype(np.int16), spacing=(3.0, 0.7, 0.7))
+    pred = model.predict(volume)
+    assert pred.label_map.array.shape == volume.shape and pred.label_map.array.dtype == np.uint8
+    # reference: the same slices through PyTorch, logits resized bilinearly to the slice size
+    net = transformers.SegformerForSemanticSegmentation.from_pretrained(segformer_dir).eval()
+    x = (np.clip(volume.array.astype(np.float32), -200, 300) + 200) / 500
+    x = resize(x, (32, 32), order=1)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[None, :, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
+    x = (np.repeat(x[:, None], 3, axis=1) - mean) / std
+    with torch.no_grad():
+        logits = net(pixel_values=torch.from_numpy(x)).logits
+        up = torch.nn.functional.interpolate(logits, size=(40, 24), mode="bilinear", align_corners=False)
+    want = up.argmax(1).numpy()
+    assert (pred.label_map.array == want).mean() > 0.999
+
+
+def test_vit_classifier(vit_dir, tmp_path, rng):
+    path, spec, hit = export_hf(vit_dir, tmp_path / "vit", task="image-classification", cache_dir=tmp_path / "cache")
+    assert spec.output.kind == "case_scores" and spec.output.score_names == ["normal", "abnormal_finding"]
+    assert spec.channels == 1 and spec.strategy.input_size == [16, 16]
+    model = load_model(path)
+    assert model.output_kind == "case_scores"
+    x = rng.standard_normal((3, 1, 16, 16)).astype(np.float32)
+    net = transformers.ViTForImageClassification.from_pretrained(vit_dir).eval()
+    with torch.no_grad():
+        ref = net(pixel_values=torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(model.session.run({"pixel_values": x})[0], ref, atol=1e-5)
+    volume = Volume(array=rng.integers(-1000, 1000, size=(4, 16, 16)).astype(np.int16), spacing=(1.0, 1.0, 1.0))
+    scores = model.predict(volume).scores
+    assert len(scores) == 1 and scores[0]["slices"] == 4
+    assert scores[0]["score_normal"] + scores[0]["score_abnormal_finding"] == pytest.approx(1.0, abs=1e-6)
+    assert export_hf(vit_dir, tmp_path / "vit2", task="image-classification", cache_dir=tmp_path / "cache")[2]
+    assert spec.source["fixed_input_size"] == [16, 16]
+    wrong = spec.to_dict()
+    wrong["strategy"]["input_size"] = [32, 32]
+    with pytest.raises(ModelError, match=r"only accepts spatial size \[16, 16\]"):
+        load_model(path, spec=wrong)
+
+
+def test_hf_errors(tmp_path):
+    with pytest.raises(ModelError, match="no config.json"):
+        hf_spec(tmp_path, "semantic-segmentation", name="x")
+    with pytest.raises(ModelError, match="task 'detection'"):
+        export_hf(tmp_path, tmp_path / "o", task="detection")
+
+
+def test_export_hf_cli(vit_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from medbench_fast.cli.main import cli
+
+    args = ["export", "--hf", str(vit_dir), "--task", "image-classification", "--out", str(tmp_path / "vit"),
+            "--hu-window", "-500,500", "--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "vit" / "model.onnx").is_file() and (tmp_path / "vit" / "model.spec.json").is_file()
+    assert load_model(tmp_path / "vit" / "model.onnx").spec.intensity[0].range == [-500.0, 500.0]
+    missing = CliRunner().invoke(cli, ["export", "--hf", str(vit_dir), "--out", str(tmp_path / "x")])
+    assert missing.exit_code != 0 and "--task" in missing.output
