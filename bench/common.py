@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: Where benchmarks write their JSON (``MEDBENCH_BENCH_RESULTS`` redirects it, e.g. in tests).
+RESULTS = Path(os.environ.get("MEDBENCH_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def host() -> dict:
