@@ -177,7 +177,7 @@ def load_config(path: str | os.PathLike) -> tuple[dict, str]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
-    text = p.read_text()
+    text = p.read_text(encoding="utf-8")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,19 @@ from medbench_fast.data.reader import Volume, volume_to_sitk
 
 
 def write_dicom_series(volume: Volume, folder: Path) -> Path:
-    """Write ``volume`` (int16) as one DICOM file per axial slice, with real geometry tags."""
+    """Write ``volume`` (int16) as one DICOM file per axial slice, with real geometry tags.
+
+    GDCM's writer switches the process locale to "C" (text I/O would fall back to ASCII);
+    the caller's locale is restored afterwards.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_dicom_series(volume, folder)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(volume: Volume, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     image = volume_to_sitk(Volume(volume.array.astype(np.int16), volume.spacing, volume.origin, volume.direction))
     writer = sitk.ImageFileWriter()

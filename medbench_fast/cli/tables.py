@@ -19,7 +19,7 @@ def _fmt(stats: dict | None) -> str:
 
 def print_label_table(run_dir: str | Path) -> None:
     """Mean metrics per model and label from ``summary.json``."""
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
     header = f"{'model':<22} {'label':<16} {'cases':>5} " + " ".join(f"{title:>12}" for _, title in _COLUMNS)
     click.echo(header)
     click.echo("-" * len(header))

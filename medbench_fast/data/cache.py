@@ -85,7 +85,7 @@ class VolumeCache:
     def _read_entry(self, source: Path) -> Volume | None:
         npy, header_path = self._paths(source)
         try:
-            header = json.loads(header_path.read_text())
+            header = json.loads(header_path.read_text(encoding="utf-8"))
             if header.get("format") != _FORMAT or header.get("source") != str(source):
                 return None
             if {k: header[k] for k in ("size", "mtime_ns")} != source_fingerprint(source):
@@ -114,7 +114,7 @@ class VolumeCache:
                 np.save(fh, array)
 
         _atomic_write(npy, write_npy)
-        _atomic_write(header_path, lambda tmp: tmp.write_text(json.dumps(header, indent=1)))
+        _atomic_write(header_path, lambda tmp: tmp.write_text(json.dumps(header, indent=1), encoding="utf-8"))
 
     def info(self) -> dict:
         """Entry count, total bytes and folder of the cache."""

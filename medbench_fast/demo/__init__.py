@@ -74,7 +74,7 @@ def write_dataset(data_dir: str | os.PathLike, *, n_cases: int, seed: int = 0) -
             write_volume(Volume(array, case.spacing), folders[name] / f"{case.case_id}.nii.gz")
         targets += [{"case_id": case.case_id, **row} for row in node_targets(case.labels, case.nodes, case.spacing)]
     folders["targets"] = root / "targets.csv"
-    with open(folders["targets"], "w", newline="") as fh:
+    with open(folders["targets"], "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["case_id", "object_id", "nodal_metastasis", "ene"])
         writer.writeheader()
         writer.writerows(targets)
@@ -156,7 +156,7 @@ def run_demo(out_dir: str | os.PathLike, *, n_cases: int = 8, seed: int = 0, pro
     models, notes = build_models(out / "models")
     config = demo_config(data, models, out)
     text = yaml.safe_dump({k: v for k, v in config.items()}, sort_keys=False)
-    (out / "benchmark_config.yaml").write_text(text)
+    (out / "benchmark_config.yaml").write_text(text, encoding="utf-8")
     result = run_benchmark(config, config_text=text, run_dir=out / "run", progress=progress,
                            cache=VolumeCache(out / "cache"))
     return DemoResult(out / "data", result.run_dir, result.n_cases, result.n_failed, result.files, notes)

@@ -123,7 +123,7 @@ class ModelSpec:
         return d
 
     def to_json(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "<spec>") -> "ModelSpec":
@@ -152,7 +152,7 @@ class ModelSpec:
         if not p.is_file():
             raise ModelError(f"{p}: spec file not found")
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ModelError(f"{p}: not valid JSON ({exc})") from None
         return cls.from_dict(data, where=str(p))

@@ -134,13 +134,13 @@ def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, forma
         files["csv"] = out_dir / "results.csv"
         pcsv.write_csv(tables.metrics.replace_schema_metadata(None), files["csv"])
         files["cases_csv"] = out_dir / "cases.csv"
-        files["cases_csv"].write_text(seed_cases_csv(tables.cases))
+        files["cases_csv"].write_text(seed_cases_csv(tables.cases), encoding="utf-8")
     if "json" in formats or "html" in formats:
         summary, per_case = summarize(tables, worst_distance=worst_distance, threshold=threshold)
         summary = _json_safe(summary)
     if "json" in formats:
         files["summary"] = out_dir / "summary.json"
-        files["summary"].write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        files["summary"].write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     if "html" in formats:
         from medbench_fast.report.html import render_leaderboard
 

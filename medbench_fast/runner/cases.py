@@ -55,7 +55,7 @@ def _from_folders(image_dir: str, seg_dir: str | None, pattern: str) -> list[Run
 def _from_manifest(path: Path) -> list[RunCase]:
     if not path.is_file():
         raise ConfigError(f"{path}: manifest not found")
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = {"case_id", "image"} - set(reader.fieldnames or [])
         if missing:
@@ -87,7 +87,7 @@ def read_targets(path: str | None) -> dict[tuple[str, int], dict[str, float]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: targets CSV not found")
-    with open(p, newline="") as fh:
+    with open(p, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         if "case_id" not in fields:

@@ -22,7 +22,7 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(d
 
 def _reset_peak_rss() -> None:
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")
     except OSError:
         pass
 
@@ -30,7 +30,7 @@ def _reset_peak_rss() -> None:
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process in MiB since the last reset (Linux), else lifetime."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:

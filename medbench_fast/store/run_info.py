@@ -38,7 +38,7 @@ def package_versions() -> dict[str, str]:
 
 def cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -73,11 +73,11 @@ def write_run_json(run_dir: str | os.PathLike, info: dict) -> Path:
     """Write ``info`` as ``RUN_DIR/run.json`` atomically (keys sorted, stable bytes)."""
     target = Path(run_dir) / "run.json"
     tmp = target.with_name(f".run.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
 
 
 def read_run_json(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
