@@ -1,4 +1,4 @@
-"""Opt-in (``pytest -m real``): the real-model benchmark end to end, as ``bench/bench_real.py`` runs it."""
+"""Opt-in (``pytest -m realbench``): the real-model benchmark end to end, as ``bench/bench_real.py`` runs it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.real
+pytestmark = pytest.mark.realbench
 ROOT = Path(__file__).resolve().parents[1]
 
 
