@@ -12,10 +12,10 @@ _WHAT = {"csv": "results.csv and cases.csv", "json": "summary.json", "html": "le
 @click.option("--csv", "want_csv", is_flag=True, help="Write results.csv (one row per model, case, label) and cases.csv.")
 @click.option("--json", "want_json", is_flag=True, help="Write summary.json.")
 @click.option("--html", "want_html", is_flag=True, help="Write leaderboard.html (self-contained).")
-@click.option("--worst-distance", type=click.Choice(["inf", "diagonal"]), default="inf", show_default=True,
-              help="Keep +inf distances apart, or replace them by the image diagonal (BraTS).")
-@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Score threshold of the classification metrics (case-level models).")
+@click.option("--worst-distance", type=click.Choice(["inf", "diagonal"]), default=None,
+              help="Keep +inf distances apart, or replace them by the image diagonal (BraTS) [default: the run's, else inf].")
+@click.option("--threshold", default=None, type=click.FloatRange(0, 1),
+              help="Score threshold of the classification metrics (case-level models) [default: the run's, else 0.5].")
 def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
     """Write the reports of RUN_DIR from its Parquet files and run.json.
 
@@ -32,6 +32,11 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
 
     chosen = tuple(f for f, on in zip(FORMATS, (want_csv, want_json, want_html)) if on) or FORMATS
     try:
+        from medbench_fast.store.run_info import read_run_json
+
+        recorded = read_run_json(run_dir).get("options") or {}
+        worst_distance = worst_distance or recorded.get("worst_distance") or "inf"
+        threshold = threshold if threshold is not None else recorded.get("threshold", 0.5)
         files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None

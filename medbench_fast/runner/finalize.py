@@ -13,7 +13,8 @@ from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHE
 
 
 def finalize_run(run_dir: Path, *, info: dict, options, schema, worst_distance: str = "inf",
-                 formats=("csv", "json", "html"), latency_rows: list[dict] | None = None) -> dict:
+                 formats=("csv", "json", "html"), latency_rows: list[dict] | None = None,
+                 threshold: float = 0.5) -> dict:
     """Consolidate parts (newest row per key wins), fill both-empty rows for the label union,
     write ``metrics``/``cases`` (and ``scores``/``latency`` when present) Parquet files,
     ``run.json`` and the reports. Returns the written files, plus the cases table as ``_cases``.
@@ -40,13 +41,15 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, worst_distance: 
     record = {
         **info, "finished": run_info.utc_now(),
         "options": {**meta, "labels": None if options.labels is None else list(options.labels),
-                    "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance},
+                    "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance,
+                    "threshold": threshold},
         "versions": run_info.package_versions(), "hardware": run_info.hardware(), "git_commit": run_info.git_commit(),
     }
     files["run"] = run_info.write_run_json(run_dir, record)
     from medbench_fast.report.tables import write_reports
 
-    files.update(write_reports(run_dir, worst_distance=worst_distance, formats=tuple(formats)))
+    files.update(write_reports(run_dir, worst_distance=worst_distance, formats=tuple(formats),
+                               threshold=threshold))
     files["_cases"] = cases
     return files
 

@@ -316,7 +316,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         run_info.write_run_json(run_dir, {**previous, **info})
         return RunResult(run_dir, run_id, 0, 0, {}, interrupted=True, models=model_info)
     files = finalize_run(run_dir, info={**previous, **info}, options=options, schema=schema,
-                         formats=config["output"]["formats"],
+                         formats=config["output"]["formats"], threshold=bench["threshold"],
                          latency_rows=[{**stamp, **r} for r in _latency_rows(model_info, samples, wall, bench["warmup"])])
     cases_table = files.pop("_cases")
     n_failed = cases_table.num_rows - sum(cases_table.column("success").to_pylist())
