@@ -67,6 +67,10 @@ class OrtSession:
         self.output_names = [o.name for o in session.get_outputs()]
         self.device = "cuda" if self.providers_in_use[0] in (PROVIDER_NAMES["cuda"], PROVIDER_NAMES["tensorrt"]) else "cpu"
 
+    def end_profiling(self) -> str | None:
+        """Finish onnxruntime profiling (when enabled) and return the JSON file's path."""
+        return self.session.end_profiling() if self.session.get_session_options().enable_profiling else None
+
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         names = outputs or self.output_names
         if self.device == "cpu":
@@ -81,13 +85,16 @@ class OrtSession:
 
 
 def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int | None = None,
-                   graph_optimization: str = "all", fp16: bool = False) -> OrtSession:
+                   graph_optimization: str = "all", fp16: bool = False,
+                   profile_prefix: str | os.PathLike | None = None) -> OrtSession:
     """Create an :class:`OrtSession` for the ONNX file ``path``.
 
     ``providers``: short names in order of preference (``tensorrt``, ``cuda``, ``cpu``);
     CPU is always appended as the last fallback. ``threads``: intra-op threads (``None`` =
     onnxruntime's default). ``fp16``: convert float weights and activations to float16
     (inputs and outputs stay float32); on TensorRT its own fp16 mode is enabled instead.
+    ``profile_prefix``: write onnxruntime's own profiling JSON (per-operator timings) to
+    ``<prefix>_<timestamp>.json``; ``OrtSession.end_profiling()`` closes it.
     """
     ort = import_onnxruntime()
     p = Path(path)
@@ -120,6 +127,9 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
 
     source: str | bytes = str(p)
     if fp16 and PROVIDER_NAMES["tensorrt"] not in [c if isinstance(c, str) else c[0] for c in chosen]:

@@ -93,12 +93,17 @@ def summarize(samples_s: list[float], wall_s: float, batch_size: int, cv_thresho
 
 def profile_model(path: str | os.PathLike, *, providers=("cpu",), batch_sizes=(1,), warmup: int = 5,
                   min_iters: int = 20, min_seconds: float = 2.0, input_shape: list[int] | None = None,
-                  threads: int | None = None, cv_threshold: float = 0.1) -> list[dict]:
-    """Profile ``path``; one dict per batch size with the ``latency.parquet`` fields."""
+                  threads: int | None = None, cv_threshold: float = 0.1,
+                  ort_profile: str | os.PathLike | None = None) -> list[dict]:
+    """Profile ``path``; one dict per batch size with the ``latency.parquet`` fields.
+
+    ``ort_profile``: a path prefix for onnxruntime's per-operator profiling JSON (its file
+    is added to the first row as ``ort_profile``).
+    """
     from medbench_fast.models.session import create_session
 
     t0 = time.perf_counter_ns()
-    session = create_session(path, providers=providers, threads=threads)
+    session = create_session(path, providers=providers, threads=threads, profile_prefix=ort_profile)
     first_feeds = make_inputs(session, batch_sizes[0], input_shape)
     session.run(first_feeds)
     cold = (time.perf_counter_ns() - t0) / 1e9
@@ -118,4 +123,7 @@ def profile_model(path: str | os.PathLike, *, providers=("cpu",), batch_sizes=(1
         rows.append({"model": Path(path).stem, "provider": session.providers_in_use[0], "batch_size": int(batch),
                      "warmup": int(warmup), "cold_start_s": cold, **summarize(samples, wall, batch, cv_threshold),
                      "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": gpu_memory_mb() if session.device == "cuda" else None})
+    profile_file = session.end_profiling()
+    if profile_file:
+        rows[0]["ort_profile"] = profile_file
     return rows

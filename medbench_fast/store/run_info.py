@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
 import platform
 import subprocess
+import sys
 import uuid
 from importlib import metadata
 from pathlib import Path
@@ -26,14 +28,20 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    out = []
     for name in VERSIONED:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the :data:`VERSIONED` distributions installed (read once per process)."""
+    return dict(_versions())
 
 
 def cpu_model() -> str:
@@ -58,9 +66,37 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def gpu_info() -> list[dict] | None:
+    """Name, driver, memory and CUDA version of each NVIDIA GPU (``nvidia-smi``), or None.
+
+    cuDNN's version is added when torch is already imported (it is never imported for this).
+    """
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if query.returncode != 0:
+        return None
+    cuda = None
+    for token in header.stdout.split("|"):
+        if "CUDA Version:" in token:
+            cuda = token.split("CUDA Version:")[1].split()[0]
+    cudnn = None
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch.backends, "cudnn", None) is not None and torch.cuda.is_available():
+        cudnn = torch.backends.cudnn.version()
+    gpus = []
+    for line in query.stdout.strip().splitlines():
+        name, driver, memory = (part.strip() for part in line.split(","))
+        gpus.append({"name": name, "driver": driver, "memory": memory, "cuda": cuda, "cudnn": cudnn})
+    return gpus or None
+
+
 def hardware() -> dict:
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "gpus": gpu_info()}
 
 
 def config_record(text: str | None) -> dict | None:

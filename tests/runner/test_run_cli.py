@@ -142,8 +142,9 @@ def test_profile_command(tmp_path, bench_assets, write_config):
     out = tmp_path / "prof"
     result = _invoke(["profile", str(bench_assets / "models" / "baseline.onnx"), "--batch-sizes", "1,2",
                       "--input-shape", "1,32,32", "--warmup", "1", "--min-iters", "5", "--min-seconds", "0",
-                      "--out", str(out)])
-    assert "cold start" in result.output
+                      "--ort-profile", "--out", str(out)])
+    assert "cold start" in result.output and "onnxruntime profile" in result.output
+    assert json.loads(next(out.glob("ort_profile_*.json")).read_text(encoding="utf-8"))  # per-operator events
     rows = pq.read_table(out / "latency.parquet").to_pylist()
     assert [r["batch_size"] for r in rows] == [1, 2]
     for r in rows:
