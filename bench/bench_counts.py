@@ -73,7 +73,7 @@ def bench_evaluate(n_cases: int) -> dict:
         refs, preds = root / "labels", root / "preds"
         refs.mkdir()
         preds.mkdir()
-        shape, spacing = (96, 256, 256), (2.0, 0.9, 0.9)
+        shape, spacing = (160, 512, 512), (2.0, 0.8, 0.8)  # CT-sized label maps
         for i in range(n_cases):
             case = make_case(i, seed=7, shape=shape, spacing=spacing)
             write_volume(Volume(case.labels, spacing), refs / f"{case.case_id}.nii.gz")

@@ -14,6 +14,7 @@ reading and inference go on in other threads. ``fastmath`` stays off: metric val
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numba
 
@@ -35,3 +36,19 @@ def njit_serial(fn):
 
 #: Held around every call of a :data:`PARALLEL` kernel (see the module docstring).
 PARALLEL_LOCK = threading.RLock()
+
+#: Arrays with fewer voxels run their parallel kernels on one thread: a parallel launch
+#: costs milliseconds when the cores are busy (inference threads, I/O), more than it saves.
+PARALLEL_MIN_VOXELS = 1 << 21
+
+
+@contextmanager
+def threads_for(voxels: int):
+    """Run :data:`PARALLEL` kernels single-threaded below :data:`PARALLEL_MIN_VOXELS`."""
+    before = numba.get_num_threads()
+    if voxels < PARALLEL_MIN_VOXELS:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

@@ -16,13 +16,12 @@ one empty     +inf                   0.0
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numba
 import numpy as np
 
+from medbench_fast.kernels._jit import threads_for
 from medbench_fast.kernels.edt import sq_distances_at
 from medbench_fast.kernels.surface import gather_areas, row_offsets, surfel_codes, voxel_border
 
@@ -32,8 +31,6 @@ SURFACE_MODES = ("voxel", "surfel")
 HD95_MODES = ("max", "pooled")
 #: Relative slack of "within tolerance": ``d <= tau * (1 + NSD_SLACK)``.
 NSD_SLACK = 1e-6
-#: Boxes with fewer voxels run on one thread: there a parallel region costs more than it saves.
-PARALLEL_MIN_VOXELS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -88,18 +85,6 @@ def _check_inputs(ref, pred, label, box, surface):
     return bounds
 
 
-@contextmanager
-def _threads_for(voxels: int):
-    """Run the kernels single-threaded on small boxes, else on the caller's thread count."""
-    before = numba.get_num_threads()
-    if voxels < PARALLEL_MIN_VOXELS:
-        numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
 @lru_cache(maxsize=32)
 def _surfel_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
     """Area in mm² of the surface elements of each 2x2x2 neighbour code (DeepMind table)."""
@@ -142,7 +127,7 @@ def surface_distances(ref, pred, label, *, box, spacing, surface="voxel") -> Sur
         return SurfaceDistances(empty, empty, areas, areas)
     sl = tuple(slice(lo, hi) for lo, hi in bounds)
     r, p = np.asarray(ref)[sl], np.asarray(pred)[sl]
-    with _threads_for(r.size):
+    with threads_for(r.size):
         return _distances(r, p, label, spacing, surface)
 
 

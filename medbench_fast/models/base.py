@@ -35,6 +35,15 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Prepared:
+    """A case after :meth:`Model.prepare`: the strategy's inputs, the source volume, seconds spent."""
+
+    state: object
+    volume: Volume
+    preprocess_s: float
+
+
 class _Clock:
     __slots__ = ("inference_s",)
 
@@ -102,14 +111,23 @@ class Model:
     # -- running ----------------------------------------------------------------------
     def predict(self, volume: Volume, mask: Volume | None = None) -> Prediction:
         """Run the model on one case (``mask`` for models that need it, e.g. AI-ENE)."""
+        return self.execute(self.prepare(volume, mask))
+
+    def prepare(self, volume: Volume, mask: Volume | None = None) -> "Prepared":
+        """Preprocess one case (timed as ``preprocess_s``); thread-safe, so a runner can
+        prepare upcoming cases in other threads while :meth:`execute` runs the model."""
         self._check_case(volume, mask)
-        clock = _Clock()
         t0 = time.perf_counter()
         state = self._prepare(volume, mask)
+        return Prepared(state, volume, time.perf_counter() - t0)
+
+    def execute(self, prepared: "Prepared") -> Prediction:
+        """Run the model on a prepared case and post-process its output."""
+        clock = _Clock()
         t1 = time.perf_counter()
-        prediction = self._execute(state, volume, clock)
+        prediction = self._execute(prepared.state, prepared.volume, clock)
         t2 = time.perf_counter()
-        prediction.timings = {"preprocess_s": t1 - t0, "inference_s": clock.inference_s,
+        prediction.timings = {"preprocess_s": prepared.preprocess_s, "inference_s": clock.inference_s,
                               "postprocess_s": max(t2 - t1 - clock.inference_s, 0.0)}
         return prediction
 

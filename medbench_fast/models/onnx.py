@@ -39,12 +39,13 @@ def resolve_spec(path: Path, spec) -> ModelSpec:
 
 
 def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, threads: int | None = None,
-               fp16: bool = False) -> Model:
+               fp16: bool = False, spin: bool = True) -> Model:
     """Open an ONNX model for inference.
 
     ``path``: an ``.onnx`` file; its spec is ``spec`` (dict or :class:`ModelSpec`) or the
     ``<name>.spec.json`` file beside it. ``providers``: ``tensorrt``/``cuda``/``cpu`` in order
     of preference. ``threads``: intra-op threads. ``fp16``: run in half precision.
+    ``spin``: see :func:`~medbench_fast.models.session.create_session`.
     Errors (file not ONNX, spec invalid, spec inputs not matching the graph's names, rank
     or fixed sizes) are raised as :class:`ModelError` before any case runs.
     """
@@ -53,5 +54,5 @@ def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, thread
     model_spec = resolve_spec(p, spec)
     module_name, cls_name = MODEL_CLASSES[model_spec.strategy.type].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    session = create_session(p, providers=providers, threads=threads, fp16=fp16)
+    session = create_session(p, providers=providers, threads=threads, fp16=fp16, spin=spin)
     return cls(session, model_spec)

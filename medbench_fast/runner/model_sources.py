@@ -86,7 +86,7 @@ def open_model(entry: dict, *, export_dir: Path, benchmark: dict):
     try:
         path, spec = source.onnx(export_dir)
         model = load_model(path, providers=tuple(benchmark["providers"]), spec=spec, threads=benchmark["threads"],
-                           fp16=benchmark["fp16"])
+                           fp16=benchmark["fp16"], spin=False)
     except ModelError as exc:
         raise ModelError(f"model {entry['name']!r}: {exc}") from None
     model.name = entry["name"]

@@ -28,6 +28,7 @@ from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
 from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.runner.finalize import finalize_run
+from medbench_fast.runner.profile import peak_rss_mb
 from medbench_fast.store import run_info
 from medbench_fast.store.parts import PartWriter, dedupe_last, read_parts
 from medbench_fast.store.schema import CASES_SCHEMA, SCORES_SCHEMA, metrics_schema
@@ -51,6 +52,7 @@ class _Loaded:
     ref: Volume | None = None
     load_s: float = 0.0
     error: str | None = None
+    prepared: dict = field(default_factory=dict)  # model name -> Prepared or the exception it raised
 
 
 def options_from_config(config: dict) -> EvaluateOptions:
@@ -64,7 +66,8 @@ def options_from_config(config: dict) -> EvaluateOptions:
     )
 
 
-def _load_case(case: RunCase, cache: VolumeCache | None) -> _Loaded:
+def _load_case(case: RunCase, cache: VolumeCache | None, models: dict) -> _Loaded:
+    """Read a case and preprocess it for each of ``models`` (runs in the prefetch pool)."""
     t0 = time.perf_counter_ns()
     out = _Loaded(case)
     try:
@@ -77,6 +80,15 @@ def _load_case(case: RunCase, cache: VolumeCache | None) -> _Loaded:
     except Exception as exc:  # recorded as failed rows for every model
         out.error = str(exc)
     out.load_s = (time.perf_counter_ns() - t0) / 1e9
+    if out.error is None:
+        for name, model in models.items():
+            try:
+                mask = out.ref if _needs_mask(model) else None
+                if _needs_mask(model) and mask is None:
+                    raise ValueError(f"model {name!r} needs the reference mask; case {case.case_id!r} has none")
+                out.prepared[name] = model.prepare(out.image, mask)
+            except Exception as exc:  # this model fails on this case; the others go on
+                out.prepared[name] = exc
     return out
 
 
@@ -148,18 +160,9 @@ def _latency_rows(models: dict, samples: dict[str, list[float]], wall: dict[str,
                      "iters": int(ms.size), "cold_start_s": info.get("cold_start_s"), "p50_ms": p50, "p90_ms": p90,
                      "p95_ms": p95, "p99_ms": p99, "mean_ms": float(ms.mean()), "std_ms": std, "cv": cv,
                      "throughput_items_per_s": ms.size / wall[name] if wall.get(name) else None,
-                     "peak_rss_mb": _peak_rss_mb(), "peak_gpu_mb": None, "unstable": bool(cv > 0.1),
+                     "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": None, "unstable": bool(cv > 0.1),
                      "samples_ms": ms.tolist()})
     return rows
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except (ImportError, OSError):
-        return None
 
 
 def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
@@ -259,7 +262,8 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
                 case = next(queue, None)
                 if case is None:
                     break
-                ahead.append(load_pool.submit(_load_case, case, cache))
+                pending_models = {n: m for n, m in loaded_models.items() if (n, case.case_id) not in done}
+                ahead.append(load_pool.submit(_load_case, case, cache, pending_models))
             if not ahead:
                 break
             item: _Loaded = ahead.popleft().result()
@@ -276,15 +280,15 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
                 try:
                     if item.error:
                         raise ValueError(item.error)
-                    mask = item.ref if _needs_mask(model) else None
-                    if _needs_mask(model) and mask is None:
-                        raise ValueError(f"model {name!r} needs the reference mask; case {cid!r} has none")
+                    prepared = item.prepared[name]
+                    if isinstance(prepared, Exception):
+                        raise prepared
                     if name not in warmed:
-                        _cold_start(model, item, mask, bench["warmup"], model_info[name])
+                        _cold_start(model, prepared, bench["warmup"], model_info[name])
                         warmed.add(name)
                     t0 = time.perf_counter_ns()
-                    prediction = model.predict(item.image, mask)
-                    wall[name] += (time.perf_counter_ns() - t0) / 1e9
+                    prediction = model.execute(prepared)
+                    wall[name] += (time.perf_counter_ns() - t0) / 1e9 + prediction.timings["preprocess_s"]
                     row.update(prediction.timings, success=True, error=None)
                     row["total_s"] = item.load_s + sum(prediction.timings.values())
                     samples[name].append(prediction.timings["inference_s"])
@@ -311,6 +315,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
             bar.close()
     info.update(status="interrupted" if interrupted else "finished", models=model_info,
                 loop_s=(time.perf_counter_ns() - loop_start) / 1e9, cases_run=len(todo),
+                loop_peak_rss_mb=peak_rss_mb(),
                 write_s=sum(writer.write_s), config=run_info.config_record(config_text) or previous.get("config"))
     if interrupted:
         run_info.write_run_json(run_dir, {**previous, **info})
@@ -323,16 +328,17 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
     return RunResult(run_dir, run_id, cases_table.num_rows, n_failed, files, models=model_info)
 
 
-def _cold_start(model, item: _Loaded, mask, warmup: int, info: dict) -> None:
-    """First prediction (cold start, added to session creation) and untimed warm-up runs."""
+def _cold_start(model, prepared, warmup: int, info: dict) -> None:
+    """First run (cold start, added to session creation) and untimed warm-up runs, on a
+    prepared case; the timed run of that case follows them."""
     t0 = time.perf_counter_ns()
-    model.predict(item.image, mask)
-    first = (time.perf_counter_ns() - t0) / 1e9
+    model.execute(prepared)
+    first = (time.perf_counter_ns() - t0) / 1e9 + prepared.preprocess_s
     info["first_run_s"] = first
     info["cold_start_s"] = info["session_s"] + first
     warm = []
     for _ in range(max(0, warmup - 1)):
         t0 = time.perf_counter_ns()
-        model.predict(item.image, mask)
+        model.execute(prepared)
         warm.append((time.perf_counter_ns() - t0) / 1e9)
     info["warmup_s"] = [first, *warm]
