@@ -41,6 +41,26 @@ class _Segmenter(Model):
             return out.reshape((out.shape[0],) + out.shape[-self.spatial_rank:]).astype(np.int64)
         return activate(out.astype(np.float32, copy=False), self.spec.output.activation, axis=1)
 
+    def _argmax_directly(self, out: np.ndarray, shape) -> bool:
+        """True when classes follow from the raw logits at once: no resampling, and the
+        activation cannot change the winner (softmax is monotonic; one sigmoid channel
+        exceeds 0.5 exactly where its logit exceeds 0)."""
+        if self.spec.output.kind != "segmentation_logits" or tuple(out.shape[2:]) != tuple(shape):
+            return False
+        return out.shape[1] > 1 or self.spec.output.activation in ("none", "sigmoid")
+
+    @staticmethod
+    def _argmax(out: np.ndarray) -> np.ndarray:
+        """``(N, C, *spatial)`` logits -> ``(N, *spatial)`` class indices (uint8 up to 256 classes)."""
+        from medbench_fast.kernels.argmax import channel_argmax
+
+        dtype = np.uint8 if out.shape[1] <= 256 else np.uint16
+        if out.shape[1] == 1:
+            return (out[:, 0] > 0).astype(dtype)
+        classes = np.empty((out.shape[0], int(np.prod(out.shape[2:]))), dtype)
+        channel_argmax(np.ascontiguousarray(out).reshape(out.shape[0], out.shape[1], -1), classes)
+        return classes.reshape((out.shape[0],) + out.shape[2:])
+
     def _classes(self, scores: np.ndarray, shape) -> np.ndarray:
         """``(C, *spatial)`` scores or ``(*spatial)`` classes -> classes at ``shape``."""
         if self.spec.output.kind == "label_map":
@@ -81,7 +101,11 @@ class SliceModel(_Segmenter):
             if s.input_size is not None and tuple(s.input_size) != hw:
                 batch = resize(batch, s.input_size, order=1)
             x = to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)
-            scores = self._scores(self._run([x], clock))
+            out = self._run([x], clock)
+            if self._argmax_directly(out, hw):
+                parts.append(self._argmax(out))
+                continue
+            scores = self._scores(out)
             if self.spec.output.kind == "label_map":
                 parts.append(resize(scores, hw, order=0))
             else:
