@@ -105,6 +105,10 @@ class SliceModel(_Segmenter):
             if self._argmax_directly(out, hw):
                 parts.append(self._argmax(out))
                 continue
+            if self.spec.output.kind == "label_map" and tuple(out.shape[-2:]) == tuple(hw):
+                classes = out.reshape((out.shape[0],) + tuple(hw))  # class indices as given
+                parts.append(classes if classes.dtype.kind == "u" else classes.astype(np.int64))
+                continue
             scores = self._scores(out)
             if self.spec.output.kind == "label_map":
                 parts.append(resize(scores, hw, order=0))

@@ -82,7 +82,9 @@ def unreorient(array: np.ndarray, perm, flips) -> np.ndarray:
 
 def apply_intensity(image: np.ndarray, steps: list[IntensityStep]) -> np.ndarray:
     """Apply the intensity steps that act on the single-channel image (all but ``normalize``)."""
-    x = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    x = np.asarray(image, dtype=np.float32)
+    if not np.issubdtype(np.asarray(image).dtype, np.integer):  # integer images hold no NaN or inf
+        x = np.nan_to_num(x)
     for step in steps:
         if step.op == "window":
             lo, hi = step.range

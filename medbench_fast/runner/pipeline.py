@@ -253,10 +253,11 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         return rows, (time.perf_counter_ns() - t0) / 1e9
 
     loop_start = time.perf_counter_ns()
+    cold_ns = 0
     try:
         queue = iter(todo)
         ahead: deque[Future] = deque()
-        warmed: set[str] = set()
+        warmed: set[str] = set()  # cold starts and warm-ups are left out of loop_s
         while True:
             while len(ahead) < max(1, bench["prefetch"]):
                 case = next(queue, None)
@@ -284,8 +285,10 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
                     if isinstance(prepared, Exception):
                         raise prepared
                     if name not in warmed:
+                        t_cold = time.perf_counter_ns()
                         _cold_start(model, prepared, bench["warmup"], model_info[name])
                         warmed.add(name)
+                        cold_ns += time.perf_counter_ns() - t_cold
                     t0 = time.perf_counter_ns()
                     prediction = model.execute(prepared)
                     wall[name] += (time.perf_counter_ns() - t0) / 1e9 + prediction.timings["preprocess_s"]
@@ -314,7 +317,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         for bar in bars:
             bar.close()
     info.update(status="interrupted" if interrupted else "finished", models=model_info,
-                loop_s=(time.perf_counter_ns() - loop_start) / 1e9, cases_run=len(todo),
+                loop_s=(time.perf_counter_ns() - loop_start - cold_ns) / 1e9, cases_run=len(todo),
                 loop_peak_rss_mb=peak_rss_mb(),
                 write_s=sum(writer.write_s), config=run_info.config_record(config_text) or previous.get("config"))
     if interrupted:
