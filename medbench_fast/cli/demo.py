@@ -33,9 +33,10 @@ def demo(out_dir, cases, seed, quiet):
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if not quiet:
-        from medbench_fast.cli.tables import print_label_table
+        from medbench_fast.cli.tables import print_classification_table, print_label_table
 
         print_label_table(result.run_dir)
+        print_classification_table(result.run_dir)
     click.echo(f"data: {result.data_dir}")
     click.echo(f"run:  {result.run_dir} ({result.n_cases} (model, case) pairs, {result.n_failed} failed)")
     if "html" in result.files:

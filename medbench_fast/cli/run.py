@@ -73,9 +73,10 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
         click.echo(f"resume with: medbench run --resume {result.run_dir}", err=True)
         sys.exit(130)
     if not quiet:
-        from medbench_fast.cli.tables import print_label_table
+        from medbench_fast.cli.tables import print_classification_table, print_label_table
 
         print_label_table(result.run_dir)
+        print_classification_table(result.run_dir)
     click.echo(f"{result.n_cases} (model, case) pairs, {result.n_failed} failed -> {result.run_dir}")
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")
