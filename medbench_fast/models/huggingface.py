@@ -120,11 +120,21 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
     spec = hf_spec(folder, task, name=model_name, hu_window=hu_window, axis=axis)
 
     def build(onnx_path: Path) -> ModelSpec:
+        import logging
+        import warnings
+
         from optimum.exporters.onnx import main_export
+        from transformers.utils import logging as hf_logging
 
         work = onnx_path.parent / "optimum"
+        hf_logging.set_verbosity_error()
+        for name in ("optimum", "optimum.exporters", "optimum.exporters.onnx"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         try:
-            main_export(str(folder), output=str(work), task=task, opset=opset, do_validation=False, device="cpu")
+            with warnings.catch_warnings():  # deprecation and tracer notices of the exporters
+                warnings.simplefilter("ignore")
+                main_export(str(folder), output=str(work), task=task, opset=opset, do_validation=False,
+                            device="cpu")
         except (KeyError, ValueError) as exc:
             raise ModelError(f"{folder}: optimum cannot export it for {task}: {exc}") from None
         if any(work.glob("*.onnx_data")) or any(work.glob("*.onnx.data")):
