@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import uuid
@@ -52,6 +53,23 @@ def _sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def _map_npy(path: Path) -> np.ndarray:
+    """Memory-map an ``.npy`` file read-only, with its pages mapped up front where the OS
+    allows it (``MAP_POPULATE``: one call instead of a page fault per 64 KiB on first touch)."""
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if populate is None:
+        return np.load(path, mmap_mode="r")
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        offset = fh.tell()
+        mapped = mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    return np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
+
+
 def _atomic_write(target: Path, write) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
@@ -90,7 +108,7 @@ class VolumeCache:
                 return None
             if {k: header[k] for k in ("size", "mtime_ns")} != source_fingerprint(source):
                 return None
-            array = np.load(npy, mmap_mode="r") if header["nbytes"] else np.load(npy)
+            array = _map_npy(npy) if header["nbytes"] else np.load(npy)
             if list(array.shape) != header["shape"] or str(array.dtype) != header["dtype"]:
                 return None
         except (OSError, ValueError, KeyError, TypeError):
