@@ -12,7 +12,8 @@ def parse_labels(text: str | None) -> tuple[int, ...] | None:
     try:
         labels = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated integers such as 1,2,5", param_hint="--labels")
+        raise click.BadParameter(f"{text!r}: expected comma-separated integers such as 1,2,5",
+                                 param_hint="--labels") from None
     if any(label < 0 for label in labels):
         raise click.BadParameter("labels must be >= 0", param_hint="--labels")
     return labels

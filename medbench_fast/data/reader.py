@@ -27,7 +27,7 @@ class VolumeError(ValueError):
 class Volume:
     """A 3D image: voxel array in ``(Z, Y, X)`` plus geometry in millimetres.
 
-    ``array`` may be a read-only ``np.memmap`` (from the volume cache); never write it.
+    ``array`` may be a read-only memory mapping (from the volume cache); never write it.
     """
 
     array: np.ndarray
@@ -40,10 +40,6 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
-
-    @property
-    def voxel_volume_mm3(self) -> float:
-        return float(np.prod(np.asarray(self.spacing, dtype=np.float64)))
 
 
 def case_id_from_path(path: str | os.PathLike) -> str:

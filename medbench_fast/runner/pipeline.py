@@ -28,7 +28,7 @@ from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
 from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.runner.finalize import finalize_run
-from medbench_fast.runner.profile import peak_rss_mb
+from medbench_fast.runner.profile import peak_rss_mb, summarize
 from medbench_fast.store import run_info
 from medbench_fast.store.parts import PartWriter, dedupe_last, read_parts
 from medbench_fast.store.schema import CASES_SCHEMA, SCORES_SCHEMA, metrics_schema
@@ -148,20 +148,15 @@ def _needs_mask(model) -> bool:
 
 
 def _latency_rows(models: dict, samples: dict[str, list[float]], wall: dict[str, float], warmup: int) -> list[dict]:
+    """One ``latency.parquet`` row per model from its per-case inference times (batch = one case);
+    throughput is cases over the wall time of the model's ``prepare`` + ``execute`` calls."""
     rows = []
     for name, info in models.items():
-        ms = np.asarray(samples.get(name, []), dtype=np.float64) * 1e3
-        if ms.size == 0:
+        if not samples.get(name) or not wall.get(name):
             continue
-        p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
-        std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
-        cv = std / float(ms.mean()) if ms.mean() > 0 else 0.0
         rows.append({"model": name, "provider": info["providers_in_use"][0], "batch_size": 1, "warmup": warmup,
-                     "iters": int(ms.size), "cold_start_s": info.get("cold_start_s"), "p50_ms": p50, "p90_ms": p90,
-                     "p95_ms": p95, "p99_ms": p99, "mean_ms": float(ms.mean()), "std_ms": std, "cv": cv,
-                     "throughput_items_per_s": ms.size / wall[name] if wall.get(name) else None,
-                     "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": None, "unstable": bool(cv > 0.1),
-                     "samples_ms": ms.tolist()})
+                     "cold_start_s": info.get("cold_start_s"), **summarize(samples[name], wall[name], 1, 0.1),
+                     "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": None})
     return rows
 
 
