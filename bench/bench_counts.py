@@ -93,7 +93,7 @@ def bench_evaluate(n_cases: int) -> dict:
             for _ in range(3):
                 cache = root / "cache"
                 shutil.rmtree(cache, ignore_errors=True)
-                args = ["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(root / "out"), "-q",
+                args = ["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(root / "out"), "-q", "--overwrite",
                         "--cache-dir", str(cache), *extra]
                 t = time.perf_counter()
                 CliRunner().invoke(cli, args, catch_exceptions=False)

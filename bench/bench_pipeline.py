@@ -97,7 +97,7 @@ def config(root: Path, model: Path, n: int, metrics: str = "[counts]", data: str
 
 
 def medbench_run(cfg: Path, out: Path, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "run", "--config", str(cfg), "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "run", "--config", str(cfg), "--out", str(out), "--overwrite",
                            "--quiet", *extra], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(proc.stdout + proc.stderr)

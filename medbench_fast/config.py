@@ -9,6 +9,7 @@ Errors name the file, the key path and what was expected; unknown keys are error
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ class Key:
     choices: tuple = ()
     required: bool = False
     example: Any = None
+    minimum: float | None = None  # numbers (and each item of a list of numbers)
+    maximum: float | None = None
 
 
 MODEL_KINDS = ("onnx", "huggingface", "aiene", "torchscript")
@@ -40,10 +43,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seg_dir": Key("path", help="Folder of reference label maps, paired with images by case id.", example="data/labels"),
         "manifest": Key("path", help="CSV with columns case_id,image,reference instead of the two folders."),
         "pattern": Key("str", "*", help="Glob pattern selecting image files in image_dir."),
-        "labels": Key("list[int]", help="Labels to score (default: every non-zero label present)."),
+        "labels": Key("list[int]", help="Labels to score (default: every non-zero label present).", minimum=1),
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),
         "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id and one column per target."),
-        "max_cases": Key("int", help="Use only the first N cases (sorted by case id)."),
+        "max_cases": Key("int", help="Use only the first N cases (sorted by case id).", minimum=1),
     },
     "models": {
         "name": Key("str", required=True, help="Model name used in every table.", example="baseline"),
@@ -53,24 +56,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "task": Key("str", "semantic-segmentation", choices=("semantic-segmentation", "image-classification"),
                     help="Hugging Face task."),
         "input_shape": Key("list[int]", help="TorchScript trace shape N,C,(D,)H,W."),
-        "node_label": Key("int", 1, help="AI-ENE: reference label whose connected components are the nodes."),
+        "node_label": Key("int", 1, help="AI-ENE: reference label whose connected components are the nodes.", minimum=1),
         "spec": Key("map", help="Model spec (JSON spec fields) or overrides of the exported spec."),
         "note": Key("str", help="Free text shown beside the model in reports, e.g. 'untrained'."),
     },
     "benchmark": {
         "providers": Key("list[str]", ["cpu"], choices=PROVIDERS, help="Execution providers in order of preference."),
-        "threads": Key("int", help="ONNX Runtime intra-op threads (default: all cores)."),
+        "threads": Key("int", help="ONNX Runtime intra-op threads (default: all cores).", minimum=1),
         "fp16": Key("bool", False, help="Run models in half precision."),
         "warmup": Key("int", 1, help="Untimed warm-up predictions per model before the timed cases."),
         "metrics": Key("list[str]", help="Metric names or groups (counts, surface); default all."),
-        "tolerance_mm": Key("float", 1.0, help="NSD tolerance in mm."),
+        "tolerance_mm": Key("float", 1.0, help="NSD tolerance in mm.", minimum=0),
         "surface": Key("str", "voxel", choices=("voxel", "surfel"), help="Surface representation."),
         "hd95_mode": Key("str", "max", choices=("max", "pooled"), help="HD95 convention."),
         "empty": Key("str", "one", choices=("one", "nan"), help="Both-empty convention."),
-        "workers": Key("int", 2, help="Threads reading and preprocessing upcoming cases."),
-        "prefetch": Key("int", 2, help="Cases read ahead of the model (bounds memory)."),
-        "write_every": Key("int", 8, help="Cases per Parquet part file."),
-        "threshold": Key("float", 0.5, help="Decision threshold of case-level scores."),
+        "workers": Key("int", 2, help="Threads reading and preprocessing upcoming cases.", minimum=1),
+        "prefetch": Key("int", 2, help="Cases read ahead of the model (bounds memory).", minimum=1),
+        "write_every": Key("int", 8, help="Cases per Parquet part file.", minimum=1),
+        "threshold": Key("float", 0.5, help="Decision threshold of case-level scores.", minimum=0, maximum=1),
     },
     "output": {
         "dir": Key("path", "runs", help="Folder that receives one sub-folder per run."),
@@ -107,6 +110,30 @@ def _type_ok(kind: str, value) -> bool:
     raise AssertionError(kind)
 
 
+def _check_numbers(path: str, values: list, spec: Key) -> None:
+    """Finite numbers within the key's bounds (integers are never negative)."""
+    low = spec.minimum if spec.minimum is not None else 0
+    for v in values:
+        if not math.isfinite(v):
+            raise ConfigError(f"{path}: expected a finite number, got {v}")
+        if v < low or (spec.maximum is not None and v > spec.maximum):
+            bound = f"between {low} and {spec.maximum}" if spec.maximum is not None else f">= {low}"
+            raise ConfigError(f"{path}: expected a number {bound}, got {v}")
+
+
+def _label_names(path: str, names: dict) -> dict[int, str]:
+    """``{label: name}`` with integer labels >= 1 (YAML may give ``"1"``); errors name the key."""
+    out = {}
+    for key, name in names.items():
+        text = str(key).strip()
+        if isinstance(key, bool) or not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"{path}: key {key!r} is not a label (expected integers >= 1, e.g. {{1: liver}})")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{path}.{key}: expected a name, got {name!r}")
+        out[int(text)] = name
+    return out
+
+
 def _unknown(where: str, key: str, known) -> ConfigError:
     hint = difflib.get_close_matches(str(key), list(known), n=1)
     suffix = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
@@ -133,8 +160,10 @@ def _section(values, schema: dict[str, Key], where: str, base: Path) -> dict:
             for v in value if isinstance(value, list) else [value]:
                 if v not in spec.choices:
                     raise ConfigError(f"{path}: {v!r} is not one of {', '.join(map(str, spec.choices))}")
-        if spec.kind == "int" and value is not None and value < 0:
-            raise ConfigError(f"{path}: expected a non-negative integer, got {value}")
+        if spec.kind in ("int", "float", "list[int]") and value is not None:
+            _check_numbers(path, value if isinstance(value, list) else [value], spec)
+        if key == "label_names" and value is not None:
+            value = _label_names(path, value)
         if spec.kind == "path" and value is not None:
             value = str((base / os.path.expanduser(value)).resolve()) if not os.path.isabs(value) else value
         out[key] = value
@@ -168,6 +197,28 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
         if model["kind"] == "torchscript" and not model["input_shape"]:
             raise ConfigError(f"{source}: models[{i}].input_shape: required for kind 'torchscript'")
     return config
+
+
+def preflight(config: dict, *, source: str = "<config>") -> None:
+    """Check what exists on disk before anything runs: the dataset folders and files, and
+    each model's file or folder. Errors name the file and the key (``config check`` runs it)."""
+    data = config["dataset"]
+    if not data.get("image_dir") and not data.get("manifest"):
+        raise ConfigError(f"{source}: dataset.image_dir: required (or dataset.manifest)")
+    for key, want_dir in (("image_dir", True), ("seg_dir", True), ("manifest", False), ("targets_csv", False)):
+        value = data.get(key)
+        if value is None:
+            continue
+        p = Path(value)
+        if not p.exists():
+            raise ConfigError(f"{source}: dataset.{key}: {p} does not exist")
+        if want_dir and not p.is_dir():
+            raise ConfigError(f"{source}: dataset.{key}: {p} is not a folder")
+        if not want_dir and not p.is_file():
+            raise ConfigError(f"{source}: dataset.{key}: {p} is not a file")
+    for i, model in enumerate(config["models"]):
+        if model.get("path") and not Path(model["path"]).exists():
+            raise ConfigError(f"{source}: models[{i}].path: {model['path']} does not exist (model {model['name']!r})")
 
 
 def load_config(path: str | os.PathLike) -> tuple[dict, str]:

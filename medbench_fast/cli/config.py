@@ -27,11 +27,14 @@ def init():
 @config.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 def check(path):
-    """Validate PATH; errors name the key path and what was expected."""
-    from medbench_fast.config import ConfigError, load_config
+    """Validate PATH: every key and value, and that its folders and model files exist.
 
-    try:
+    Errors name the key path and what was expected (exit code 2).
+    """
+    from medbench_fast.cli.errors import user_errors
+    from medbench_fast.config import load_config, preflight
+
+    with user_errors():
         cfg, _ = load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        preflight(cfg, source=path)
     click.echo(f"{path}: valid ({len(cfg['models'])} models)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from medbench_fast.cli.options import (
@@ -28,27 +30,39 @@ from medbench_fast.cli.options import (
 @click.option("--geometry-tolerance", default=1e-4, show_default=True, type=float,
               help="Relative tolerance on spacing, origin and direction between prediction and reference.")
 @click.option("--workers", type=click.IntRange(min=1), help="Reading threads (default: CPU count).")
+@click.option("--overwrite", is_flag=True, help="Replace the run that OUT already holds.")
+@click.option("--allow-failures", is_flag=True, help="Exit 0 even when some cases failed.")
 @cache_dir_option
 @no_cache_option
 @quiet_option
 def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, metrics, tolerance_mm, surface, hd95_mode, empty,
-             worst_distance, geometry_tolerance, workers, cache_dir, no_cache, quiet):
+             worst_distance, geometry_tolerance, workers, overwrite, allow_failures, cache_dir, no_cache, quiet):
     """Score every prediction in PRED against the reference of the same case in REF.
 
     Cases pair by file name without extension (.nii.gz, .nii, .nrrd, .mha, .mhd) or DICOM
     series folder name. Writes metrics.parquet, cases.parquet, run.json, results.csv and
     summary.json to OUT. A case that cannot be scored is recorded as failed and the run
-    goes on.
+    goes on. OUT holds exactly one run: a folder with another run is refused unless
+    --overwrite.
 
     \b
     Examples:
       medbench evaluate --pred preds/ --ref labels/ --out results/
       medbench evaluate --pred preds/ --ref labels/ --out results/ --labels 1,2 --metrics counts
       medbench evaluate --pred preds/ --ref labels/ --out results/ --surface surfel --tolerance-mm 2
+
+    Exit codes: 0 every case scored, 1 stopped on an error, 2 usage error or a folder
+    holding another run, 3 finished with failed cases (0 with --allow-failures), 130 interrupted.
     """
+    from medbench_fast.cli.errors import finish, user_errors
     from medbench_fast.metrics.selection import resolve_metrics
     from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders
 
+    if not math.isfinite(tolerance_mm) or tolerance_mm < 0:
+        raise click.BadParameter(f"expected a finite number >= 0, got {tolerance_mm}", param_hint="--tolerance-mm")
+    if not math.isfinite(geometry_tolerance) or geometry_tolerance < 0:
+        raise click.BadParameter(f"expected a finite number >= 0, got {geometry_tolerance}",
+                                 param_hint="--geometry-tolerance")
     try:
         options = EvaluateOptions(
             labels=parse_labels(labels), metrics=resolve_metrics(metrics), nsd_tolerance_mm=tolerance_mm,
@@ -57,13 +71,13 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, metrics, tolerance
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers,
-                              cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
-                              worst_distance=worst_distance)
+    with user_errors():
+        result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers,
+                                  cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
+                                  worst_distance=worst_distance, overwrite=overwrite)
     if not quiet:
         from medbench_fast.cli.tables import print_label_table
 
         print_label_table(result.run_dir)
     click.echo(f"{result.n_cases} cases, {result.n_failed} failed -> {result.run_dir}")
-    if result.n_failed:
-        click.echo(f"failed cases are listed in {result.files['summary']} (cases.*.failures)", err=True)
+    finish(result.n_failed, allow_failures, f"{result.files.get('summary', result.run_dir)} (cases.*.failures)")

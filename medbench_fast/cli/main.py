@@ -11,6 +11,7 @@ import importlib
 import click
 
 from medbench_fast import __version__
+from medbench_fast.cli.errors import EXIT_CODES_HELP
 
 #: name -> ("module:attribute", one-line help shown by ``medbench --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,10 +44,36 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; errors become one ``Error:`` line (tracebacks only with ``--debug``)."""
+        from medbench_fast.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, describe_os_error
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from medbench_fast.store.parts import StoreError
+
+            if isinstance(exc, OSError):
+                message = describe_os_error(exc)
+            elif isinstance(exc, StoreError):
+                message = str(exc)
+            else:
+                message = f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            click.echo(f"Error: {message}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.option("--debug", is_flag=True, envvar="MEDBENCH_DEBUG", help="Show tracebacks of errors (env MEDBENCH_DEBUG=1).")
 @click.version_option(__version__, prog_name="medbench")
-def cli() -> None:
+def cli(debug: bool) -> None:
     """medbench-fast: fast, trustworthy benchmarks for medical-imaging AI.
 
     \b

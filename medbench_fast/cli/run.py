@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from medbench_fast.cli.errors import finish
 from medbench_fast.cli.options import cache_dir_option, make_cache, no_cache_option, quiet_option
 
 
@@ -19,17 +21,21 @@ from medbench_fast.cli.options import cache_dir_option, make_cache, no_cache_opt
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: output.dir/<run id>).")
 @click.option("--provider", "providers", help="Overrides benchmark.providers, e.g. cuda,cpu.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
-              help="Finish an interrupted run in this folder; finished (model, case) pairs are skipped.")
+              help="Finish the run recorded in this folder, with its recorded settings and paths; finished "
+                   "(model, case) pairs are skipped. A --config that changes the run's fingerprint is refused.")
+@click.option("--overwrite", is_flag=True, help="Replace the run that --out already holds.")
+@click.option("--allow-failures", is_flag=True, help="Exit 0 even when some (model, case) pairs failed.")
 @cache_dir_option
 @no_cache_option
 @quiet_option
-def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, providers, resume_dir, cache_dir,
-        no_cache, quiet):
+def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, providers, resume_dir, overwrite,
+        allow_failures, cache_dir, no_cache, quiet):
     """Run every model of the config on every case and write the run folder.
 
     The run folder holds run.json, metrics.parquet, cases.parquet, latency.parquet
-    (scores.parquet for case-level models) and the reports. Ctrl-C stops after the
-    current case; the printed command resumes the run.
+    (scores.parquet for case-level models) and the reports. A folder holds exactly one
+    run: --out naming a folder with another run is refused unless --overwrite. Ctrl-C
+    stops after the current case; the printed command resumes the run.
 
     \b
     Examples:
@@ -37,37 +43,38 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
       medbench run --config benchmark_config.yaml
       medbench run --config benchmark_config.yaml --max-cases 10 --models baseline --provider cuda,cpu
       medbench run --resume runs/20261128T101500Z-3fa2c1
-    """
-    from medbench_fast.config import ConfigError, load_config, validate
-    from medbench_fast.models.spec import ModelError
-    from medbench_fast.runner.pipeline import run_benchmark
-    from medbench_fast.store.run_info import read_run_json
 
-    try:
+    Exit codes: 0 all pairs succeeded, 1 stopped on an error, 2 usage/config/run-folder
+    error, 3 finished with failed pairs (0 with --allow-failures), 130 interrupted.
+    """
+    from medbench_fast.cli.errors import user_errors
+    from medbench_fast.config import load_config, preflight, validate
+    from medbench_fast.runner.pipeline import run_benchmark
+
+    if resume_dir and out_dir:
+        raise click.UsageError("give --resume RUN_DIR or --out RUN_DIR, not both")
+    if resume_dir and overwrite:
+        raise click.UsageError("--resume continues a run; --overwrite replaces one: give only one")
+    with user_errors(ValueError):
         if config_path:
             config, text = load_config(config_path)
         elif resume_dir:
-            record = read_run_json(resume_dir).get("config") or {}
-            if not record.get("text"):
-                raise ConfigError(f"{resume_dir}: run.json holds no config; pass --config")
-            import yaml
-
-            text = record["text"]
-            config = validate(yaml.safe_load(text), source=f"{resume_dir}/run.json")
+            config, text = _recorded_config(resume_dir), None
         else:
             raise click.UsageError("give --config FILE (or --resume RUN_DIR)")
         overrides = {"image_dir": image_dir, "seg_dir": seg_dir, "max_cases": max_cases}
         for key, value in overrides.items():
             if value is not None:
-                config["dataset"][key] = str(value) if key != "max_cases" else value
+                config["dataset"][key] = str(Path(value).resolve()) if key != "max_cases" else value
         if providers:
             config["benchmark"]["providers"] = [p.strip() for p in providers.split(",") if p.strip()]
             validate({"benchmark": {"providers": config["benchmark"]["providers"]}}, source="--provider")
+        preflight(config, source=config_path or f"{resume_dir}/run.json")
         names = [m.strip() for m in model_names.split(",")] if model_names else None
+    with user_errors():
         result = run_benchmark(config, config_text=text, run_dir=resume_dir or out_dir, resume=bool(resume_dir),
-                               models=names, progress=False if quiet else None, cache=make_cache(cache_dir, no_cache))
-    except (ConfigError, ModelError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+                               overwrite=overwrite, models=names, progress=False if quiet else None,
+                               cache=make_cache(cache_dir, no_cache))
     if result.interrupted:
         click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
         click.echo(f"resume with: medbench run --resume {result.run_dir}", err=True)
@@ -80,3 +87,17 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     click.echo(f"{result.n_cases} (model, case) pairs, {result.n_failed} failed -> {result.run_dir}")
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")
+    finish(result.n_failed, allow_failures, f"{result.run_dir}/cases.parquet")
+
+
+def _recorded_config(run_dir: str) -> dict:
+    """The resolved config (absolute paths) recorded at the start of the run in ``run_dir``."""
+    from medbench_fast.config import ConfigError, validate
+    from medbench_fast.store.run_info import read_run_json
+
+    record = read_run_json(run_dir)
+    resolved = record.get("resolved_config")
+    if not isinstance(resolved, dict):
+        raise ConfigError(f"{run_dir}/run.json: no resolved config recorded (not a medbench run folder, or one "
+                          f"written by an older version); start a new run")
+    return validate(resolved, source=f"{run_dir}/run.json", base=Path("/"))

@@ -157,6 +157,6 @@ def run_demo(out_dir: str | os.PathLike, *, n_cases: int = 8, seed: int = 0, pro
     config = demo_config(data, models, out)
     text = yaml.safe_dump({k: v for k, v in config.items()}, sort_keys=False)
     (out / "benchmark_config.yaml").write_text(text, encoding="utf-8")
-    result = run_benchmark(config, config_text=text, run_dir=out / "run", progress=progress,
+    result = run_benchmark(config, config_text=text, run_dir=out / "run", overwrite=True, progress=progress,
                            cache=VolumeCache(out / "cache"))
     return DemoResult(out / "data", result.run_dir, result.n_cases, result.n_failed, result.files, notes)

@@ -26,6 +26,7 @@ from medbench_fast.metrics.selection import (
 )
 from medbench_fast.store import run_info
 from medbench_fast.runner.finalize import finalize_run
+from medbench_fast.runner.identity import RunFolder, evaluate_fingerprint
 from medbench_fast.store.parts import PartWriter
 from medbench_fast.store.schema import CASES_SCHEMA, metrics_schema
 
@@ -119,6 +120,7 @@ def evaluate_folders(
     batch_size: int = 16,
     case_ids: Iterable[str] | None = None,
     worst_distance: str = "inf",
+    overwrite: bool = False,
 ) -> EvaluateResult:
     """Evaluate every case of ``pred_dir`` against ``ref_dir`` and write the run folder.
 
@@ -127,21 +129,48 @@ def evaluate_folders(
     ``cache`` None decodes every file with SimpleITK; ``workers`` reading threads
     (default: CPU count); ``progress`` None shows a bar only on a terminal;
     ``worst_distance="diagonal"`` replaces +inf distances by the image diagonal in the summary.
+    A folder that holds another run is refused (:class:`~medbench_fast.runner.identity.RunFolderError`)
+    unless ``overwrite``.
     """
     options = options or EvaluateOptions()
     run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     model = model or Path(pred_dir).resolve().name
-    run_id = run_info.new_run_id()
-    started = run_info.utc_now()
     pairs = pair_cases(pred_dir, ref_dir)
     if case_ids is not None:
-        wanted = set(case_ids)
-        pairs = [p for p in pairs if p.case_id in wanted]
-    extra = tuple(m for m in options.metrics if m == "dice_smoothed")
-    schema = metrics_schema(extra)
-    metric_parts = PartWriter(run_dir, "metrics", schema)
-    case_parts = PartWriter(run_dir, "cases", CASES_SCHEMA)
+        case_ids = sorted(set(case_ids))
+        pairs = [p for p in pairs if p.case_id in set(case_ids)]
+    fingerprint = evaluate_fingerprint(pred_dir, ref_dir, model, options, case_ids)
+    with RunFolder(run_dir, command="evaluate") as folder:
+        folder.open(fingerprint, overwrite=overwrite)
+        info = {"run_id": run_info.new_run_id(), "started": run_info.utc_now(), "command": "evaluate",
+                "pred_dir": str(Path(pred_dir).resolve()), "ref_dir": str(Path(ref_dir).resolve()), "model": model,
+                "status": "running", "fingerprint": fingerprint.to_dict()}
+        run_info.write_run_json(run_dir, info)
+        try:
+            _evaluate_pairs(pairs, run_dir, options, info["run_id"], fingerprint.digest, model=model,
+                            workers=workers, cache=cache, progress=progress, batch_size=batch_size)
+            files = finalize_run(run_dir, info={**info, "status": "finished"}, options=options,
+                                 schema=_schema(options), fingerprint=fingerprint.digest,
+                                 worst_distance=worst_distance)
+        except BaseException as exc:
+            run_info.record_failure(run_dir, exc)
+            raise
+    cases = files.pop("_cases")
+    n_failed = cases.num_rows - sum(cases.column("success").to_pylist())
+    return EvaluateResult(run_dir, info["run_id"], cases.num_rows, n_failed, files)
+
+
+def _schema(options: EvaluateOptions):
+    return metrics_schema(tuple(m for m in options.metrics if m == "dice_smoothed"))
+
+
+def _evaluate_pairs(pairs: list[CasePair], run_dir: Path, options: EvaluateOptions, run_id: str, fingerprint: str, *,
+                    model: str, workers: int | None, cache: VolumeCache | None, progress: bool | None,
+                    batch_size: int) -> None:
+    """Score ``pairs`` in a reading thread pool, appending finished batches as parts."""
+    stamp_parts = {"fingerprint": fingerprint, "run_id": run_id}
+    metric_parts = PartWriter(run_dir, "metrics", _schema(options), **stamp_parts)
+    case_parts = PartWriter(run_dir, "cases", CASES_SCHEMA, **stamp_parts)
     stamp = {"run_id": run_id, "model": model}
     workers = max(1, workers or os.cpu_count() or 1)
     show = sys.stderr.isatty() if progress is None else progress
@@ -175,9 +204,3 @@ def evaluate_folders(
             if len(pending_cases) >= batch_size:
                 flush()
         flush()
-    info = {"run_id": run_id, "started": started, "command": "evaluate", "pred_dir": str(pred_dir),
-            "ref_dir": str(ref_dir), "model": model}
-    files = finalize_run(run_dir, info=info, options=options, schema=schema, worst_distance=worst_distance)
-    cases = files.pop("_cases")
-    n_failed = cases.num_rows - sum(cases.column("success").to_pylist())
-    return EvaluateResult(run_dir, run_id, cases.num_rows, n_failed, files)

@@ -8,19 +8,22 @@ import pyarrow as pa
 
 from medbench_fast.metrics.evaluate import both_empty_rows
 from medbench_fast.store import run_info
+from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
 from medbench_fast.store.parts import dedupe_last, read_parts, write_table
 from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHEMA
 
 
-def finalize_run(run_dir: Path, *, info: dict, options, schema, worst_distance: str = "inf",
+def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str, worst_distance: str = "inf",
                  formats=("csv", "json", "html"), latency_rows: list[dict] | None = None,
                  threshold: float = 0.5) -> dict:
-    """Consolidate parts (newest row per key wins), fill both-empty rows for the label union,
-    write ``metrics``/``cases`` (and ``scores``/``latency`` when present) Parquet files,
-    ``run.json`` and the reports. Returns the written files, plus the cases table as ``_cases``.
+    """Consolidate the parts of the run of ``fingerprint`` (a part of another fingerprint is
+    refused; newest row per key wins), fill both-empty rows for the label union, write
+    ``metrics``/``cases`` (and ``scores``/``latency`` when present) Parquet files stamped with
+    the fingerprint, ``run.json`` and the reports. Returns the written files, plus the cases
+    table as ``_cases``.
     """
-    metrics = dedupe_last(read_parts(run_dir, "metrics", schema), ["model", "case_id", "label"])
-    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA), ["model", "case_id"])
+    metrics = dedupe_last(read_parts(run_dir, "metrics", schema, fingerprint=fingerprint), ["model", "case_id", "label"])
+    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
     succeeded = {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success")))
                  if ok}
     metrics = _keep_pairs(metrics, succeeded)
@@ -29,15 +32,18 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, worst_distance: 
     metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
     cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
     meta = options.metadata()
-    files = {"metrics": write_table(metrics, run_dir, "metrics", meta), "cases": write_table(cases, run_dir, "cases")}
-    scores = read_parts(run_dir, "scores", SCORES_SCHEMA)
+    stamp = {FINGERPRINT_KEY: fingerprint, RUN_ID_KEY: info["run_id"]}
+    files = {"metrics": write_table(metrics, run_dir, "metrics", {**meta, **stamp}),
+             "cases": write_table(cases, run_dir, "cases", stamp)}
+    scores = read_parts(run_dir, "scores", SCORES_SCHEMA, fingerprint=fingerprint)
     if scores.num_rows:
         scores = dedupe_last(scores, ["model", "case_id", "object_id", "target_name"])
         scores = _keep_pairs(scores, succeeded)
         scores = scores.sort_by([(k, "ascending") for k in ("model", "case_id", "object_id", "target_name")])
-        files["scores"] = write_table(scores, run_dir, "scores")
+        files["scores"] = write_table(scores, run_dir, "scores", stamp)
     if latency_rows:
-        files["latency"] = write_table(pa.Table.from_pylist(latency_rows, schema=LATENCY_SCHEMA), run_dir, "latency")
+        files["latency"] = write_table(pa.Table.from_pylist(latency_rows, schema=LATENCY_SCHEMA), run_dir, "latency",
+                                       stamp)
     record = {
         **info, "finished": run_info.utc_now(),
         "options": {**meta, "labels": None if options.labels is None else list(options.labels),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench_fast.config import ConfigError
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, load_volume
@@ -28,8 +29,10 @@ from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
 from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.runner.finalize import finalize_run
+from medbench_fast.runner.identity import RunFolder, RunFolderError, run_fingerprint
 from medbench_fast.runner.profile import peak_rss_mb, summarize
 from medbench_fast.store import run_info
+from medbench_fast.store.fingerprint import Fingerprint
 from medbench_fast.store.parts import PartWriter, dedupe_last, read_parts
 from medbench_fast.store.schema import CASES_SCHEMA, SCORES_SCHEMA, metrics_schema
 
@@ -92,18 +95,19 @@ def _load_case(case: RunCase, cache: VolumeCache | None, models: dict) -> _Loade
     return out
 
 
-def _done_pairs(run_dir: Path) -> set[tuple[str, str]]:
-    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA), ["model", "case_id"])
+def _done_pairs(run_dir: Path, fingerprint: str) -> set[tuple[str, str]]:
+    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
     return {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success"))) if ok}
 
 
 class _Writer:
     """Buffers finished rows and appends them as parts (case rows last)."""
 
-    def __init__(self, run_dir: Path, schema, write_every: int):
-        self.metrics = PartWriter(run_dir, "metrics", schema)
-        self.scores = PartWriter(run_dir, "scores", SCORES_SCHEMA)
-        self.cases = PartWriter(run_dir, "cases", CASES_SCHEMA)
+    def __init__(self, run_dir: Path, schema, write_every: int, *, fingerprint: str, run_id: str):
+        stamp = {"fingerprint": fingerprint, "run_id": run_id}
+        self.metrics = PartWriter(run_dir, "metrics", schema, **stamp)
+        self.scores = PartWriter(run_dir, "scores", SCORES_SCHEMA, **stamp)
+        self.cases = PartWriter(run_dir, "cases", CASES_SCHEMA, **stamp)
         self.write_every = write_every
         self.buffers: dict[str, list[dict]] = {"metrics": [], "scores": [], "cases": []}
         self.cases_buffered: set[str] = set()
@@ -160,42 +164,49 @@ def _latency_rows(models: dict, samples: dict[str, list[float]], wall: dict[str,
     return rows
 
 
-def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
-                  resume: bool = False, models: list[str] | None = None, progress: bool | None = None,
-                  cache: VolumeCache | None = None) -> RunResult:
-    """Run every configured model on every case and write the run folder.
-
-    ``run_dir``: the run folder (default ``output.dir/<run id>``); with ``resume`` it must
-    hold an earlier run, whose finished (model, case) pairs are skipped. ``models``: names
-    to run (default all). ``cache``: volume cache (default: the user cache folder).
-    """
-    bench = config["benchmark"]
-    options = options_from_config(config)
+def _select_models(config: dict, models: list[str] | None) -> list[dict]:
     entries = [m for m in config["models"] if models is None or m["name"] in models]
     if models is not None:
         unknown = sorted(set(models) - {m["name"] for m in config["models"]})
         if unknown:
-            raise ValueError(f"--models: unknown model(s) {unknown}; the config has "
-                             f"{[m['name'] for m in config['models']]}")
+            raise ConfigError(f"--models: unknown model(s) {unknown}; the config has "
+                              f"{[m['name'] for m in config['models']]}")
     if not entries:
-        raise ValueError("no models to run: the config's models list is empty")
-    cases = discover_cases(config["dataset"])
-    targets = read_targets(config["dataset"].get("targets_csv"))
-    previous = run_info.read_run_json(run_dir) if resume and run_dir else {}
-    if resume and not previous:
-        raise ValueError(f"{run_dir}: no run.json; not a run folder to resume")
-    run_id = previous.get("run_id") or run_info.new_run_id()
-    run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = previous.get("started") or run_info.utc_now()
-    info = {"run_id": run_id, "started": started, "command": "run", "config": run_info.config_record(config_text),
-            "status": "running", "resumed": bool(resume)}
-    run_info.write_run_json(run_dir, {**previous, **info})
-    done = _done_pairs(run_dir) if resume else set()
-    extra = tuple(m for m in options.metrics if m == "dice_smoothed")
-    schema = metrics_schema(extra)
-    cache = cache if cache is not None else VolumeCache()
+        raise ConfigError("no models to run: the config's models list is empty")
+    return entries
 
+
+def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
+                  resume: bool = False, overwrite: bool = False, models: list[str] | None = None,
+                  progress: bool | None = None, cache: VolumeCache | None = None) -> RunResult:
+    """Run every configured model on every case and write the run folder.
+
+    ``run_dir``: the run folder (default ``output.dir/<run id>``). A folder that holds another
+    run is refused (:class:`~medbench_fast.runner.identity.RunFolderError`) unless
+    ``overwrite``; with ``resume`` it must hold a run of the same fingerprint, whose finished
+    (model, case) pairs are skipped. ``models``: names to run (default all). ``cache``:
+    volume cache (default: the user cache folder).
+    """
+    options = options_from_config(config)
+    entries = _select_models(config, models)
+    if resume and run_dir is None:
+        raise ValueError("resume: the run folder is required")
+    run_id = run_info.new_run_id()
+    run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
+    identity = run_fingerprint(config, entries, options)
+    folder = RunFolder(run_dir, command="run")
+    previous = folder.open(identity, resume=resume, overwrite=overwrite)
+    try:
+        return _run_in_folder(config, entries, options, run_dir, identity, previous, config_text=config_text,
+                              run_id=previous.get("run_id") or run_id, progress=progress, cache=cache)
+    except BaseException as exc:
+        run_info.record_failure(run_dir, exc)
+        raise
+    finally:
+        folder.close()
+
+
+def _open_models(entries: list[dict], run_dir: Path, config: dict, options: EvaluateOptions) -> tuple[dict, dict]:
     from medbench_fast.runner.model_sources import open_model
 
     export_dir = run_dir / "models"
@@ -203,14 +214,43 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
     loaded_models, model_info = {}, {}
     for entry in entries:
         t0 = time.perf_counter_ns()
-        model = open_model(entry, export_dir=export_dir, benchmark=bench)
+        model = open_model(entry, export_dir=export_dir, benchmark=config["benchmark"])
         if options.labels and model.output_kind == "label_map":
             model.check_dataset_labels(options.labels)
         loaded_models[entry["name"]] = model
         model_info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
                                      "session_s": (time.perf_counter_ns() - t0) / 1e9,
                                      "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict()}
-    writer = _Writer(run_dir, schema, bench["write_every"])
+    return loaded_models, model_info
+
+
+def _run_in_folder(config: dict, entries: list[dict], options: EvaluateOptions, run_dir: Path, identity: Fingerprint,
+                   previous: dict, *, config_text: str | None, run_id: str, progress: bool | None,
+                   cache: VolumeCache | None) -> RunResult:
+    """The run itself, in a folder opened and locked by :func:`run_benchmark`."""
+    bench = config["benchmark"]
+    resume = bool(previous)
+    info = {"run_id": run_id, "started": previous.get("started") or run_info.utc_now(), "command": "run",
+            "config": run_info.config_record(config_text) or previous.get("config"), "resolved_config": config,
+            "status": "starting", "resumed": resume, "error": None,
+            "fingerprint": previous["fingerprint"] if resume else identity.to_dict()}
+    run_info.write_run_json(run_dir, {**previous, **info})
+    cases = discover_cases(config["dataset"])
+    targets = read_targets(config["dataset"].get("targets_csv"))
+    loaded_models, model_info = _open_models(entries, run_dir, config, options)
+    fingerprint = identity.with_specs({n: i["spec"] for n, i in model_info.items()})
+    if resume:
+        diffs = Fingerprint.from_dict(previous["fingerprint"]).differences(fingerprint)
+        if diffs:
+            raise RunFolderError(f"{run_dir}: the models resolve to other specs than the recorded run's:\n  "
+                                 + "\n  ".join(diffs))
+    info.update(fingerprint=fingerprint.to_dict(), status="running")
+    run_info.write_run_json(run_dir, {**previous, **info})
+    done = _done_pairs(run_dir, fingerprint.digest) if resume else set()
+    extra = tuple(m for m in options.metrics if m == "dice_smoothed")
+    schema = metrics_schema(extra)
+    cache = cache if cache is not None else VolumeCache()
+    writer = _Writer(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id)
     todo = [c for c in cases if any((name, c.case_id) not in done for name in loaded_models)]
     stamp = {"run_id": run_id}
     samples: dict[str, list[float]] = {n: [] for n in loaded_models}
@@ -320,6 +360,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         run_info.write_run_json(run_dir, {**previous, **info})
         return RunResult(run_dir, run_id, 0, 0, {}, interrupted=True, models=model_info)
     files = finalize_run(run_dir, info={**previous, **info}, options=options, schema=schema,
+                         fingerprint=fingerprint.digest,
                          formats=config["output"]["formats"], threshold=bench["threshold"],
                          latency_rows=[{**stamp, **r} for r in _latency_rows(model_info, samples, wall, bench["warmup"])])
     cases_table = files.pop("_cases")

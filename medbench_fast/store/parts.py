@@ -1,9 +1,12 @@
 """Append-only Parquet part files, consolidated into one file per table.
 
-Each batch of finished rows becomes ``RUN_DIR/parts/<table>/part-<n>-<uuid>.parquet``
+Each batch of finished rows becomes ``RUN_DIR/parts/<table>/part-<namespace>-<n>-<uuid>.parquet``
 (written under a temporary name, then renamed), so a killed run loses at most the batch in
-flight. ``consolidate`` merges the parts into ``RUN_DIR/<table>.parquet``, keeping the
-newest row of each key, so a resumed run never duplicates rows.
+flight. Every part carries the run's fingerprint and run id in its key-value metadata;
+:func:`read_parts` refuses a part of another fingerprint, and names a corrupt one.
+Consolidation keeps the newest row of each key, so a resumed run never duplicates rows.
+A namespace (``main`` for a single process) lets several writers of one run, each holding
+its own lock, append parts without ever writing the same file.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
+
+
+class StoreError(RuntimeError):
+    """A run folder whose files cannot be trusted (corrupt, or of another run); names the file."""
 
 
 def _atomic_write_table(table: pa.Table, target: Path) -> None:
@@ -26,33 +35,68 @@ def _atomic_write_table(table: pa.Table, target: Path) -> None:
             tmp.unlink()
 
 
-class PartWriter:
-    """Writes batches of rows of one table as Parquet part files."""
+def _stamp(schema: pa.Schema, fingerprint: str, run_id: str) -> pa.Schema:
+    meta = dict(schema.metadata or {})
+    meta.update({FINGERPRINT_KEY.encode(): fingerprint.encode(), RUN_ID_KEY.encode(): run_id.encode()})
+    return schema.with_metadata(meta)
 
-    def __init__(self, run_dir: str | os.PathLike, table: str, schema: pa.Schema):
+
+class PartWriter:
+    """Writes batches of rows of one table as Parquet part files of one namespace.
+
+    The caller holds the namespace's :class:`~medbench_fast.store.lock.RunLock`.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, table: str, schema: pa.Schema, *, fingerprint: str,
+                 run_id: str, namespace: str = "main"):
         self.folder = Path(run_dir) / "parts" / table
         self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.folder.glob(".part-*.tmp"):  # left by a killed writer
+        self.prefix = f"part-{namespace}-"
+        for stale in self.folder.glob(f".{self.prefix}*.tmp"):  # left by a killed writer of this namespace
             stale.unlink(missing_ok=True)
-        self.schema = schema
-        self._seq = len(list(self.folder.glob("part-*.parquet")))
+        self.schema = _stamp(schema, fingerprint, run_id)
+        self._seq = len(list(self.folder.glob(f"{self.prefix}*.parquet")))
 
     def write(self, rows: list[dict]) -> Path | None:
         """Write ``rows`` (dicts keyed by schema field names) as one part; None when empty."""
         if not rows:
             return None
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        target = self.folder / f"part-{self._seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        target = self.folder / f"{self.prefix}{self._seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
         self._seq += 1
         _atomic_write_table(table, target)
         return target
 
 
-def read_parts(run_dir: str | os.PathLike, table: str, schema: pa.Schema) -> pa.Table:
-    """All rows written so far for ``table`` (empty table when none), in write order."""
+def read_table_file(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+    """Read one Parquet file; a corrupt, empty or truncated one raises :class:`StoreError` naming it."""
+    try:
+        return pq.read_table(path, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise StoreError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def read_parts(run_dir: str | os.PathLike, table: str, schema: pa.Schema, *, fingerprint: str | None = None) -> pa.Table:
+    """All rows written so far for ``table`` (empty table when none), in write order per namespace.
+
+    With ``fingerprint``, a part carrying another fingerprint (or none) raises :class:`StoreError`.
+    """
     folder = Path(run_dir) / "parts" / table
     files = sorted(folder.glob("part-*.parquet")) if folder.exists() else []
-    tables = [pq.read_table(f, schema=schema) for f in files]
+    tables = []
+    for f in files:
+        if fingerprint is not None:
+            try:
+                meta = pq.read_schema(f).metadata or {}
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise StoreError(f"{f}: not a readable Parquet file ({exc})") from None
+            found = meta.get(FINGERPRINT_KEY.encode(), b"").decode() or "none"
+            if found != fingerprint:
+                raise StoreError(f"{f}: a part of another run (fingerprint {found[:12]}, this run's is "
+                                 f"{fingerprint[:12]}); refusing to merge it")
+        tables.append(read_table_file(f, schema).replace_schema_metadata(None))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

@@ -109,11 +109,37 @@ def write_run_json(run_dir: str | os.PathLike, info: dict) -> Path:
     """Write ``info`` as ``RUN_DIR/run.json`` atomically (keys sorted, stable bytes)."""
     target = Path(run_dir) / "run.json"
     tmp = target.with_name(f".run.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
+def record_failure(run_dir: str | os.PathLike, exc: BaseException) -> None:
+    """Mark a run that stopped on ``exc`` as ``failed`` (``interrupted`` for Ctrl-C) in its run.json,
+    keeping everything recorded so far; best effort (the disk may be what failed)."""
+    try:
+        info = read_run_json(run_dir)
+        if info.get("status") in ("starting", "running"):
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            info.update(status="interrupted" if interrupted else "failed",
+                        error=None if interrupted else f"{type(exc).__name__}: {exc}", finished=utc_now())
+            write_run_json(run_dir, info)
+    except (OSError, ValueError):
+        pass
+
+
 def read_run_json(run_dir: str | os.PathLike) -> dict:
+    """``RUN_DIR/run.json`` ({} when absent); an unreadable one raises ValueError naming it."""
     path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable run.json ({exc})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: not a run.json (expected a JSON object)")
+    return info

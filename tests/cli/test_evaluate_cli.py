@@ -37,9 +37,9 @@ def _write(folder, name, array, spacing=SPACING, **geometry):
     write_volume(Volume(array, spacing, **geometry), folder / name)
 
 
-def _run(args):
+def _run(args, code=0):
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result
 
 
@@ -150,7 +150,7 @@ def test_bad_inputs_become_failed_rows_and_the_run_goes_on(tmp_path, dataset, rn
     refs, preds, truth = dataset
     problems = _bad_cases(refs, preds, rng)
     out = tmp_path / "out"
-    result = _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet"])
+    result = _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet"], code=3)
     assert f"{len(truth) + len(problems)} cases, {len(problems)} failed" in result.output
     cases = {c["case_id"]: c for c in pq.read_table(out / "cases.parquet").to_pylist()}
     for case_id, fragment in problems.items():
@@ -172,8 +172,9 @@ def test_geometry_tolerance_option(tmp_path, rng):
     _write(refs, "a.nii.gz", ref)
     _write(preds, "a.nii.gz", pred, spacing=(2.0, 0.8, 0.8004))
     out = tmp_path / "out"
-    assert "1 failed" in _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q"]).output
-    assert "0 failed" in _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q",
+    assert "1 failed" in _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q"],
+                              code=3).output
+    assert "0 failed" in _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "-q", "--overwrite",
                                "--geometry-tolerance", "1e-3"]).output
 
 
@@ -181,7 +182,7 @@ def test_second_run_reads_from_cache(tmp_path, dataset):
     refs, preds, _ = dataset
     cache = tmp_path / "cache"
     for _ in range(2):
-        _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(tmp_path / "o"), "-q",
+        _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(tmp_path / "o"), "-q", "--overwrite",
               "--cache-dir", str(cache), "--metrics", "counts"])
     assert len(list(cache.glob("*.npy"))) == 8
     result = _run(["cache", "info", "--cache-dir", str(cache)])

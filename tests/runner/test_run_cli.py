@@ -47,10 +47,10 @@ def test_example_config_is_valid_and_documents_every_key():
 def test_invalid_configs_name_file_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    result = _invoke(["run", "--config", str(path)], code=1)
+    result = _invoke(["run", "--config", str(path)], code=2)
     assert message in result.output and str(path) in result.output
     with pytest.raises(ConfigError, match="bad.yaml"):
-        _invoke(["config", "check", str(path)], code=1)
+        _invoke(["config", "check", str(path)], code=2)
         raise ConfigError("bad.yaml")
 
 
@@ -105,8 +105,8 @@ def test_bad_cases_are_failed_rows_and_the_run_goes_on(tmp_path, bench_assets, w
     config = write_config(tmp_path, tmp_path, max_cases=6)
     shutil.copytree(bench_assets / "models", tmp_path / "models")
     out = tmp_path / "run"
-    result = _invoke(["run", "--config", str(config), "--out", str(out), "-q"])
-    assert "6 (model, case) pairs, 2 failed" in result.output
+    result = _invoke(["run", "--config", str(config), "--out", str(out), "-q"], code=3)
+    assert "6 (model, case) pairs, 2 failed" in result.output and "2 failed (model, case) pair(s)" in result.output
     cases = {c["case_id"]: c for c in pq.read_table(out / "cases.parquet").to_pylist()}
     assert "case_002.nii.gz" in cases["case_002"]["error"] and not cases["case_002"]["success"]
     assert "no reference for case 'case_005'" in cases["case_005"]["error"]
@@ -122,9 +122,9 @@ def test_overrides_and_unknown_model(tmp_path, bench_assets, write_config):
     result = _invoke(["run", "--config", str(config), "--out", str(out), "-q", "--max-cases", "2",
                       "--models", "baseline", "--provider", "cpu"])
     assert "2 (model, case) pairs" in result.output
-    bad = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r2"), "--models", "nope"], code=1)
+    bad = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r2"), "--models", "nope"], code=2)
     assert "unknown model(s) ['nope']" in bad.output
-    bad = _invoke(["run", "--config", str(config), "--provider", "gpu"], code=1)
+    bad = _invoke(["run", "--config", str(config), "--provider", "gpu"], code=2)
     assert "'gpu' is not one of" in bad.output
 
 
@@ -133,9 +133,11 @@ def test_model_file_that_is_not_onnx_fails_before_any_case(tmp_path, bench_asset
     fake.write_bytes(b"not a model")
     config = write_config(tmp_path, bench_assets)
     config.write_text(config.read_text().replace(str(bench_assets / "models" / "baseline.onnx"), str(fake)))
-    result = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r")], code=1)
+    result = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r")], code=2)
     assert "fake.onnx" in result.output and "baseline" in result.output
     assert not (tmp_path / "r" / "parts").exists()
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["status"] == "failed" and "fake.onnx" in run["error"]
 
 
 def test_profile_command(tmp_path, bench_assets, write_config):

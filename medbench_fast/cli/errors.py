@@ -1,0 +1,69 @@
+"""Exit codes of every ``medbench`` command, and how errors reach the user.
+
+A user error (bad option, invalid config, a run folder that cannot take the run, a corrupt
+file) is one ``Error: ...`` line naming the file or key and the problem; a programming error
+is reported the same way with a hint, and its traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import errno
+from contextlib import contextmanager
+
+import click
+
+#: Exit codes (documented in ``medbench --help`` and the README).
+EXIT_OK = 0
+EXIT_ERROR = 1  # the command stopped on an error (I/O, disk full, corrupt files, internal error)
+EXIT_USAGE = 2  # usage and config errors: nothing was run
+EXIT_FAILED_PAIRS = 3  # the run finished, but some (model, case) pairs failed (--allow-failures: 0)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    every (model, case) pair succeeded
+  1    stopped on an error (I/O, disk full, corrupt run files, internal error)
+  2    usage or config error, or a run folder that cannot take the run: nothing run
+  3    finished with failed (model, case) pairs (0 with --allow-failures)
+  130  interrupted (Ctrl-C); finished cases are kept"""
+
+
+class InputError(click.ClickException):
+    """A usage, config or run-folder error: exit code 2, one line, no usage text."""
+
+    exit_code = EXIT_USAGE
+
+
+def input_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the input is wrong" (imported lazily: they live in heavy modules)."""
+    from medbench_fast.config import ConfigError
+    from medbench_fast.models.spec import ModelError
+    from medbench_fast.runner.identity import RunFolderError
+    from medbench_fast.store.lock import RunLockedError
+
+    return ConfigError, ModelError, RunFolderError, RunLockedError
+
+
+@contextmanager
+def user_errors(*extra: type[BaseException]):
+    """Turn the input errors (and ``extra`` types) raised inside into :class:`InputError`."""
+    try:
+        yield
+    except (*input_error_types(), *extra) as exc:
+        raise InputError(str(exc)) from None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``<file>: <what the system said>``, with a plain word for a full disk."""
+    where = exc.filename or "?"
+    if exc.errno == errno.ENOSPC:
+        return f"{where}: no space left on the device; finished results written so far are kept"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def finish(n_failed: int, allow_failures: bool, where: str) -> None:
+    """Exit with :data:`EXIT_FAILED_PAIRS` when pairs failed (unless allowed)."""
+    if n_failed and not allow_failures:
+        click.echo(f"{n_failed} failed (model, case) pair(s); see {where} (exit code {EXIT_FAILED_PAIRS}; "
+                   f"--allow-failures exits 0)", err=True)
+        raise SystemExit(EXIT_FAILED_PAIRS)

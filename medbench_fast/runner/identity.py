@@ -1,0 +1,165 @@
+"""What makes a run the run it is: its fingerprint components, and the run folder's rules.
+
+:func:`run_fingerprint` and :func:`evaluate_fingerprint` list everything that changes a
+number of a ``medbench run`` or ``medbench evaluate``. :class:`RunFolder` enforces one run
+per folder: it takes the writer lock, refuses a folder that holds another run (naming what
+differs) unless asked to overwrite it, and lets ``--resume`` continue only the recorded run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from medbench_fast.store import run_info
+from medbench_fast.store.fingerprint import Fingerprint, file_sha256, flatten
+from medbench_fast.store.lock import RunLock
+
+#: Files and folders a run writes in its folder (everything ``--overwrite`` replaces).
+RUN_FILES = ("run.json", "parts", "models", "metrics.parquet", "cases.parquet", "scores.parquet", "latency.parquet",
+             "results.csv", "cases.csv", "summary.json", "leaderboard.html")
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot take this run (another run, another fingerprint, not writable)."""
+
+
+def _options_components(options, threshold: float | None) -> dict:
+    out = {"labels": None if options.labels is None else sorted(int(x) for x in options.labels),
+           "label_names": None if not options.label_names else {str(k): v for k, v in sorted(options.label_names.items())},
+           "metrics": list(options.metrics), "surface": options.surface, "hd95_mode": options.hd95_mode,
+           "tolerance_mm": float(options.nsd_tolerance_mm), "empty": options.empty,
+           "geometry_rtol": float(options.geometry_rtol)}
+    if threshold is not None:
+        out["threshold"] = float(threshold)
+    return out
+
+
+def _model_components(entry: dict) -> dict:
+    """A model's config entry and the sha256 of its source file or folder."""
+    record = {k: entry.get(k) for k in ("kind", "path", "id", "task", "node_label", "input_shape", "spec")
+              if entry.get(k) is not None}
+    path = entry.get("path")
+    if path:
+        p = Path(path)
+        record["sha256"] = file_sha256(p) if p.exists() else "missing"
+    return record
+
+
+def run_fingerprint(config: dict, entries: list[dict], options) -> Fingerprint:
+    """The fingerprint of a ``medbench run`` of ``entries`` (model entries) under ``config``."""
+    data, bench = config["dataset"], config["benchmark"]
+    dataset = {k: data.get(k) for k in ("image_dir", "seg_dir", "manifest", "pattern", "max_cases", "targets_csv")}
+    if data.get("targets_csv") and Path(data["targets_csv"]).is_file():
+        dataset["targets_sha256"] = file_sha256(data["targets_csv"])
+    components = {"command": "run", **flatten("dataset", dataset), **flatten("options", _options_components(
+        options, bench["threshold"])), "providers": list(bench["providers"]), "fp16": bool(bench["fp16"])}
+    for entry in entries:
+        components.update(flatten(f"models.{entry['name']}", _model_components(entry)))
+    return Fingerprint(components)
+
+
+def evaluate_fingerprint(pred_dir, ref_dir, model: str, options, case_ids=None) -> Fingerprint:
+    """The fingerprint of a ``medbench evaluate`` of ``pred_dir`` against ``ref_dir``."""
+    components = {"command": "evaluate", "pred_dir": str(Path(pred_dir).resolve()),
+                  "ref_dir": str(Path(ref_dir).resolve()), "model": model,
+                  "case_ids": None if case_ids is None else sorted(case_ids),
+                  **flatten("options", _options_components(options, None))}
+    return Fingerprint(components)
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return (run_dir / "run.json").exists() or (run_dir / "parts").exists()
+
+
+class RunFolder:
+    """The folder of one run, held by this process for the run's duration (a context manager)."""
+
+    def __init__(self, run_dir: str | os.PathLike, *, command: str):
+        self.path = Path(run_dir)
+        self.command = command
+        self.lock: RunLock | None = None
+
+    def open(self, fingerprint: Fingerprint, *, resume: bool = False, overwrite: bool = False) -> dict:
+        """Create and lock the folder and check it against ``fingerprint``; return the recorded
+        ``run.json`` when resuming (else ``{}``). Raises :class:`RunFolderError` or
+        :class:`~medbench_fast.store.lock.RunLockedError` without writing anything."""
+        self._make()
+        self.lock = RunLock(self.path, command=f"medbench {self.command}").acquire()
+        try:
+            return self._check(fingerprint, resume=resume, overwrite=overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _make(self) -> None:
+        p = self.path
+        for parent in [p, *p.parents]:
+            if parent.exists() and not parent.is_dir():
+                raise RunFolderError(f"{p}: cannot create the run folder: {parent} is a file")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"{p}: cannot create the run folder ({exc.strerror or exc})") from None
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise RunFolderError(f"{p}: the run folder is not writable")
+
+    def _check(self, fingerprint: Fingerprint, *, resume: bool, overwrite: bool) -> dict:
+        for leftover in self.path.glob(".medbench-replaced-*"):  # an interrupted --overwrite
+            shutil.rmtree(leftover, ignore_errors=True)
+        recorded = run_info.read_run_json(self.path)
+        if resume:
+            if not recorded:
+                raise RunFolderError(f"{self.path}: no run.json; not a run folder to resume")
+            if recorded.get("command") != self.command:
+                raise RunFolderError(f"{self.path}: holds a 'medbench {recorded.get('command')}' run, "
+                                     f"not a 'medbench {self.command}' run")
+            previous = Fingerprint.from_dict(recorded.get("fingerprint"))
+            if previous is None:
+                raise RunFolderError(f"{self.path}: run.json has no fingerprint (written by an older medbench-fast); "
+                                     f"it cannot be resumed safely: start a new run")
+            diffs = previous.differences(fingerprint)
+            if diffs:
+                raise RunFolderError(f"{self.path}: --resume continues the recorded run; the given settings "
+                                     f"change its fingerprint:\n  " + "\n  ".join(diffs))
+            return recorded
+        if _holds_run(self.path):
+            if overwrite:
+                self._replace()
+                return {}
+            previous = Fingerprint.from_dict(recorded.get("fingerprint"))
+            what = (f"run {recorded.get('run_id')} ({recorded.get('command')}, {recorded.get('status')})"
+                    if recorded else "the parts of an unfinished run")
+            if previous is not None:
+                diffs = previous.differences(fingerprint)
+                detail = ("; it differs in:\n  " + "\n  ".join(diffs)) if diffs else "; with the same settings"
+            else:
+                detail = ""
+            hint = "use --resume to continue it, " if recorded.get("command") == "run" == self.command else ""
+            raise RunFolderError(f"{self.path}: already holds {what}{detail}\n"
+                                 f"A run folder holds exactly one run: {hint}choose another folder, "
+                                 f"or pass --overwrite to replace it.")
+        return {}
+
+    def _replace(self) -> None:
+        """Move the old run aside (run.json first, so a crash leaves the old run or none) and delete it."""
+        trash = self.path / f".medbench-replaced-{uuid.uuid4().hex[:8]}"
+        trash.mkdir()
+        for name in RUN_FILES:
+            src = self.path / name
+            if src.exists():
+                os.replace(src, trash / name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
