@@ -34,11 +34,29 @@ def print_comparison(summary: dict) -> None:
         p50 = f"{stage['p50_ms']:.1f}" if stage.get("p50_ms") is not None else "-"
         click.echo(f"{model[:34]:<34} {c['successful']:>3}/{c['cases']:<3} {_mean(stats.get('dice'), 3):>24} "
                    f"{_mean(stats.get('hd95'), 2).split(' ')[0]:>10} {p50:>9}")
-    significant = [c for c in summary["comparisons"] if c["significant"]]
+    scope = summary.get("comparison_scope") or {}
+    labels = scope.get("labels") or {}
+    if labels.get("dropped"):
+        click.echo(f"\nlabels compared: {', '.join(map(str, labels['compared'])) or 'none'}; left out: "
+                   + "; ".join(f"{run}: {', '.join(map(str, ls))}" for run, ls in labels["dropped"].items()))
+    tested = [c for c in summary["comparisons"] if c.get("tested", True)]
+    for c in tested:
+        if c.get("cases_only_a") or c.get("cases_only_b"):
+            click.echo(f"{c['metric']}: {c['model_a']} vs {c['model_b']}: {c['n']} paired cases used, "
+                       f"{c['cases_only_a'] + c['cases_only_b']} dropped (in one model only)")
+    significant = [c for c in tested if c["significant"]]
     if significant:
         click.echo("")
         for c in significant:
-            click.echo(f"{c['metric']}: {c['better']} better than {c['worse']} (p = {c['p_holm']:.3g}, Holm, n = {c['n']})")
+            differ = f"  [conventions differ: {c['conventions_differ']}]" if c.get("conventions_differ") else ""
+            click.echo(f"{c['metric']}: {c['better']} better than {c['worse']} (p = {c['p_holm']:.3g}, Holm, "
+                       f"n = {c['n']}){differ}")
+    untested = [c for c in summary["comparisons"] if not c.get("tested", True)]
+    if untested:
+        click.echo("")
+        for c in untested:
+            click.echo(f"{c['metric']}: {c['model_a']} vs {c['model_b']} not tested: {c['reason']} "
+                       f"(--allow-different-conventions tests it anyway)")
 
 
 @click.command()
@@ -49,12 +67,18 @@ def print_comparison(summary: dict) -> None:
               help="Keep +inf distances apart, or replace them by the image diagonal (BraTS).")
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Score threshold of the classification metrics (case-level models).")
-def compare(run_dirs, out_dir, worst_distance, threshold):
+@click.option("--allow-different-conventions", "allow_conflicts", is_flag=True,
+              help="Also test metrics whose conventions (surface mode, HD95 mode, NSD tolerance, both-empty "
+                   "policy) differ between runs; the difference is printed beside the result.")
+def compare(run_dirs, out_dir, worst_distance, threshold, allow_conflicts):
     """Compare the models of two or more run folders side by side.
 
     Runs are merged; a model name found in several runs becomes "MODEL (RUN)", where RUN
     is the run folder's name. Models are compared on the cases they share with a
-    Wilcoxon signed-rank test per pair, Holm-corrected across pairs.
+    Wilcoxon signed-rank test per pair, Holm-corrected across pairs. Models of different
+    runs are compared only on the labels every run scored, and a metric is tested only
+    when both runs computed it under the same conventions; what was left out, and why,
+    is printed.
 
     \b
     Examples:
@@ -66,12 +90,16 @@ def compare(run_dirs, out_dir, worst_distance, threshold):
 
     if len(run_dirs) < 2:
         raise click.UsageError("give at least two run folders")
+    from medbench_fast.cli.errors import InputError
+    from medbench_fast.store.parts import StoreError
+
     try:
         tables = merge_runs([load_run(d) for d in run_dirs], _run_names(run_dirs))
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
-    summary, _ = summarize(tables, worst_distance=worst_distance, threshold=threshold)
+    except (FileNotFoundError, StoreError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    summary, _ = summarize(tables, worst_distance=worst_distance, threshold=threshold, allow_conflicts=allow_conflicts)
     print_comparison(summary)
     if out_dir:
-        files = write_tables_reports(tables, out_dir, worst_distance=worst_distance, threshold=threshold)
+        files = write_tables_reports(tables, out_dir, worst_distance=worst_distance, threshold=threshold,
+                                     allow_conflicts=allow_conflicts)
         click.echo(f"reports: {', '.join(str(p) for p in files.values())}")

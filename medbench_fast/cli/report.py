@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 _WHAT = {"csv": "results.csv and cases.csv", "json": "summary.json", "html": "leaderboard.html"}
@@ -28,17 +30,31 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
       medbench report results/ --html
       medbench report results/ --json --worst-distance diagonal
     """
+    from medbench_fast.cli.errors import InputError
     from medbench_fast.report.tables import FORMATS, write_reports
+    from medbench_fast.runner.finalize import rebuild_tables
+    from medbench_fast.store.parts import StoreError
+    from medbench_fast.store.run_info import read_run_json
 
     chosen = tuple(f for f, on in zip(FORMATS, (want_csv, want_json, want_html)) if on) or FORMATS
     try:
-        from medbench_fast.store.run_info import read_run_json
-
         recorded = read_run_json(run_dir).get("options") or {}
-        worst_distance = worst_distance or recorded.get("worst_distance") or "inf"
-        threshold = threshold if threshold is not None else recorded.get("threshold", 0.5)
-        files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    worst_distance = worst_distance or recorded.get("worst_distance") or "inf"
+    threshold = threshold if threshold is not None else recorded.get("threshold", 0.5)
+    for attempt in (1, 2):
+        try:
+            files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
+            break
+        except (FileNotFoundError, StoreError) as exc:
+            if attempt == 2 or not (Path(run_dir) / "parts").is_dir():
+                raise InputError(str(exc)) from None
+            click.echo(f"{exc}\nrebuilding the run's tables from {Path(run_dir) / 'parts'}", err=True)
+            try:
+                for path in rebuild_tables(run_dir):
+                    click.echo(f"rebuilt {path}", err=True)
+            except StoreError as again:
+                raise InputError(f"{exc}; {again}") from None
     for path in files.values():
         click.echo(str(path))

@@ -88,10 +88,17 @@ def leaderboard_section(summary: dict, models: list[str]) -> Section | None:
 def comparison_section(summary: dict) -> Section | None:
     rows = []
     for c in summary["comparisons"]:
+        if not c.get("tested", True):
+            rows.append("<tr>" + text_cell(c["metric"]) + text_cell(c["model_a"], "model")
+                        + text_cell(c["model_b"], "model") + num_cell(None, 0) + num_cell(None, 4) + num_cell(None, 4)
+                        + f'<td>not tested: {h(c["reason"])}</td></tr>')
+            continue
         if c["significant"]:
             verdict = f'<strong>{h(c["better"])}</strong> better than {h(c["worse"])} ({fmt_p(c["p_holm"])})'
         else:
             verdict = f'no significant difference ({fmt_p(c["p_holm"])})'
+        if c.get("conventions_differ"):
+            verdict += f' <em>(conventions differ: {h(c["conventions_differ"])})</em>'
         rows.append("<tr>" + text_cell(c["metric"]) + text_cell(c["model_a"], "model") + text_cell(c["model_b"], "model")
                     + num_cell(c["n"], 0) + num_cell(c["mean_diff"], 4) + num_cell(c["p_holm"], 4)
                     + f"<td>{verdict}</td></tr>")
@@ -100,7 +107,14 @@ def comparison_section(summary: dict) -> Section | None:
     header = [("Metric", "text", None), ("A", "text", None), ("B", "text", None), ("Cases", "num", None),
               ("Mean A \u2212 B", "num", None), ("p (Holm)", "num", "asc"), ("Result", "text", None)]
     note = ("Paired per-case differences, two-sided Wilcoxon signed-rank test, Holm correction across model "
-            "pairs of each metric; a verdict is shown only when the adjusted p-value is below 0.05.")
+            "pairs of each metric; a verdict is shown only when the adjusted p-value is below 0.05. Models of "
+            "different runs are tested only where the runs computed the metric under the same conventions.")
+    scope = summary.get("comparison_scope")
+    if scope and scope["labels"]["dropped"]:
+        dropped = "; ".join(f"{run}: {', '.join(map(str, labels))}" for run, labels in scope["labels"]["dropped"].items())
+        note += (f" Labels compared: {', '.join(map(str, scope['labels']['compared']))}; labels scored by only some "
+                 f"runs were left out ({dropped}).")
+    note = h(note)
     return ("comparisons", "Paired comparisons", f'<p class="note">{note}</p>{table(header, rows)}')
 
 

@@ -14,10 +14,12 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from medbench_fast.metrics.classification import classification_summary
 from medbench_fast.report.latency import profile_rows, stage_summary, wall_throughput
+from medbench_fast.report.conventions import convention_differences, label_sets
 from medbench_fast.report.paired import paired_comparisons
 from medbench_fast.report.run import RunTables, load_run
 from medbench_fast.report.summary import (
@@ -75,14 +77,44 @@ def _run_record(info: dict) -> dict:
     return {k: info.get(k) for k in keys}
 
 
-def summarize(tables: RunTables, *, worst_distance: str = "inf", threshold: float = 0.5) -> tuple[dict, dict]:
-    """The ``summary.json`` content and the per-case foreground means ``{model: {case: {metric: v}}}``."""
+def _comparison_inputs(tables: RunTables, metrics: pa.Table, per_case: dict, inf_labels: dict):
+    """For merged runs: per-case means over the labels every run scored, a function naming the
+    conventions that differ between two models' runs, and the comparison scope for the summary."""
+    model_runs = tables.info.get("model_runs")
+    if not model_runs:
+        return per_case, inf_labels, None, None
+    runs = tables.info["runs"]
+    labels: dict[str, set[int]] = {name: set() for name in runs}
+    for model, label in zip(metrics.column("model").to_pylist(), metrics.column("label").to_pylist()):
+        if label != 0:
+            labels[model_runs[model]].add(label)
+    scope = {"labels": label_sets({k: v for k, v in labels.items() if v}), "runs": dict(sorted(model_runs.items()))}
+    if scope["labels"]["dropped"]:
+        keep = pc.is_in(metrics.column("label"), value_set=pa.array(scope["labels"]["compared"], metrics.schema.field("label").type))
+        per_case, inf_labels = foreground_per_case(metrics.filter(keep))
+
+    def conflicts(a: str, b: str, metric: str) -> list[str]:
+        ra, rb = model_runs[a], model_runs[b]
+        return [] if ra == rb else convention_differences(metric, runs[ra]["conventions"], runs[rb]["conventions"])
+
+    return per_case, inf_labels, conflicts, scope
+
+
+def summarize(tables: RunTables, *, worst_distance: str = "inf", threshold: float = 0.5,
+              allow_conflicts: bool = False) -> tuple[dict, dict]:
+    """The ``summary.json`` content and the per-case foreground means ``{model: {case: {metric: v}}}``.
+
+    For merged runs, models of different runs are tested only on the labels every run scored
+    and only for metrics computed under the same conventions (``allow_conflicts`` tests them
+    anyway and records the differences); ``comparison_scope`` says what was compared.
+    """
     if worst_distance not in WORST_DISTANCE:
         raise ValueError(f"worst_distance: {worst_distance!r} is not one of inf, diagonal")
     metrics = tables.metrics
     if worst_distance == "diagonal":
         metrics = replace_inf_by_diagonal(metrics, tables.cases)
     per_case, inf_labels = foreground_per_case(metrics)
+    cmp_case, cmp_inf, conflicts, scope = _comparison_inputs(tables, metrics, per_case, inf_labels)
     summary = {
         "run_id": tables.info.get("run_id"),
         "run": _run_record(tables.info),
@@ -91,7 +123,8 @@ def summarize(tables: RunTables, *, worst_distance: str = "inf", threshold: floa
         "cases": case_summary(tables.cases),
         "models": model_summary(per_case, inf_labels),
         "per_label": per_label_summary(metrics),
-        "comparisons": paired_comparisons(per_case, inf_labels),
+        "comparisons": paired_comparisons(cmp_case, cmp_inf, conflicts=conflicts, allow_conflicts=allow_conflicts),
+        **({"comparison_scope": scope} if scope else {}),
         "latency": {"stages": stage_summary(tables.cases), "profiles": profile_rows(tables.latency),
                     "wall": wall_throughput(tables.info)},
         "classification": classification_section(tables.scores, threshold=threshold),
@@ -122,8 +155,10 @@ def seed_cases_csv(cases: pa.Table) -> str:
 
 
 def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, formats=FORMATS,
-                         worst_distance: str = "inf", threshold: float = 0.5) -> dict[str, Path]:
-    """Write the requested report ``formats`` of ``tables`` into ``out_dir``; return the paths by kind."""
+                         worst_distance: str = "inf", threshold: float = 0.5,
+                         allow_conflicts: bool = False) -> dict[str, Path]:
+    """Write the requested report ``formats`` of ``tables`` into ``out_dir``; return the paths by kind
+    (``allow_conflicts``: see :func:`summarize`)."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"formats: {sorted(unknown)} not among {', '.join(FORMATS)}")
@@ -136,7 +171,8 @@ def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, forma
         files["cases_csv"] = out_dir / "cases.csv"
         files["cases_csv"].write_text(seed_cases_csv(tables.cases), encoding="utf-8")
     if "json" in formats or "html" in formats:
-        summary, per_case = summarize(tables, worst_distance=worst_distance, threshold=threshold)
+        summary, per_case = summarize(tables, worst_distance=worst_distance, threshold=threshold,
+                                      allow_conflicts=allow_conflicts)
         summary = _json_safe(summary)
     if "json" in formats:
         files["summary"] = out_dir / "summary.json"

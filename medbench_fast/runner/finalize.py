@@ -9,7 +9,7 @@ import pyarrow as pa
 from medbench_fast.metrics.evaluate import both_empty_rows
 from medbench_fast.store import run_info
 from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
-from medbench_fast.store.parts import dedupe_last, read_parts, write_table
+from medbench_fast.store.parts import StoreError, dedupe_last, read_parts, write_table
 from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHEMA
 
 
@@ -22,31 +22,15 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
     the fingerprint, ``run.json`` and the reports. Returns the written files, plus the cases
     table as ``_cases``.
     """
-    metrics = dedupe_last(read_parts(run_dir, "metrics", schema, fingerprint=fingerprint), ["model", "case_id", "label"])
-    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
-    succeeded = {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success")))
-                 if ok}
-    metrics = _keep_pairs(metrics, succeeded)
-    if options.labels is None:
-        metrics = _fill_label_union(metrics, cases, options, schema)
-    metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
-    cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
-    meta = options.metadata()
+    files, cases = consolidate(run_dir, options=options, schema=schema, fingerprint=fingerprint, run_id=info["run_id"])
     stamp = {FINGERPRINT_KEY: fingerprint, RUN_ID_KEY: info["run_id"]}
-    files = {"metrics": write_table(metrics, run_dir, "metrics", {**meta, **stamp}),
-             "cases": write_table(cases, run_dir, "cases", stamp)}
-    scores = read_parts(run_dir, "scores", SCORES_SCHEMA, fingerprint=fingerprint)
-    if scores.num_rows:
-        scores = dedupe_last(scores, ["model", "case_id", "object_id", "target_name"])
-        scores = _keep_pairs(scores, succeeded)
-        scores = scores.sort_by([(k, "ascending") for k in ("model", "case_id", "object_id", "target_name")])
-        files["scores"] = write_table(scores, run_dir, "scores", stamp)
     if latency_rows:
         files["latency"] = write_table(pa.Table.from_pylist(latency_rows, schema=LATENCY_SCHEMA), run_dir, "latency",
                                        stamp)
     record = {
         **info, "finished": run_info.utc_now(),
-        "options": {**meta, "labels": None if options.labels is None else list(options.labels),
+        "options": {**options.metadata(), "labels": None if options.labels is None else list(options.labels),
+                    "label_names": None if not options.label_names else {str(k): v for k, v in options.label_names.items()},
                     "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance,
                     "threshold": threshold},
         "versions": run_info.package_versions(), "hardware": run_info.hardware(), "git_commit": run_info.git_commit(),
@@ -58,6 +42,55 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
                                threshold=threshold))
     files["_cases"] = cases
     return files
+
+
+def consolidate(run_dir: Path, *, options, schema, fingerprint: str, run_id: str) -> tuple[dict, pa.Table]:
+    """Write ``metrics``, ``cases`` (and ``scores``) Parquet files from the parts of the run of
+    ``fingerprint``; returns the files and the cases table."""
+    metrics = dedupe_last(read_parts(run_dir, "metrics", schema, fingerprint=fingerprint), ["model", "case_id", "label"])
+    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
+    succeeded = {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success")))
+                 if ok}
+    metrics = _keep_pairs(metrics, succeeded)
+    if options.labels is None:
+        metrics = _fill_label_union(metrics, cases, options, schema)
+    metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
+    cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
+    stamp = {FINGERPRINT_KEY: fingerprint, RUN_ID_KEY: run_id}
+    files = {"metrics": write_table(metrics, run_dir, "metrics", {**options.metadata(), **stamp}),
+             "cases": write_table(cases, run_dir, "cases", stamp)}
+    scores = read_parts(run_dir, "scores", SCORES_SCHEMA, fingerprint=fingerprint)
+    if scores.num_rows:
+        scores = dedupe_last(scores, ["model", "case_id", "object_id", "target_name"])
+        scores = _keep_pairs(scores, succeeded)
+        scores = scores.sort_by([(k, "ascending") for k in ("model", "case_id", "object_id", "target_name")])
+        files["scores"] = write_table(scores, run_dir, "scores", stamp)
+    return files, cases
+
+
+def rebuild_tables(run_dir: str | Path) -> list[Path]:
+    """Rewrite a finished run's consolidated Parquet files from its parts (for a corrupt or
+    deleted ``metrics``/``cases``/``scores`` file), with the options and fingerprint recorded
+    in its ``run.json``. Raises :class:`StoreError` when the run cannot be rebuilt."""
+    from medbench_fast.runner.evaluate import EvaluateOptions
+    from medbench_fast.store.schema import metrics_schema
+
+    run_dir = Path(run_dir)
+    info = run_info.read_run_json(run_dir)
+    fingerprint = (info.get("fingerprint") or {}).get("sha256")
+    recorded = info.get("options")
+    if not fingerprint or not recorded or not (run_dir / "parts").is_dir():
+        raise StoreError(f"{run_dir}: cannot rebuild the tables: run.json records no finished run with parts/")
+    names = recorded.get("label_names")
+    options = EvaluateOptions(
+        labels=None if recorded.get("labels") is None else tuple(recorded["labels"]),
+        metrics=tuple(recorded["metrics"].split(",")), nsd_tolerance_mm=float(recorded["nsd_tolerance_mm"]),
+        surface=recorded["surface_mode"], hd95_mode=recorded["hd95_mode"], empty=recorded["empty_mode"],
+        label_names={int(k): v for k, v in names.items()} if names else None,
+        geometry_rtol=float(recorded["geometry_rtol"]))
+    schema = metrics_schema(tuple(m for m in options.metrics if m == "dice_smoothed"))
+    files, _ = consolidate(run_dir, options=options, schema=schema, fingerprint=fingerprint, run_id=info["run_id"])
+    return sorted(files.values())
 
 
 def _keep_pairs(table: pa.Table, pairs: set[tuple[str, str]]) -> pa.Table:
