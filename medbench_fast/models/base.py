@@ -79,6 +79,19 @@ class Model:
         """Spatial size each input must accept (``None`` = any), in spec input order."""
         return [None] * len(self.spec.inputs)
 
+    def input_sizes_for(self, shape, spacing) -> list[list[int] | None]:
+        """Spatial size each input gets for a volume of ``shape`` (voxels, Z, Y, X) and ``spacing`` (mm)."""
+        return self.expected_input_sizes()
+
+    def check_volume(self, shape, spacing, where: str) -> None:
+        """Raise :class:`ModelError` when a volume of ``shape`` cannot be fed to the model's fixed-size
+        inputs (checked on a run's first case, so the run stops before it instead of failing every case)."""
+        try:
+            for name, size in zip(self.spec.inputs, self.input_sizes_for(shape, spacing)):
+                self._check_input(name, size)
+        except ModelError as exc:
+            raise ModelError(f"{where} ({'x'.join(map(str, shape))} voxels): {exc}") from None
+
     def _check_input(self, name: str, spatial: list[int] | None) -> None:
         path = self.session.path
         if name not in self.session.inputs:

@@ -27,9 +27,14 @@ from medbench_fast.models.transforms import (
 
 
 def _grid_shape(volume: Volume, target_spacing) -> tuple[int, ...]:
+    return _grid_for(volume.shape, volume.spacing, target_spacing)
+
+
+def _grid_for(shape, spacing, target_spacing) -> tuple[int, ...]:
+    """Voxel counts of a volume of ``shape`` at ``spacing`` (mm) resampled to ``target_spacing``."""
     if target_spacing is None:
-        return volume.shape
-    return tuple(max(int(round(n * s / t)), 1) for n, s, t in zip(volume.shape, volume.spacing, target_spacing))
+        return tuple(shape)
+    return tuple(max(int(round(n * s / t)), 1) for n, s, t in zip(shape, spacing, target_spacing))
 
 
 class _Segmenter(Model):
@@ -82,6 +87,12 @@ class SliceModel(_Segmenter):
     def expected_input_sizes(self):
         size = self.spec.strategy.input_size
         return [list(size) if size is not None else None]
+
+    def input_sizes_for(self, shape, spacing):
+        if self.spec.strategy.input_size is not None:
+            return self.expected_input_sizes()
+        grid = _grid_for(shape, spacing, self.spec.target_spacing)
+        return [[n for i, n in enumerate(grid) if i != self.spec.strategy.axis]]
 
     def _prepare(self, volume, mask):
         shape = _grid_shape(volume, self.spec.target_spacing)

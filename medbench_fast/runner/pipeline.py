@@ -308,6 +308,8 @@ def _run_in_folder(config: dict, entries: list[dict], options: EvaluateOptions, 
                 if (name, cid) in done:
                     bars[list(loaded_models).index(name) + 1].update(1)
                     continue
+                if name not in warmed and item.image is not None:  # a model-wide misfit stops the run here
+                    model.check_volume(item.image.shape, item.image.spacing, f"model {name!r} on {item.case.image_path}")
                 row = {"model": name, "case_id": cid, "image_path": item.case.image_path, "ref_path": item.case.ref_path,
                        "success": False, "load_s": item.load_s}
                 if item.image is not None:
