@@ -47,6 +47,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),
         "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id and one column per target."),
         "max_cases": Key("int", help="Use only the first N cases (sorted by case id).", minimum=1),
+        "dicom_labels": Key("map", help="DICOM-SEG segment / RTSTRUCT ROI to label rules {pattern: label}, first match "
+                            "wins: exact name, nocase:NAME, regex:PATTERN, code:SCHEME:VALUE (default: segment / ROI "
+                            "number).", example=None),
+        "dicom_unmatched": Key("str", "error", choices=("error", "ignore"),
+                               help="A segment or ROI matching no dicom_labels rule fails the case, or is ignored."),
     },
     "models": {
         "name": Key("str", required=True, help="Model name used in every table.", example="baseline"),
@@ -78,6 +83,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "output": {
         "dir": Key("path", "runs", help="Folder that receives one sub-folder per run."),
         "formats": Key("list[str]", ["csv", "json", "html"], choices=("csv", "json", "html"), help="Reports to write."),
+        "dicom_seg": Key("bool", False, help="Save each model's label maps of DICOM cases as DICOM-SEG "
+                         "(RUN_DIR/dicom_seg/MODEL/CASE.dcm), referencing the source series."),
     },
     "leaderboard": {
         "hub_repo": Key("str", help="Hub dataset repo receiving published results (medbench hub publish)."),
@@ -164,6 +171,13 @@ def _section(values, schema: dict[str, Key], where: str, base: Path) -> dict:
             _check_numbers(path, value if isinstance(value, list) else [value], spec)
         if key == "label_names" and value is not None:
             value = _label_names(path, value)
+        if key == "dicom_labels" and value is not None:
+            from medbench_fast.data.dicom.labels import parse_rules
+
+            try:
+                parse_rules(value, where=path)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if spec.kind == "path" and value is not None:
             value = str((base / os.path.expanduser(value)).resolve()) if not os.path.isabs(value) else value
         out[key] = value

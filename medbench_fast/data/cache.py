@@ -43,6 +43,12 @@ def source_fingerprint(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _combined_fingerprint(sources: list[Path]) -> dict:
+    """Total size and newest mtime over several files or folders."""
+    prints = [source_fingerprint(s) for s in sources]
+    return {"size": sum(p["size"] for p in prints), "mtime_ns": max(p["mtime_ns"] for p in prints)}
+
+
 def _sha256(path: Path) -> str | None:
     if path.is_dir():
         return None
@@ -100,13 +106,26 @@ class VolumeCache:
         self._write_entry(source, volume)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 
-    def _read_entry(self, source: Path) -> Volume | None:
+    def load_derived(self, key: str, sources: list[Path], decode, *, label: str) -> Volume:
+        """Load a volume computed from several files (a DICOM-SEG or RTSTRUCT placed on its
+        series), decoding it with ``decode()`` on a miss. ``key`` names the computation (files
+        and options); the entry is valid while every source's size and mtime are unchanged.
+        ``label`` is the volume's ``path``; JSON-serialisable ``meta`` is kept with the entry."""
+        fingerprint = _combined_fingerprint(sources)
+        hit = self._read_entry(key, fingerprint)
+        if hit is not None:
+            return Volume(hit.array, hit.spacing, hit.origin, hit.direction, label, hit.meta)
+        volume = decode()
+        self._write_entry(key, volume, fingerprint, meta=volume.meta)
+        return Volume(volume.array, volume.spacing, volume.origin, volume.direction, label, {**volume.meta, "cache": "miss"})
+
+    def _read_entry(self, source: Path | str, fingerprint: dict | None = None) -> Volume | None:
         npy, header_path = self._paths(source)
         try:
             header = json.loads(header_path.read_text(encoding="utf-8"))
             if header.get("format") != _FORMAT or header.get("source") != str(source):
                 return None
-            if {k: header[k] for k in ("size", "mtime_ns")} != source_fingerprint(source):
+            if {k: header[k] for k in ("size", "mtime_ns")} != (fingerprint or source_fingerprint(source)):
                 return None
             array = _map_npy(npy) if header["nbytes"] else np.load(npy)
             if list(array.shape) != header["shape"] or str(array.dtype) != header["dtype"]:
@@ -114,15 +133,16 @@ class VolumeCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return Volume(array, tuple(header["spacing"]), tuple(header["origin"]), tuple(header["direction"]),
-                      str(source), {"cache": "hit", "sha256": header.get("sha256")})
+                      str(source), {**header.get("meta", {}), "cache": "hit", "sha256": header.get("sha256")})
 
-    def _write_entry(self, source: Path, volume: Volume) -> None:
+    def _write_entry(self, source: Path | str, volume: Volume, fingerprint: dict | None = None, meta: dict | None = None) -> None:
         npy, header_path = self._paths(source)
         self.root.mkdir(parents=True, exist_ok=True)
-        fingerprint = source_fingerprint(source)
+        fingerprint = fingerprint or source_fingerprint(source)
         array = np.ascontiguousarray(volume.array)
         header = {
-            "format": _FORMAT, "source": str(source), **fingerprint, "sha256": _sha256(source),
+            "format": _FORMAT, "source": str(source), **fingerprint,
+            "sha256": _sha256(source) if isinstance(source, Path) else None, "meta": meta or {},
             "shape": list(array.shape), "dtype": str(array.dtype), "nbytes": int(array.nbytes),
             "spacing": list(volume.spacing), "origin": list(volume.origin), "direction": list(volume.direction),
         }

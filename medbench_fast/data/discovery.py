@@ -33,7 +33,18 @@ def list_cases(folder: str | os.PathLike) -> dict[str, list[Path]]:
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> list[CasePair]:
-    """Pair cases by id; a case in only one folder, or with two files, carries a ``problem``."""
+    """Pair cases by id; a case in only one folder, or with two files, carries a ``problem``.
+
+    Folders holding DICOM-SEG or RTSTRUCT files are paired by UIDs instead
+    (:func:`medbench_fast.data.dicom.pairing.evaluate_cases`).
+    """
+    from medbench_fast.data.dicom.index import has_dicom_objects
+
+    if has_dicom_objects(ref_dir) or has_dicom_objects(pred_dir):
+        from medbench_fast.data.dicom.labels import LabelRules
+        from medbench_fast.data.dicom.pairing import evaluate_cases
+
+        return [CasePair(*row) for row in evaluate_cases(pred_dir, ref_dir, LabelRules())]
     preds, refs = list_cases(pred_dir), list_cases(ref_dir)
     pairs = []
     for case_id in sorted(set(preds) | set(refs)):

@@ -190,8 +190,14 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> None:
 def load_volume(path: str | os.PathLike, *, cache=None) -> Volume:
     """Load a volume, through ``cache`` (a :class:`~medbench_fast.data.cache.VolumeCache`) if given.
 
-    Without a cache the file is decoded with SimpleITK each time.
+    Without a cache the file is decoded with SimpleITK each time. A DICOM series or a
+    SEG / RTSTRUCT found by DICOM case discovery (:mod:`medbench_fast.data.dicom.paths`)
+    is read by its own rules.
     """
+    from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath, load_dicom_path
+
+    if isinstance(path, (SeriesPath, ObjectPath)):
+        return load_dicom_path(path, cache=cache)
     if cache is not None:
         return cache.load(path)
     return sitk_to_volume(read_sitk(path), path)

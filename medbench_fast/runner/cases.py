@@ -23,6 +23,8 @@ def discover_cases(dataset: dict, *, source: str = "config") -> list[RunCase]:
     """Cases from ``dataset.manifest`` or ``dataset.image_dir`` (+ ``seg_dir``), sorted by id."""
     if dataset.get("manifest"):
         cases = _from_manifest(Path(dataset["manifest"]))
+    elif dataset.get("image_dir") and _is_dicom_dataset(dataset):
+        cases = _from_dicom(dataset)
     elif dataset.get("image_dir"):
         cases = _from_folders(dataset["image_dir"], dataset.get("seg_dir"), dataset.get("pattern") or "*")
     else:
@@ -50,6 +52,23 @@ def _from_folders(image_dir: str, seg_dir: str | None, pattern: str) -> list[Run
             problem = f"{paths[0]}: no reference for case {cid!r} in {seg_dir}"
         cases.append(RunCase(cid, str(paths[0]), str(ref[0]) if ref else None, problem))
     return cases
+
+
+def _is_dicom_dataset(dataset: dict) -> bool:
+    """True when the references are DICOM-SEG / RTSTRUCT files (in seg_dir, or mixed in image_dir)."""
+    from medbench_fast.data.dicom.index import has_dicom_objects
+
+    folder = dataset.get("seg_dir") or dataset["image_dir"]
+    return Path(folder).is_dir() and has_dicom_objects(folder)
+
+
+def _from_dicom(dataset: dict) -> list[RunCase]:
+    from medbench_fast.data.dicom.labels import parse_rules
+    from medbench_fast.data.dicom.pairing import run_cases
+
+    rules = parse_rules(dataset.get("dicom_labels"), dataset.get("dicom_unmatched") or "error")
+    return [RunCase(c.case_id, c.image_path, c.ref_path, c.problem)
+            for c in run_cases(dataset["image_dir"], dataset.get("seg_dir"), rules)]
 
 
 def _from_manifest(path: Path) -> list[RunCase]:
