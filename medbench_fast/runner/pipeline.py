@@ -95,6 +95,16 @@ def _load_case(case: RunCase, cache: VolumeCache | None, models: dict) -> _Loade
     return out
 
 
+def save_dicom_seg(label_map: Volume, case: RunCase, run_dir: Path, model: str, label_names: dict | None) -> None:
+    """``output.dicom_seg``: write a DICOM case's prediction as ``RUN_DIR/dicom_seg/MODEL/CASE.dcm``."""
+    from medbench_fast.data.dicom.paths import SeriesPath
+    from medbench_fast.data.dicom.write import write_prediction_seg
+
+    if isinstance(case.image_path, SeriesPath):
+        write_prediction_seg(label_map.array, case.image_path, run_dir / "dicom_seg" / model / f"{case.case_id}.dcm",
+                             model=model, label_names=label_names)
+
+
 def _done_pairs(run_dir: Path, fingerprint: str) -> set[tuple[str, str]]:
     cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
     return {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success"))) if ok}
@@ -335,6 +345,8 @@ def _run_in_folder(config: dict, entries: list[dict], options: EvaluateOptions, 
                     samples[name].append(prediction.timings["inference_s"])
                     if prediction.label_map is not None and item.ref is not None:
                         future = metric_pool.submit(score, item.ref, prediction.label_map)
+                    if prediction.label_map is not None and config["output"].get("dicom_seg"):
+                        save_dicom_seg(prediction.label_map, item.case, run_dir, name, options.label_names)
                     score_rows = _scores_rows(prediction, cid, targets)
                 except Exception as exc:  # the case fails for this model; the run goes on
                     row.update(success=False, error=f"{type(exc).__name__}: {exc}" if not item.error else item.error)

@@ -40,29 +40,32 @@ def segment_labels(seg, rules: LabelRules, name: str) -> tuple[dict[int, int], l
     return labels, unmatched
 
 
+def _group(frame, shared, sequence: str):
+    """First item of a functional group, per frame or else shared (DICOM lets either hold it)."""
+    for groups in (frame, shared):
+        if groups is not None and sequence in groups:
+            return groups[sequence][0]
+    return None
+
+
 def _frame_geometry(seg, name: str):
     shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
-    per_frame = seg.PerFrameFunctionalGroupsSequence
-    positions, numbers = [], []
-    orientation = spacing = None
-    if shared is not None:
-        if "PlaneOrientationSequence" in shared:
-            orientation = shared.PlaneOrientationSequence[0].ImageOrientationPatient
-        if "PixelMeasuresSequence" in shared:
-            spacing = shared.PixelMeasuresSequence[0].PixelSpacing
-    for i, frame in enumerate(per_frame):
-        try:
-            positions.append([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient])
-            numbers.append(int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber))
-        except (AttributeError, IndexError) as exc:
-            raise VolumeError(f"{name}: frame {i + 1} lacks its plane position or segment number ({exc})") from None
-        if orientation is None and "PlaneOrientationSequence" in frame:
-            orientation = frame.PlaneOrientationSequence[0].ImageOrientationPatient
-        if spacing is None and "PixelMeasuresSequence" in frame:
-            spacing = frame.PixelMeasuresSequence[0].PixelSpacing
-    if orientation is None or spacing is None:
-        raise VolumeError(f"{name}: no plane orientation or pixel spacing in its functional groups")
-    return np.array(positions, dtype=np.float64).reshape(-1, 3), np.array(numbers), orientation, spacing
+    positions, numbers, orientations, spacings = [], [], set(), set()
+    for i, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        position = _group(frame, shared, "PlanePositionSequence")
+        segment = _group(frame, shared, "SegmentIdentificationSequence")
+        orientation = _group(frame, shared, "PlaneOrientationSequence")
+        measures = _group(frame, shared, "PixelMeasuresSequence")
+        if position is None or segment is None or orientation is None or measures is None:
+            raise VolumeError(f"{name}: frame {i + 1} lacks its plane position, orientation, pixel spacing "
+                              f"or segment number")
+        positions.append([float(v) for v in position.ImagePositionPatient])
+        numbers.append(int(segment.ReferencedSegmentNumber))
+        orientations.add(tuple(float(v) for v in orientation.ImageOrientationPatient))
+        spacings.add(tuple(float(v) for v in measures.PixelSpacing))
+    if len(orientations) != 1 or len(spacings) != 1:
+        raise VolumeError(f"{name}: frames differ in orientation or pixel spacing")
+    return np.array(positions, dtype=np.float64).reshape(-1, 3), np.array(numbers), orientations.pop(), spacings.pop()
 
 
 def read_seg(path: str):

@@ -57,7 +57,7 @@ def _base(spec: SeriesSpec, sop_class: str, modality: str, study_uid: str, serie
 def write_ct_series(folder: str | os.PathLike, spec: SeriesSpec, image: np.ndarray | None = None, *,
                     study_uid: str | None = None, frame_uid: str | None = None, series_number: int = 1,
                     shuffle: bool = True) -> dict:
-    """Write a CT series (one file per slice, names in shuffled order); return its UIDs.
+    """Write a CT series (one file per slice; file names and InstanceNumbers in shuffled order); return its UIDs.
 
     ``image``: int16 HU ``(Z, Y, X)`` (default: a smooth phantom).
     """
@@ -71,9 +71,10 @@ def write_ct_series(folder: str | os.PathLike, spec: SeriesSpec, image: np.ndarr
     uids = {"study": study_uid or _uid(rng), "series": _uid(rng), "frame": frame_uid or _uid(rng)}
     axes = np.asarray(spec.axes, dtype=np.float64)
     names = rng.permutation(nz) if shuffle else np.arange(nz)
+    instances = rng.permutation(nz) if shuffle else np.arange(nz)
     for k in range(nz):
         ds = _base(spec, CT_SOP_CLASS, "CT", uids["study"], uids["series"], _uid(rng))
-        ds.SeriesNumber, ds.InstanceNumber = series_number, int(names[k]) + 1
+        ds.SeriesNumber, ds.InstanceNumber = series_number, int(instances[k]) + 1
         ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = uids["frame"], ""
         ds.ImagePositionPatient = [f"{v:.6f}" for v in spec.point((0, 0, k))]
         ds.ImageOrientationPatient = [f"{v:.6f}" for v in np.concatenate([axes[0], axes[1]])]
