@@ -8,6 +8,7 @@ label rules. :func:`medbench_fast.data.reader.load_volume` dispatches on them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -39,30 +40,46 @@ class ObjectPath(str):
         return self
 
 
-def _series_files(series: SeriesPath) -> list[str]:
-    import SimpleITK as sitk
-
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(series), series.uid))
-    if not files:
-        raise VolumeError(f"{series}: no files of series {series.uid}")
-    return files
+_GRID_TAGS = ["SeriesInstanceUID", "FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
+              "PixelSpacing", "Rows", "Columns", "SliceThickness", "SOPClassUID"]
 
 
-def series_headers(series: SeriesPath) -> tuple[list, list[str]]:
-    """Headers (no pixel data) of the series' slices and their files, in folder order."""
+@functools.lru_cache(maxsize=8)
+def _scan_series(folder: str, uid: str, fingerprint: tuple) -> tuple[list[str], list]:
+    """Files of series ``uid`` in ``folder`` and their geometry headers (cached per folder state)."""
     import pydicom
 
-    files = _series_files(series)
-    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files], files
+    from medbench_fast.data.dicom.index import is_dicom_file
+
+    files, headers = [], []
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and not path.name.startswith(".") and is_dicom_file(path):
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_GRID_TAGS)
+            if str(getattr(header, "SeriesInstanceUID", "")) == uid and "ImagePositionPatient" in header:
+                files.append(str(path))
+                headers.append(header)
+    if not files:
+        raise VolumeError(f"{folder}: no files of series {uid}")
+    return files, headers
+
+
+def _sorted_series(series: SeriesPath):
+    """The series' grid, and its files in grid order."""
+    from medbench_fast.data.cache import source_fingerprint
+    from medbench_fast.data.dicom.grid import grid_from_headers
+
+    fingerprint = tuple(source_fingerprint(Path(series)).values())
+    files, headers = _scan_series(str(series), series.uid, fingerprint)
+    grid, order = grid_from_headers(headers, str(series))
+    return grid, [files[i] for i in order]
 
 
 def series_grid(series: SeriesPath):
-    """The :class:`~.grid.SeriesGrid` of ``series`` and its headers sorted along the normal."""
-    from medbench_fast.data.dicom.grid import grid_from_headers
+    """The :class:`~.grid.SeriesGrid` of ``series`` and its full headers (no pixel data) in grid order."""
+    import pydicom
 
-    headers, _ = series_headers(series)
-    grid, order = grid_from_headers(headers, str(series))
-    return grid, [headers[i] for i in order]
+    grid, files = _sorted_series(series)
+    return grid, [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
 
 
 def _read_series(series: SeriesPath) -> Volume:
@@ -71,7 +88,7 @@ def _read_series(series: SeriesPath) -> Volume:
     from medbench_fast.data.reader import sitk_to_volume
 
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(_series_files(series))
+    reader.SetFileNames(_sorted_series(series)[1])
     try:
         return sitk_to_volume(reader.Execute(), series)
     except RuntimeError as exc:
@@ -84,13 +101,19 @@ def _read_object(obj: ObjectPath) -> Volume:
 
     if obj.series is None:
         raise VolumeError(f"{obj}: a {obj.kind} is read on its referenced image series; none was paired with it")
-    grid, headers = series_grid(obj.series)
+    grid, files = _sorted_series(obj.series)
     dataset = read_seg(str(obj)) if obj.kind == "SEG" else read_rtstruct(str(obj))
-    check_references(dataset, obj, headers[0])
+    check_references(dataset, obj, _scan_series_header(obj.series, files[0]))
     rasterise = rasterise_seg if obj.kind == "SEG" else rasterise_rtstruct
     array, unmatched = rasterise(dataset, grid, obj.rules, str(obj))
     return Volume(array, grid.spacing, grid.origin, grid.direction, str(obj),
                   {"dicom": obj.kind, "series": str(obj.series), "ignored": unmatched})
+
+
+def _scan_series_header(series: SeriesPath, file: str):
+    import pydicom
+
+    return pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"])
 
 
 def check_references(dataset, obj: ObjectPath, slice_header) -> None:

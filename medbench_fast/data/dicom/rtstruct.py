@@ -42,6 +42,17 @@ def roi_contours(ds, name: str) -> list[tuple[int, str, list]]:
     return rois
 
 
+def _contour_data(item) -> np.ndarray:
+    """ContourData as float64, parsed from the raw bytes (pydicom's per-value DS objects are slow)."""
+    if "ContourData" not in item:
+        return np.zeros(0)
+    raw = item.get_item(0x30060050).value
+    if isinstance(raw, bytes):
+        text = raw.strip(b" \0")
+        return np.array(text.split(b"\\"), dtype=np.float64) if text else np.zeros(0)
+    return np.array([float(v) for v in raw], dtype=np.float64)
+
+
 def _edges(points_ijk: np.ndarray) -> np.ndarray:
     """Closed polygon edges ``(i0, j0, i1, j1)`` of one contour."""
     ij = points_ijk[:, :2]
@@ -55,7 +66,7 @@ def contour_edges(contours: list, grid: SeriesGrid, where: str) -> tuple[np.ndar
         kind = str(getattr(item, "ContourGeometricType", "CLOSED_PLANAR"))
         if kind != "CLOSED_PLANAR":
             raise VolumeError(f"{where}: contour {n} is {kind}; only CLOSED_PLANAR contours enclose voxels")
-        data = np.array([float(v) for v in getattr(item, "ContourData", [])], dtype=np.float64)
+        data = _contour_data(item)
         if data.size % 3 or data.size < 9:
             raise VolumeError(f"{where}: contour {n} has {data.size // 3} point(s); a closed contour needs at least 3")
         ijk = grid.to_index(data.reshape(-1, 3))
