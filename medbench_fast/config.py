@@ -79,12 +79,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "prefetch": Key("int", 2, help="Cases read ahead of the model (bounds memory).", minimum=1),
         "write_every": Key("int", 8, help="Cases per Parquet part file.", minimum=1),
         "threshold": Key("float", 0.5, help="Decision threshold of case-level scores.", minimum=0, maximum=1),
+        "executor": Key("str", "local", choices=("local", "processes", "ray"),
+                        help="Where cases run: this process, worker processes, or Ray actors."),
+        "executor_workers": Key("int", help="CPU workers of the processes/ray executor (default 2).", minimum=1),
+        "gpus": Key("str", help="GPUs the processes/ray executor pins workers to: ids such as '0,1' or 'all'."),
+        "workers_per_gpu": Key("int", 1, help="Workers per GPU (ray: each gets 1/N of a GPU).", minimum=1),
     },
     "output": {
         "dir": Key("path", "runs", help="Folder that receives one sub-folder per run."),
         "formats": Key("list[str]", ["csv", "json", "html"], choices=("csv", "json", "html"), help="Reports to write."),
         "dicom_seg": Key("bool", False, help="Save each model's label maps of DICOM cases as DICOM-SEG "
                          "(RUN_DIR/dicom_seg/MODEL/CASE.dcm), referencing the source series."),
+    },
+    "ray": {
+        "address": Key("str", help="Ray cluster address (host:port or ray://host:port); default: RAY_ADDRESS, "
+                                   "else a local Ray started for the run."),
     },
     "leaderboard": {
         "hub_repo": Key("str", help="Hub dataset repo receiving published results (medbench hub publish)."),

@@ -24,12 +24,21 @@ from medbench_fast.cli.options import cache_dir_option, make_cache, no_cache_opt
               help="Finish the run recorded in this folder, with its recorded settings and paths; finished "
                    "(model, case) pairs are skipped. A --config that changes the run's fingerprint is refused.")
 @click.option("--overwrite", is_flag=True, help="Replace the run that --out already holds.")
+@click.option("--executor", type=click.Choice(["local", "processes", "ray"]),
+              help="Where cases run: this process (local, default), worker processes, or Ray actors "
+                   "[default: benchmark.executor].")
+@click.option("--gpus", help="Workers pinned to these GPUs: ids such as 0,1 or 'all' (processes, ray).")
+@click.option("--workers-per-gpu", type=int, help="Workers per GPU (ray: fractional GPUs) [default: 1].")
+@click.option("--workers", "executor_workers", type=int,
+              help="CPU worker processes or actors, intra-op threads split between them [default: 2].")
+@click.option("--shard", help="Run the K-th of N subsets of the cases (K from 1) into --out, e.g. 2/8; "
+                              "consolidate with --resume once all have finished.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some (model, case) pairs failed.")
 @cache_dir_option
 @no_cache_option
 @quiet_option
 def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, providers, resume_dir, overwrite,
-        allow_failures, cache_dir, no_cache, quiet):
+        executor, gpus, workers_per_gpu, executor_workers, shard, allow_failures, cache_dir, no_cache, quiet):
     """Run every model of the config on every case and write the run folder.
 
     The run folder holds run.json, metrics.parquet, cases.parquet, latency.parquet
@@ -43,6 +52,9 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
       medbench run --config benchmark_config.yaml
       medbench run --config benchmark_config.yaml --max-cases 10 --models baseline --provider cuda,cpu
       medbench run --resume runs/20261128T101500Z-3fa2c1
+      medbench run --config c.yaml --executor processes --gpus all --provider cuda,cpu
+      medbench run --config c.yaml --executor processes --workers 4
+      medbench run --config c.yaml --out runs/big --shard 3/8     # one shard of a batch job
 
     Exit codes: 0 all pairs succeeded, 1 stopped on an error, 2 usage/config/run-folder
     error, 3 finished with failed pairs (0 with --allow-failures), 130 interrupted.
@@ -50,6 +62,7 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     from medbench_fast.cli.errors import user_errors
     from medbench_fast.config import load_config, preflight, validate
     from medbench_fast.runner.pipeline import run_benchmark
+    from medbench_fast.runner.plan import Shard
 
     if resume_dir and out_dir:
         raise click.UsageError("give --resume RUN_DIR or --out RUN_DIR, not both")
@@ -71,14 +84,28 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
             validate({"benchmark": {"providers": config["benchmark"]["providers"]}}, source="--provider")
         preflight(config, source=config_path or f"{resume_dir}/run.json")
         names = [m.strip() for m in model_names.split(",")] if model_names else None
+        scale = _scale_options(config, executor, gpus, workers_per_gpu, executor_workers)
+        scale.check()
+        shard_of = Shard.parse(shard) if shard else None
+        if shard_of and not out_dir:
+            raise click.UsageError("--shard needs --out RUN_DIR: every shard writes into the same folder")
     with user_errors():
         result = run_benchmark(config, config_text=text, run_dir=resume_dir or out_dir, resume=bool(resume_dir),
                                overwrite=overwrite, models=names, progress=False if quiet else None,
-                               cache=make_cache(cache_dir, no_cache))
+                               cache=make_cache(cache_dir, no_cache), scale=scale, shard=shard_of)
     if result.interrupted:
         click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
         click.echo(f"resume with: medbench run --resume {result.run_dir}", err=True)
         sys.exit(130)
+    if result.shard_done:
+        from medbench_fast.runner.pipeline import shard_statuses
+
+        statuses = shard_statuses(result.run_dir, result.shard_done.count)
+        waiting = [k for k, v in statuses.items() if v != "finished"]
+        click.echo(f"shard {result.shard_done}: {result.n_cases} case(s) -> {result.run_dir}")
+        click.echo(f"shards not finished yet: {', '.join(waiting)}" if waiting else
+                   f"all shards finished; consolidate with: medbench run --resume {result.run_dir}")
+        return
     if not quiet:
         from medbench_fast.cli.tables import print_classification_table, print_label_table
 
@@ -88,6 +115,17 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")
     finish(result.n_failed, allow_failures, f"{result.run_dir}/cases.parquet")
+
+
+def _scale_options(config: dict, executor, gpus, workers_per_gpu, workers):
+    """The executor settings: command-line flags over the config's benchmark/ray keys."""
+    from medbench_fast.runner.scale import ScaleOptions
+
+    bench = config["benchmark"]
+    return ScaleOptions(executor=executor or bench["executor"], workers=workers if workers is not None
+                        else bench["executor_workers"], gpus=gpus if gpus is not None else bench["gpus"],
+                        workers_per_gpu=workers_per_gpu if workers_per_gpu is not None else bench["workers_per_gpu"],
+                        ray_address=config["ray"]["address"])
 
 
 def _recorded_config(run_dir: str) -> dict:

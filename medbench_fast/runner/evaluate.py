@@ -27,8 +27,7 @@ from medbench_fast.metrics.selection import (
 from medbench_fast.store import run_info
 from medbench_fast.runner.finalize import finalize_run
 from medbench_fast.runner.identity import RunFolder, evaluate_fingerprint
-from medbench_fast.store.parts import PartWriter
-from medbench_fast.store.schema import CASES_SCHEMA, metrics_schema
+from medbench_fast.store.schema import metrics_schema
 
 
 @dataclass(frozen=True)
@@ -167,40 +166,31 @@ def _schema(options: EvaluateOptions):
 def _evaluate_pairs(pairs: list[CasePair], run_dir: Path, options: EvaluateOptions, run_id: str, fingerprint: str, *,
                     model: str, workers: int | None, cache: VolumeCache | None, progress: bool | None,
                     batch_size: int) -> None:
-    """Score ``pairs`` in a reading thread pool, appending finished batches as parts."""
-    stamp_parts = {"fingerprint": fingerprint, "run_id": run_id}
-    metric_parts = PartWriter(run_dir, "metrics", _schema(options), **stamp_parts)
-    case_parts = PartWriter(run_dir, "cases", CASES_SCHEMA, **stamp_parts)
-    stamp = {"run_id": run_id, "model": model}
+    """Score ``pairs`` in a reading thread pool; the run's sink appends finished batches as parts."""
+    from medbench_fast.runner.sink import RunSink
+    from medbench_fast.runner.worker import CaseResult, ModelOutcome
+
+    sink = RunSink(run_dir, _schema(options), batch_size, fingerprint=fingerprint, run_id=run_id)
     workers = max(1, workers or os.cpu_count() or 1)
     show = sys.stderr.isatty() if progress is None else progress
-    pending_metrics: list[dict] = []
-    pending_cases: list[dict] = []
-
-    def flush() -> None:
-        metric_parts.write(pending_metrics)
-        case_parts.write(pending_cases)
-        pending_metrics.clear()
-        pending_cases.clear()
-
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medbench-eval") as pool, \
             _progress(len(pairs), show) as bar:
         queue = iter(pairs)
         running = set()
-        while True:
-            while len(running) < 2 * workers:
-                pair = next(queue, None)
-                if pair is None:
+        try:
+            while True:
+                while len(running) < 2 * workers:
+                    pair = next(queue, None)
+                    if pair is None:
+                        break
+                    running.add(pool.submit(evaluate_case, pair, options, cache))
+                if not running:
                     break
-                running.add(pool.submit(evaluate_case, pair, options, cache))
-            if not running:
-                break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                rows, case = future.result()
-                pending_metrics.extend({**stamp, **r} for r in rows)
-                pending_cases.append({**stamp, **case})
-                bar.update(1)
-            if len(pending_cases) >= batch_size:
-                flush()
-        flush()
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    rows, case = future.result()
+                    row = {"model": model, **case}
+                    sink.add(CaseResult(case["case_id"], [ModelOutcome(row, [{"model": model, **r} for r in rows], [])]))
+                    bar.update(1)
+        finally:
+            sink.flush()

@@ -18,7 +18,7 @@ from medbench_fast.store.fingerprint import Fingerprint, file_sha256, flatten
 from medbench_fast.store.lock import RunLock
 
 #: Files and folders a run writes in its folder (everything ``--overwrite`` replaces).
-RUN_FILES = ("run.json", "parts", "models", "metrics.parquet", "cases.parquet", "scores.parquet", "latency.parquet",
+RUN_FILES = ("run.json", "parts", "shards", "models", "dicom_seg", "metrics.parquet", "cases.parquet", "scores.parquet", "latency.parquet",
              "results.csv", "cases.csv", "summary.json", "leaderboard.html")
 
 
@@ -82,13 +82,19 @@ class RunFolder:
         self.command = command
         self.lock: RunLock | None = None
 
-    def open(self, fingerprint: Fingerprint, *, resume: bool = False, overwrite: bool = False) -> dict:
+    def open(self, fingerprint: Fingerprint, *, resume: bool = False, overwrite: bool = False,
+             shard: str | None = None) -> dict:
         """Create and lock the folder and check it against ``fingerprint``; return the recorded
-        ``run.json`` when resuming (else ``{}``). Raises :class:`RunFolderError` or
-        :class:`~medbench_fast.store.lock.RunLockedError` without writing anything."""
+        ``run.json`` when resuming or joining (else ``{}``). Raises :class:`RunFolderError` or
+        :class:`~medbench_fast.store.lock.RunLockedError` without writing anything.
+
+        ``shard``: the part namespace of one shard; its lock is its own, and a folder holding
+        the same run (same fingerprint) is joined instead of refused."""
         self._make()
-        self.lock = RunLock(self.path, command=f"medbench {self.command}").acquire()
+        self.lock = RunLock(self.path, command=f"medbench {self.command}", namespace=shard or "main").acquire()
         try:
+            if shard is not None:
+                return self._join(fingerprint)
             return self._check(fingerprint, resume=resume, overwrite=overwrite)
         except BaseException:
             self.close()
@@ -142,6 +148,21 @@ class RunFolder:
                                  f"A run folder holds exactly one run: {hint}choose another folder, "
                                  f"or pass --overwrite to replace it.")
         return {}
+
+    def _join(self, fingerprint: Fingerprint) -> dict:
+        """A shard joins the run recorded in the folder when it is the same run."""
+        recorded = run_info.read_run_json(self.path)
+        if not recorded:
+            if (self.path / "parts").exists():
+                raise RunFolderError(f"{self.path}: holds the parts of an unfinished run without run.json; "
+                                     f"choose another folder")
+            return {}
+        previous = Fingerprint.from_dict(recorded.get("fingerprint"))
+        diffs = previous.differences(fingerprint) if previous else ["no fingerprint recorded"]
+        if recorded.get("command") != self.command or not recorded.get("shards") or diffs:
+            raise RunFolderError(f"{self.path}: holds another run (run {recorded.get('run_id')}); a shard joins only "
+                                 f"shards of the same run" + ("; it differs in:\n  " + "\n  ".join(diffs) if diffs else ""))
+        return recorded
 
     def _replace(self) -> None:
         """Move the old run aside (run.json first, so a crash leaves the old run or none) and delete it."""

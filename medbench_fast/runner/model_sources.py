@@ -7,6 +7,7 @@ options), so a second run reuses them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from medbench_fast.models.spec import ModelError
@@ -78,16 +79,40 @@ SOURCES = {"onnx": OnnxSource, "torchscript": TorchScriptSource, "huggingface": 
            "aiene": AieneSource}
 
 
-def open_model(entry: dict, *, export_dir: Path, benchmark: dict):
-    """Export (cached) and load the model of a config entry; errors name the model."""
-    from medbench_fast.models import load_model
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A config model entry exported to ONNX with its resolved spec (picklable: sent to workers)."""
+
+    name: str
+    path: str
+    spec: dict
+
+
+def resolve_model(entry: dict, *, export_dir: Path) -> ResolvedModel:
+    """Export (cached) the model of a config entry and resolve its spec, without opening a
+    session; errors name the model."""
+    from medbench_fast.models.onnx import resolve_spec
+    from medbench_fast.models.session import sniff_model_file
 
     source = SOURCES[entry["kind"]](entry)
     try:
         path, spec = source.onnx(export_dir)
-        model = load_model(path, providers=tuple(benchmark["providers"]), spec=spec, threads=benchmark["threads"],
-                           fp16=benchmark["fp16"], spin=False)
+        sniff_model_file(Path(path))
+        resolved = resolve_spec(Path(path), spec).to_dict()
     except ModelError as exc:
         raise ModelError(f"model {entry['name']!r}: {exc}") from None
-    model.name = entry["name"]
+    return ResolvedModel(entry["name"], str(path), resolved)
+
+
+def open_resolved(resolved: ResolvedModel, *, benchmark: dict, threads: int | None = None):
+    """Open a session for a resolved model (``threads`` overrides ``benchmark.threads``)."""
+    from medbench_fast.models import load_model
+
+    try:
+        model = load_model(resolved.path, providers=tuple(benchmark["providers"]), spec=resolved.spec,
+                           threads=threads if threads is not None else benchmark["threads"], fp16=benchmark["fp16"],
+                           spin=False)
+    except ModelError as exc:
+        raise ModelError(f"model {resolved.name!r}: {exc}") from None
+    model.name = resolved.name
     return model

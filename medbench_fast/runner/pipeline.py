@@ -1,40 +1,39 @@
-"""``run_benchmark``: every model on every case, overlapped, timed, resumable.
+"""``run_benchmark``: every model on every case, on one executor, resumable, shardable.
 
-Case-major order: each case's image and reference are read once (in a bounded prefetch
-pool, through the volume cache) and given to every model in turn; metric kernels run in
-their own thread as soon as a prediction exists, while the next model or case runs.
-Finished cases are appended as Parquet parts every ``write_every`` cases (metrics and
-scores first, the case rows last, so a case counts as done only once all its rows are
-on disk). ``resume`` skips (model, case) pairs that finished successfully; a killed run
-resumed this way yields exactly the rows of an uninterrupted one.
+A run is a plan (which (case, model) pairs remain, :mod:`~medbench_fast.runner.plan`), a
+case worker (load, prepare, infer, score one case, :mod:`~medbench_fast.runner.worker`),
+a sink (the single writer of the run's parts, :mod:`~medbench_fast.runner.sink`) and
+finalize (:mod:`~medbench_fast.runner.finalize`). Executors differ only in where case
+workers run (:mod:`~medbench_fast.runner.executors`): threads in this process (default),
+worker processes pinned to GPUs, or Ray actors. ``resume`` skips (model, case) pairs that
+finished successfully; a killed run resumed this way yields exactly the rows of an
+uninterrupted one. A shard (``K/N``) runs its subset of the cases into the same folder
+under its own part namespace; ``resume`` consolidates once every shard has finished.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from medbench_fast.config import ConfigError
 from medbench_fast.data.cache import VolumeCache
-from medbench_fast.data.checks import check_same_grid
-from medbench_fast.data.reader import Volume, load_volume
-from medbench_fast.metrics.evaluate import evaluate_pair
-from medbench_fast.metrics.selection import resolve_metrics
-from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
-from medbench_fast.runner.evaluate import EvaluateOptions
+from medbench_fast.runner.executors.base import ExecStats
 from medbench_fast.runner.finalize import finalize_run
 from medbench_fast.runner.identity import RunFolder, RunFolderError, run_fingerprint
+from medbench_fast.runner.plan import RunPlan, Shard, done_pairs
 from medbench_fast.runner.profile import peak_rss_mb, summarize
+from medbench_fast.runner.scale import ScaleOptions
+from medbench_fast.runner.sink import RunSink
 from medbench_fast.store import run_info
 from medbench_fast.store.fingerprint import Fingerprint
-from medbench_fast.store.parts import PartWriter, dedupe_last, read_parts
-from medbench_fast.store.schema import CASES_SCHEMA, SCORES_SCHEMA, metrics_schema
+from medbench_fast.store.schema import metrics_schema
+
+#: Where each shard of a run records its status (never written by another shard).
+SHARDS_DIR = "shards"
 
 
 @dataclass
@@ -46,368 +45,346 @@ class RunResult:
     files: dict
     interrupted: bool = False
     models: dict = field(default_factory=dict)
+    shard_done: Shard | None = None  # a shard that finished; the run is consolidated later
 
 
-@dataclass
-class _Loaded:
-    case: RunCase
-    image: Volume | None = None
-    ref: Volume | None = None
-    load_s: float = 0.0
-    error: str | None = None
-    prepared: dict = field(default_factory=dict)  # model name -> Prepared or the exception it raised
-
-
-def options_from_config(config: dict) -> EvaluateOptions:
-    bench, data = config["benchmark"], config["dataset"]
-    names = data.get("label_names") or None
-    return EvaluateOptions(
-        labels=tuple(data["labels"]) if data.get("labels") else None,
-        metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
-        surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
-        label_names={int(k): str(v) for k, v in names.items()} if names else None,
-    )
-
-
-def _load_case(case: RunCase, cache: VolumeCache | None, models: dict) -> _Loaded:
-    """Read a case and preprocess it for each of ``models`` (runs in the prefetch pool)."""
-    t0 = time.perf_counter_ns()
-    out = _Loaded(case)
-    try:
-        if case.problem:
-            raise ValueError(case.problem)
-        out.image = load_volume(case.image_path, cache=cache)
-        if case.ref_path:
-            out.ref = load_volume(case.ref_path, cache=cache)
-            check_same_grid(out.image, out.ref)
-    except Exception as exc:  # recorded as failed rows for every model
-        out.error = str(exc)
-    out.load_s = (time.perf_counter_ns() - t0) / 1e9
-    if out.error is None:
-        for name, model in models.items():
-            try:
-                mask = out.ref if _needs_mask(model) else None
-                if _needs_mask(model) and mask is None:
-                    raise ValueError(f"model {name!r} needs the reference mask; case {case.case_id!r} has none")
-                out.prepared[name] = model.prepare(out.image, mask)
-            except Exception as exc:  # this model fails on this case; the others go on
-                out.prepared[name] = exc
-    return out
-
-
-def save_dicom_seg(label_map: Volume, case: RunCase, run_dir: Path, model: str, label_names: dict | None) -> None:
-    """``output.dicom_seg``: write a DICOM case's prediction as ``RUN_DIR/dicom_seg/MODEL/CASE.dcm``."""
-    from medbench_fast.data.dicom.paths import SeriesPath
-    from medbench_fast.data.dicom.write import write_prediction_seg
-
-    if isinstance(case.image_path, SeriesPath):
-        write_prediction_seg(label_map.array, case.image_path, run_dir / "dicom_seg" / model / f"{case.case_id}.dcm",
-                             model=model, label_names=label_names)
-
-
-def _done_pairs(run_dir: Path, fingerprint: str) -> set[tuple[str, str]]:
-    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
-    return {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success"))) if ok}
-
-
-class _Writer:
-    """Buffers finished rows and appends them as parts (case rows last)."""
-
-    def __init__(self, run_dir: Path, schema, write_every: int, *, fingerprint: str, run_id: str):
-        stamp = {"fingerprint": fingerprint, "run_id": run_id}
-        self.metrics = PartWriter(run_dir, "metrics", schema, **stamp)
-        self.scores = PartWriter(run_dir, "scores", SCORES_SCHEMA, **stamp)
-        self.cases = PartWriter(run_dir, "cases", CASES_SCHEMA, **stamp)
-        self.write_every = write_every
-        self.buffers: dict[str, list[dict]] = {"metrics": [], "scores": [], "cases": []}
-        self.cases_buffered: set[str] = set()
-        self.write_s: list[float] = []
-
-    def add(self, case_id: str, metrics: list[dict], scores: list[dict], case: dict) -> None:
-        self.buffers["metrics"].extend(metrics)
-        self.buffers["scores"].extend(scores)
-        self.buffers["cases"].append(case)
-        self.cases_buffered.add(case_id)
-        if len(self.cases_buffered) >= self.write_every:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffers["cases"]:
-            return
-        t0 = time.perf_counter_ns()
-        self.metrics.write(self.buffers["metrics"])
-        self.scores.write(self.buffers["scores"])
-        self.cases.write(self.buffers["cases"])  # the commit marker of the batch
-        self.write_s.append((time.perf_counter_ns() - t0) / 1e9)
-        for rows in self.buffers.values():
-            rows.clear()
-        self.cases_buffered.clear()
-
-
-def _scores_rows(prediction, case_id: str, targets: dict) -> list[dict]:
-    rows = []
-    for obj in prediction.scores or []:
-        oid = int(obj.get("object_id", 1))
-        truth = targets.get((case_id, oid), {})
-        for key, value in obj.items():
-            if key.startswith("score_"):
-                name = key[len("score_"):]
-                rows.append({"case_id": case_id, "object_id": oid, "target_name": name, "score": float(value),
-                             "target": truth.get(name), "object_voxels": obj.get("voxels")})
-    return rows
-
-
-def _needs_mask(model) -> bool:
-    return model.spec.strategy.type == "object_crops"
-
-
-def _latency_rows(models: dict, samples: dict[str, list[float]], wall: dict[str, float], warmup: int) -> list[dict]:
+def _latency_rows(models: dict, samples: dict[str, list[float]], busy: dict[str, float], warmup: int) -> list[dict]:
     """One ``latency.parquet`` row per model from its per-case inference times (batch = one case);
-    throughput is cases over the wall time of the model's ``prepare`` + ``execute`` calls."""
+    throughput is cases over the seconds spent in the model's ``prepare`` + ``execute`` calls
+    (per worker: the run's wall-clock rate is ``run.json``'s ``cases_run / loop_s``)."""
     rows = []
     for name, info in models.items():
-        if not samples.get(name) or not wall.get(name):
+        if not samples.get(name) or not busy.get(name):
             continue
         rows.append({"model": name, "provider": info["providers_in_use"][0], "batch_size": 1, "warmup": warmup,
-                     "cold_start_s": info.get("cold_start_s"), **summarize(samples[name], wall[name], 1, 0.1),
+                     "cold_start_s": info.get("cold_start_s"), **summarize(samples[name], busy[name], 1, 0.1),
                      "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": None})
     return rows
 
 
-def _select_models(config: dict, models: list[str] | None) -> list[dict]:
-    entries = [m for m in config["models"] if models is None or m["name"] in models]
-    if models is not None:
-        unknown = sorted(set(models) - {m["name"] for m in config["models"]})
-        if unknown:
-            raise ConfigError(f"--models: unknown model(s) {unknown}; the config has "
-                              f"{[m['name'] for m in config['models']]}")
-    if not entries:
-        raise ConfigError("no models to run: the config's models list is empty")
-    return entries
-
-
 def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
                   resume: bool = False, overwrite: bool = False, models: list[str] | None = None,
-                  progress: bool | None = None, cache: VolumeCache | None = None) -> RunResult:
+                  progress: bool | None = None, cache: VolumeCache | None = None,
+                  scale: ScaleOptions | None = None, shard: Shard | None = None) -> RunResult:
     """Run every configured model on every case and write the run folder.
 
     ``run_dir``: the run folder (default ``output.dir/<run id>``). A folder that holds another
     run is refused (:class:`~medbench_fast.runner.identity.RunFolderError`) unless
     ``overwrite``; with ``resume`` it must hold a run of the same fingerprint, whose finished
     (model, case) pairs are skipped. ``models``: names to run (default all). ``cache``:
-    volume cache (default: the user cache folder).
+    volume cache (default: the user cache folder). ``scale``: the executor (default local).
+    ``shard``: run only this shard's cases into ``run_dir`` (joined by the other shards).
     """
-    options = options_from_config(config)
-    entries = _select_models(config, models)
+    scale = scale or ScaleOptions()
+    scale.check()
+    if shard is not None and (overwrite or resume):
+        raise RunFolderError("--shard runs (or continues) one shard of a run: it takes neither --overwrite nor "
+                             "--resume; consolidate with medbench run --resume RUN_DIR once all shards have finished")
     if resume and run_dir is None:
         raise ValueError("resume: the run folder is required")
+    if resume and _recorded_shards(Path(run_dir)):
+        return _finalize_shards(Path(run_dir), config, config_text=config_text, models=models)
+    plan = RunPlan.from_config(config, models=models, shard=shard)
+    placement = _preflight_executor(scale, config["benchmark"]["threads"])
     run_id = run_info.new_run_id()
     run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
-    identity = run_fingerprint(config, entries, options)
+    identity = run_fingerprint(config, plan.entries, plan.options)
     folder = RunFolder(run_dir, command="run")
-    previous = folder.open(identity, resume=resume, overwrite=overwrite)
+    previous = folder.open(identity, resume=resume, overwrite=overwrite, shard=shard.namespace if shard else None)
+    if shard is not None and previous and previous.get("shards") != shard.count:
+        folder.close()
+        raise RunFolderError(f"{run_dir}: holds a run in {previous.get('shards')} shards; --shard {shard} "
+                             f"names {shard.count}")
     try:
-        return _run_in_folder(config, entries, options, run_dir, identity, previous, config_text=config_text,
-                              run_id=previous.get("run_id") or run_id, progress=progress, cache=cache)
+        return _run_in_folder(plan, run_dir, identity, previous, config_text=config_text,
+                              run_id=previous.get("run_id") or run_id, progress=progress, cache=cache, scale=scale,
+                              placement=placement)
     except BaseException as exc:
-        run_info.record_failure(run_dir, exc)
+        if shard is None:
+            run_info.record_failure(run_dir, exc)
+        else:
+            _write_shard_status(run_dir, shard, {"status": "interrupted" if isinstance(exc, KeyboardInterrupt)
+                                                 else "failed", "error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         folder.close()
 
 
-def _open_models(entries: list[dict], run_dir: Path, config: dict, options: EvaluateOptions) -> tuple[dict, dict]:
-    from medbench_fast.runner.model_sources import open_model
+@dataclass(frozen=True)
+class _Placement:
+    """Checked executor settings: the worker slots (processes) and the Ray address."""
 
-    export_dir = run_dir / "models"
-    export_dir.mkdir(exist_ok=True)
-    loaded_models, model_info = {}, {}
-    for entry in entries:
+    slots: list | None = None
+    address: str | None = None
+
+
+def _preflight_executor(scale: ScaleOptions, threads: int | None) -> _Placement:
+    """Check what the executor needs before anything is written: the GPUs asked for exist,
+    Ray imports and its address answers."""
+    if scale.executor == "processes":
+        from medbench_fast.runner.scale import process_slots
+
+        return _Placement(slots=process_slots(scale, threads=threads))
+    if scale.executor != "ray":
+        return _Placement()
+    from medbench_fast.runner.executors.ray import check_address, import_ray, ray_address
+
+    import_ray()
+    address = ray_address(scale.ray_address)
+    check_address(address)
+    return _Placement(address=address)
+
+
+def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
+    """Export (cached) every model of the plan and resolve its spec; name -> ResolvedModel."""
+    from medbench_fast.runner.model_sources import resolve_model
+
+    export_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {}
+    for entry in plan.entries:
+        resolved[entry["name"]] = resolve_model(entry, export_dir=export_dir)
+        if plan.options.labels:
+            from medbench_fast.models.spec import ModelSpec
+
+            spec = ModelSpec.from_dict(resolved[entry["name"]].spec, where=f"model {entry['name']!r}")
+            if spec.output.kind != "case_scores":
+                spec.check_dataset_labels(plan.options.labels)
+    return resolved
+
+
+def _seg_dir(plan: RunPlan, run_dir: Path) -> Path | None:
+    return run_dir / "dicom_seg" if plan.config["output"].get("dicom_seg") else None
+
+
+def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None):
+    from medbench_fast.runner.model_sources import open_resolved
+    from medbench_fast.runner.worker import CaseWorker
+
+    bench = plan.config["benchmark"]
+    models, info = {}, {}
+    for entry in plan.entries:
         t0 = time.perf_counter_ns()
-        model = open_model(entry, export_dir=export_dir, benchmark=config["benchmark"])
-        if options.labels and model.output_kind == "label_map":
-            model.check_dataset_labels(options.labels)
-        loaded_models[entry["name"]] = model
-        model_info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
-                                     "session_s": (time.perf_counter_ns() - t0) / 1e9,
-                                     "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict()}
-    return loaded_models, model_info
+        model = open_resolved(resolved[entry["name"]], benchmark=bench)
+        models[entry["name"]] = model
+        info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
+                               "session_s": (time.perf_counter_ns() - t0) / 1e9,
+                               "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict()}
+    return CaseWorker(models, info, plan.options, plan.targets, cache, bench["warmup"], seg_dir=seg_dir)
 
 
-def _run_in_folder(config: dict, entries: list[dict], options: EvaluateOptions, run_dir: Path, identity: Fingerprint,
-                   previous: dict, *, config_text: str | None, run_id: str, progress: bool | None,
-                   cache: VolumeCache | None) -> RunResult:
+def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: VolumeCache | None, *, run_id: str,
+                   placement: _Placement, schema, seg_dir: Path | None):
+    bench = plan.config["benchmark"]
+    if scale.executor == "local":
+        from medbench_fast.runner.executors.local import LocalExecutor
+
+        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir), readers=bench["workers"],
+                             prefetch=bench["prefetch"])
+    from medbench_fast.runner.executors.remote import WorkerInit
+
+    init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), bench, plan.options, plan.targets,
+                      str(cache.root) if cache is not None else None, cache is not None, schema,
+                      threads=bench["threads"], seg_dir=str(seg_dir) if seg_dir else None)
+    if scale.executor == "processes":
+        from medbench_fast.runner.executors.processes import ProcessExecutor
+
+        return ProcessExecutor(init, placement.slots)
+    from medbench_fast.runner.executors.ray import RayExecutor
+    from medbench_fast.runner.scale import ray_slots
+
+    address = placement.address
+    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address))
+    local_gpus = None if address else (len(slots) if scale.gpus is not None else None)
+    return RayExecutor(init, slots, address=address, run_id=run_id,
+                       local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus)
+
+
+def _ray_gpus(scale: ScaleOptions, address: str | None) -> float | None:
+    """GPUs of the Ray cluster (``--gpus all``), read after connecting."""
+    if scale.gpus != "all":
+        return None
+    from medbench_fast.runner.executors.ray import NAMESPACE, import_ray
+
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, include_dashboard=False)
+    return ray.cluster_resources().get("GPU")
+
+
+def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous: dict, *, config_text: str | None,
+                   run_id: str, progress: bool | None, cache: VolumeCache | None, scale: ScaleOptions,
+                   placement: _Placement) -> RunResult:
     """The run itself, in a folder opened and locked by :func:`run_benchmark`."""
-    bench = config["benchmark"]
-    resume = bool(previous)
+    config, bench = plan.config, plan.config["benchmark"]
+    shard = plan.shard
+    resume = bool(previous) and shard is None
     info = {"run_id": run_id, "started": previous.get("started") or run_info.utc_now(), "command": "run",
             "config": run_info.config_record(config_text) or previous.get("config"), "resolved_config": config,
             "status": "starting", "resumed": resume, "error": None,
-            "fingerprint": previous["fingerprint"] if resume else identity.to_dict()}
-    run_info.write_run_json(run_dir, {**previous, **info})
-    cases = discover_cases(config["dataset"])
-    targets = read_targets(config["dataset"].get("targets_csv"))
-    loaded_models, model_info = _open_models(entries, run_dir, config, options)
-    fingerprint = identity.with_specs({n: i["spec"] for n, i in model_info.items()})
-    if resume:
+            "fingerprint": previous["fingerprint"] if previous else identity.to_dict(),
+            "executor": scale.executor, **({"shards": shard.count} if shard else {})}
+    if shard is None:
+        run_info.write_run_json(run_dir, {**previous, **info})
+    else:
+        _write_shard_status(run_dir, shard, {"status": "starting", "started": run_info.utc_now(), "error": None})
+    cache = cache if cache is not None else VolumeCache()
+    # each shard exports into its own folder: no file is written by two shards
+    resolved = _resolve_models(plan, run_dir / "models" / shard.namespace if shard else run_dir / "models")
+    fingerprint = identity.with_specs({n: r.spec for n, r in resolved.items()})
+    if previous.get("fingerprint"):
         diffs = Fingerprint.from_dict(previous["fingerprint"]).differences(fingerprint)
         if diffs:
             raise RunFolderError(f"{run_dir}: the models resolve to other specs than the recorded run's:\n  "
                                  + "\n  ".join(diffs))
     info.update(fingerprint=fingerprint.to_dict(), status="running")
-    run_info.write_run_json(run_dir, {**previous, **info})
-    done = _done_pairs(run_dir, fingerprint.digest) if resume else set()
-    extra = tuple(m for m in options.metrics if m == "dice_smoothed")
-    schema = metrics_schema(extra)
-    cache = cache if cache is not None else VolumeCache()
-    writer = _Writer(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id)
-    todo = [c for c in cases if any((name, c.case_id) not in done for name in loaded_models)]
-    stamp = {"run_id": run_id}
-    samples: dict[str, list[float]] = {n: [] for n in loaded_models}
-    wall: dict[str, float] = {n: 0.0 for n in loaded_models}
-    interrupted = False
+    if shard is None:
+        run_info.write_run_json(run_dir, {**previous, **info})
+    else:
+        previous = previous or _create_shared_run_json(run_dir, info, fingerprint)
+        run_id = previous["run_id"]
+        _write_shard_status(run_dir, shard, {"status": "running", "fingerprint": fingerprint.digest})
+    joining = shard is not None
+    done = done_pairs(run_dir, fingerprint.digest) if (resume or joining) else set()
+    todo = plan.todo(done)
+    schema = metrics_schema(tuple(m for m in plan.options.metrics if m == "dice_smoothed"))
+    executor = _make_executor(plan, resolved, scale, cache, run_id=run_id, placement=placement, schema=schema,
+                              seg_dir=_seg_dir(plan, run_dir))
+    sink = RunSink(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id,
+                   namespace=plan.shard.namespace if plan.shard else "main")
     show = sys.stderr.isatty() if progress is None else progress
-    from tqdm import tqdm
-
-    bars = [tqdm(total=len(todo), unit="case", desc="run", disable=not show, dynamic_ncols=True, file=sys.stderr)]
-    bars += [tqdm(total=len(todo), desc=f"  {n[:24]}", unit="case", disable=not show, dynamic_ncols=True,
-                  file=sys.stderr, position=i + 1, leave=False) for i, n in enumerate(loaded_models)]
-    metric_pool = ThreadPoolExecutor(1, thread_name_prefix="medbench-metrics")
-    load_pool = ThreadPoolExecutor(max(1, bench["workers"]), thread_name_prefix="medbench-load")
-    pending: deque[tuple[str, dict, Future | None, list[dict]]] = deque()
-
-    def harvest(block: bool) -> None:
-        while pending and (block or pending[0][2] is None or pending[0][2].done()):
-            case_id, case_row, future, score_rows = pending.popleft()
-            rows: list[dict] = []
-            if future is not None:
-                try:
-                    rows, metrics_s = future.result()
-                    case_row["metrics_s"] = metrics_s
-                    case_row["total_s"] += metrics_s
-                except Exception as exc:  # a metric failure fails this (model, case) only
-                    case_row.update(success=False, error=f"metrics: {type(exc).__name__}: {exc}")
-                    rows = []
-            writer.add(case_id, [{**stamp, "model": case_row["model"], "case_id": case_id, **r} for r in rows],
-                       [{**stamp, "model": case_row["model"], **r} for r in score_rows], {**stamp, **case_row})
-
-    def score(ref: Volume, pred: Volume) -> tuple[list[dict], float]:
-        t0 = time.perf_counter_ns()
-        rows = evaluate_pair(ref.array, pred.array, spacing=ref.spacing, labels=options.labels,
-                             **options.pair_kwargs())
-        return rows, (time.perf_counter_ns() - t0) / 1e9
-
-    loop_start = time.perf_counter_ns()
-    cold_ns = 0
-    try:
-        queue = iter(todo)
-        ahead: deque[Future] = deque()
-        warmed: set[str] = set()  # cold starts and warm-ups are left out of loop_s
-        while True:
-            while len(ahead) < max(1, bench["prefetch"]):
-                case = next(queue, None)
-                if case is None:
-                    break
-                pending_models = {n: m for n, m in loaded_models.items() if (n, case.case_id) not in done}
-                ahead.append(load_pool.submit(_load_case, case, cache, pending_models))
-            if not ahead:
-                break
-            item: _Loaded = ahead.popleft().result()
-            cid = item.case.case_id
-            for name, model in loaded_models.items():
-                if (name, cid) in done:
-                    bars[list(loaded_models).index(name) + 1].update(1)
-                    continue
-                if name not in warmed and item.image is not None:  # a model-wide misfit stops the run here
-                    model.check_volume(item.image.shape, item.image.spacing, f"model {name!r} on {item.case.image_path}")
-                row = {"model": name, "case_id": cid, "image_path": item.case.image_path, "ref_path": item.case.ref_path,
-                       "success": False, "load_s": item.load_s}
-                if item.image is not None:
-                    row.update(shape=list(item.image.shape), spacing=list(item.image.spacing))
-                future, score_rows = None, []
-                try:
-                    if item.error:
-                        raise ValueError(item.error)
-                    prepared = item.prepared[name]
-                    if isinstance(prepared, Exception):
-                        raise prepared
-                    if name not in warmed:
-                        t_cold = time.perf_counter_ns()
-                        first = _cold_start(model, prepared, bench["warmup"], model_info[name])
-                        _warm_metrics(item.ref, first.label_map, options)
-                        warmed.add(name)
-                        cold_ns += time.perf_counter_ns() - t_cold
-                    t0 = time.perf_counter_ns()
-                    prediction = model.execute(prepared)
-                    wall[name] += (time.perf_counter_ns() - t0) / 1e9 + prediction.timings["preprocess_s"]
-                    row.update(prediction.timings, success=True, error=None)
-                    row["total_s"] = item.load_s + sum(prediction.timings.values())
-                    samples[name].append(prediction.timings["inference_s"])
-                    if prediction.label_map is not None and item.ref is not None:
-                        future = metric_pool.submit(score, item.ref, prediction.label_map)
-                    if prediction.label_map is not None and config["output"].get("dicom_seg"):
-                        save_dicom_seg(prediction.label_map, item.case, run_dir, name, options.label_names)
-                    score_rows = _scores_rows(prediction, cid, targets)
-                except Exception as exc:  # the case fails for this model; the run goes on
-                    row.update(success=False, error=f"{type(exc).__name__}: {exc}" if not item.error else item.error)
-                pending.append((cid, row, future, score_rows))
-                bars[list(loaded_models).index(name) + 1].update(1)
-                harvest(block=len(pending) > 2 * len(loaded_models))
-            bars[0].update(1)
-        harvest(block=True)
-    except KeyboardInterrupt:
-        interrupted = True
-        for f in ahead:
-            f.cancel()
-        harvest(block=True)
-    finally:
-        writer.flush()
-        load_pool.shutdown(wait=True, cancel_futures=True)
-        metric_pool.shutdown(wait=True)
-        for bar in bars:
-            bar.close()
-    info.update(status="interrupted" if interrupted else "finished", models=model_info,
-                loop_s=(time.perf_counter_ns() - loop_start - cold_ns) / 1e9, cases_run=len(todo),
-                loop_peak_rss_mb=peak_rss_mb(),
-                write_s=sum(writer.write_s), config=run_info.config_record(config_text) or previous.get("config"))
-    if interrupted:
+    stats: ExecStats = executor.run(todo, sink, progress=show)
+    model_info = _model_record(plan, resolved, stats)
+    record = {"models": model_info, "loop_s": stats.loop_s, "cases_run": len(todo), "loop_peak_rss_mb": peak_rss_mb(),
+              "write_s": sum(sink.write_s), "workers": stats.workers, "executor": scale.executor,
+              **({"ray_startup_s": stats.startup_s} if stats.startup_s is not None else {})}
+    latency = _latency_rows(model_info, sink.samples, sink.busy, bench["warmup"])
+    if plan.shard is not None:
+        _write_shard_status(run_dir, plan.shard, {
+            "status": "interrupted" if stats.interrupted else "finished", "finished": run_info.utc_now(),
+            **record, "latency_samples": sink.samples, "latency_busy_s": sink.busy})
+        return RunResult(run_dir, run_id, sink.cases_done, 0, {}, interrupted=stats.interrupted, models=model_info,
+                         shard_done=None if stats.interrupted else plan.shard)
+    info.update(status="interrupted" if stats.interrupted else "finished", **record,
+                config=run_info.config_record(config_text) or previous.get("config"))
+    if stats.interrupted:
         run_info.write_run_json(run_dir, {**previous, **info})
         return RunResult(run_dir, run_id, 0, 0, {}, interrupted=True, models=model_info)
-    files = finalize_run(run_dir, info={**previous, **info}, options=options, schema=schema,
-                         fingerprint=fingerprint.digest,
-                         formats=config["output"]["formats"], threshold=bench["threshold"],
-                         latency_rows=[{**stamp, **r} for r in _latency_rows(model_info, samples, wall, bench["warmup"])])
+    return _finalize(run_dir, {**previous, **info}, plan, schema, fingerprint.digest, latency, model_info)
+
+
+def _model_record(plan: RunPlan, resolved: dict, stats: ExecStats) -> dict:
+    """run.json's per-model record: kind, note, spec, providers in use, session and cold start."""
+    out = {}
+    for entry in plan.entries:
+        name = entry["name"]
+        rec = dict(stats.model_info.get(name) or {})
+        rec.update(kind=entry["kind"], note=entry.get("note"), spec=rec.get("spec") or resolved[name].spec)
+        rec.setdefault("providers_in_use", ["unknown"])
+        out[name] = rec
+    return out
+
+
+def _finalize(run_dir: Path, info: dict, plan: RunPlan, schema, digest: str, latency: list[dict],
+              model_info: dict) -> RunResult:
+    bench = plan.config["benchmark"]
+    stamp = {"run_id": info["run_id"]}
+    files = finalize_run(run_dir, info=info, options=plan.options, schema=schema, fingerprint=digest,
+                         formats=plan.config["output"]["formats"], threshold=bench["threshold"],
+                         latency_rows=[{**stamp, **r} for r in latency])
     cases_table = files.pop("_cases")
     n_failed = cases_table.num_rows - sum(cases_table.column("success").to_pylist())
-    return RunResult(run_dir, run_id, cases_table.num_rows, n_failed, files, models=model_info)
+    return RunResult(run_dir, info["run_id"], cases_table.num_rows, n_failed, files, models=model_info)
 
 
-def _warm_metrics(ref: Volume | None, pred: Volume | None, options: EvaluateOptions) -> None:
-    """Load the metric kernels for this pair's dtypes and memory flags on tiny arrays, so
-    the first case does not pay numba's dispatch and cache loading inside the timed loop."""
-    if ref is None or pred is None:
-        return
-    tiny = []
-    for vol in (ref, pred):
-        arr = np.zeros((4, 4, 4), dtype=vol.array.dtype)
-        arr[1:3, 1:3, 1:3] = 1
-        arr.flags.writeable = bool(np.asarray(vol.array).flags.writeable)
-        tiny.append(arr)
-    evaluate_pair(tiny[0], tiny[1], spacing=(1.0, 1.0, 1.0), labels=[1], **options.pair_kwargs())
+# -- shards -------------------------------------------------------------------------------
+def _shard_path(run_dir: Path, shard: Shard) -> Path:
+    return run_dir / SHARDS_DIR / f"{shard.namespace}.json"
 
 
-def _cold_start(model, prepared, warmup: int, info: dict):
-    """First run (cold start, added to session creation) and untimed warm-up runs, on a
-    prepared case; the timed run of that case follows them. Returns the first prediction."""
-    t0 = time.perf_counter_ns()
-    first_prediction = model.execute(prepared)
-    first = (time.perf_counter_ns() - t0) / 1e9 + prepared.preprocess_s
-    info["first_run_s"] = first
-    info["cold_start_s"] = info["session_s"] + first
-    warm = []
-    for _ in range(max(0, warmup - 1)):
-        t0 = time.perf_counter_ns()
-        model.execute(prepared)
-        warm.append((time.perf_counter_ns() - t0) / 1e9)
-    info["warmup_s"] = [first, *warm]
-    return first_prediction
+def _write_shard_status(run_dir: Path, shard: Shard, status: dict) -> None:
+    """Merge ``status`` into this shard's own status file (atomic; no other shard writes it)."""
+    path = _shard_path(run_dir, shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**current, **status, "shard": str(shard)}, indent=2, sort_keys=True, default=str),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _create_shared_run_json(run_dir: Path, info: dict, identity: Fingerprint) -> dict:
+    """The first shard to start writes ``run.json``; the others find it. Returns the record in force."""
+    path = run_dir / "run.json"
+    tmp = run_dir / f".run.json.{os.getpid()}.new"
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    try:
+        os.link(tmp, path)  # fails when another shard got there first
+        return info
+    except FileExistsError:
+        recorded = run_info.read_run_json(run_dir)
+        diffs = (Fingerprint.from_dict(recorded.get("fingerprint")) or Fingerprint({})).differences(identity)
+        if diffs:
+            raise RunFolderError(f"{run_dir}: holds shards of another run; this shard differs in:\n  "
+                                 + "\n  ".join(diffs)) from None
+        if recorded.get("shards") != info.get("shards"):
+            raise RunFolderError(f"{run_dir}: holds a run in {recorded.get('shards')} shards, not "
+                                 f"{info.get('shards')}") from None
+        return recorded
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _recorded_shards(run_dir: Path) -> int | None:
+    try:
+        return run_info.read_run_json(run_dir).get("shards")
+    except ValueError:
+        return None
+
+
+def shard_statuses(run_dir: Path, count: int) -> dict[str, str]:
+    """``{"K/N": status}`` for every shard of a run (``missing`` when it never started)."""
+    out = {}
+    for k in range(1, count + 1):
+        path = _shard_path(run_dir, Shard(k, count))
+        out[f"{k}/{count}"] = json.loads(path.read_text(encoding="utf-8")).get("status", "?") if path.exists() \
+            else "missing"
+    return out
+
+
+def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, models) -> RunResult:
+    """Consolidate a sharded run once every shard has finished; otherwise name the others."""
+    recorded = run_info.read_run_json(run_dir)
+    count = int(recorded["shards"])
+    statuses = shard_statuses(run_dir, count)
+    unfinished = {k: s for k, s in statuses.items() if s != "finished"}
+    if unfinished:
+        raise RunFolderError(f"{run_dir}: cannot consolidate yet: shard(s) "
+                             + ", ".join(f"{k} ({s})" for k, s in unfinished.items())
+                             + f" have not finished; run them with --shard K/{count}")
+    plan = RunPlan.from_config(config, models=models)
+    identity = run_fingerprint(config, plan.entries, plan.options)
+    with RunFolder(run_dir, command="run") as folder:
+        previous = folder.open(identity, resume=True)
+        fingerprint = Fingerprint.from_dict(previous["fingerprint"])
+        shards = [json.loads(_shard_path(run_dir, Shard(k, count)).read_text(encoding="utf-8"))
+                  for k in range(1, count + 1)]
+        samples: dict[str, list[float]] = {}
+        busy: dict[str, float] = {}
+        model_info: dict = {}
+        for s in shards:
+            for name, values in (s.get("latency_samples") or {}).items():
+                samples.setdefault(name, []).extend(values)
+            for name, seconds in (s.get("latency_busy_s") or {}).items():
+                busy[name] = busy.get(name, 0.0) + seconds
+            for name, rec in (s.get("models") or {}).items():
+                model_info.setdefault(name, rec)
+        info = {**previous, "status": "finished", "models": model_info,
+                "workers": [w for s in shards for w in s.get("workers", [])],
+                "shard_runs": {s["shard"]: {k: s.get(k) for k in ("started", "finished", "cases_run", "loop_s",
+                                                                  "write_s", "executor")} for s in shards},
+                "cases_run": sum(s.get("cases_run", 0) for s in shards),
+                "loop_s": max((s.get("loop_s") or 0.0) for s in shards),
+                "write_s": sum(s.get("write_s") or 0.0 for s in shards)}
+        schema = metrics_schema(tuple(m for m in plan.options.metrics if m == "dice_smoothed"))
+        latency = _latency_rows(model_info, samples, busy, config["benchmark"]["warmup"])
+        return _finalize(run_dir, info, plan, schema, fingerprint.digest, latency, model_info)

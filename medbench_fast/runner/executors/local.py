@@ -1,0 +1,84 @@
+"""The local executor: one process, overlapped stages (the default).
+
+Case-major order: each case's image and reference are read once (in a bounded prefetch
+pool, through the volume cache) and given to every model in turn on the main thread;
+metric kernels run in their own thread as soon as a prediction exists, while the next
+model or case runs. A case goes to the sink once all its models' metrics are done.
+Ctrl-C stops after the cases in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from medbench_fast.runner.executors.base import ExecStats, progress_bar
+from medbench_fast.runner.sink import RunSink
+from medbench_fast.runner.worker import CaseResult, CaseWorker, ModelOutcome, worker_identity
+
+
+class LocalExecutor:
+    """Runs a :class:`CaseWorker` in this process with ``readers`` prefetch threads, ``prefetch`` cases ahead."""
+
+    def __init__(self, worker: CaseWorker, *, readers: int, prefetch: int):
+        self.worker = worker
+        self.readers = max(1, readers)
+        self.prefetch = max(1, prefetch)
+
+    def run(self, todo, sink: RunSink, *, progress: bool) -> ExecStats:
+        worker = self.worker
+        stats = ExecStats(model_info=worker.model_info)
+        metric_pool = ThreadPoolExecutor(1, thread_name_prefix="medbench-metrics")
+        load_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="medbench-load")
+        pending: deque[tuple[str, list[tuple[ModelOutcome, Future | None]]]] = deque()
+        bar = progress_bar(len(todo), progress)
+
+        def harvest(block: bool) -> None:
+            while pending and (block or all(f is None or f.done() for _, f in pending[0][1])):
+                case_id, parts = pending.popleft()
+                for outcome, future in parts:
+                    if future is not None:
+                        CaseWorker.attach_metrics(outcome, future.result)
+                sink.add(CaseResult(case_id, [o for o, _ in parts]))
+                bar.update(1)
+
+        loop_start = time.perf_counter_ns()
+        ahead: deque[Future] = deque()
+        try:
+            queue = iter(todo)
+            while True:
+                while len(ahead) < self.prefetch:
+                    nxt = next(queue, None)
+                    if nxt is None:
+                        break
+                    case, names = nxt
+                    ahead.append(load_pool.submit(worker.load, case, names))
+                if not ahead:
+                    break
+                item = ahead.popleft().result()
+                parts = []
+                for name in item.names:
+                    worker.check_fits(name, item)
+                    outcome, label_map = worker.run_model(name, item)
+                    future = metric_pool.submit(worker.score, item.ref, label_map) if label_map is not None else None
+                    parts.append((outcome, future))
+                pending.append((item.case.case_id, parts))
+                harvest(block=len(pending) > 2)
+            harvest(block=True)
+        except KeyboardInterrupt:
+            stats.interrupted = True
+            for f in ahead:
+                f.cancel()
+            harvest(block=True)
+        finally:
+            sink.flush()
+            load_pool.shutdown(wait=True, cancel_futures=True)
+            metric_pool.shutdown(wait=True)
+            bar.close()
+        stats.loop_s = (time.perf_counter_ns() - loop_start - worker.cold_ns) / 1e9
+        stats.workers = [{**worker_identity(), "executor": "local", "cases_done": sink.cases_done,
+                          "providers_in_use": {n: m.providers_in_use for n, m in worker.models.items()},
+                          "cold_start_s": {n: i.get("cold_start_s") for n, i in worker.model_info.items()}}]
+        return stats
+

@@ -1,0 +1,182 @@
+"""The processes executor: worker processes on this machine, one GPU each or CPU threads split.
+
+Workers are spawned (never forked from a process whose onnxruntime or numba threads have
+started), set ``CUDA_VISIBLE_DEVICES`` before onnxruntime loads, open their own sessions
+and take cases one at a time from the driver, so a slow case never idles the others. The
+driver is the only writer. A worker that dies (segfault, OOM kill) is replaced; its case
+is retried once on another worker, then recorded as a failed row naming the cause.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from collections import deque
+
+from medbench_fast.runner.executors.base import ExecStats, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
+from medbench_fast.runner.executors.remote import WorkerInit, failed_result, pack, unpack
+from medbench_fast.runner.sink import RunSink
+
+#: How often the driver checks its workers while waiting for results (seconds).
+POLL_S = 0.2
+
+
+def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
+    """A worker process: open the models, then score the cases sent to ``inbox`` until None."""
+    from medbench_fast.runner.executors.remote import ignore_sigint, open_worker, pin_gpu
+
+    ignore_sigint()
+    pin_gpu(slot.gpu)
+    parent = os.getppid()
+    try:
+        worker, identity = open_worker(init)
+    except BaseException as exc:  # reported to the driver, which stops the run with the message
+        results.put(("fatal", slot.index, f"worker {slot.index} could not start: {type(exc).__name__}: {exc}"))
+        return
+    results.put(("ready", slot.index, identity))
+    while True:
+        try:
+            task = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the driver is gone (killed): do not linger
+                return
+            continue
+        if task is None:
+            return
+        case, names = task
+        try:
+            result = worker.process(case, names)
+        except BaseException as exc:  # a model-wide error (ModelError) or a bug: stop the run with it
+            results.put(("fatal", slot.index, f"{type(exc).__name__}: {exc}"))
+            return
+        results.put(("done", slot.index, pack(result, init.metrics_schema, worker.model_info)))
+
+
+def _cause(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+class WorkerFailed(RuntimeError):
+    """A worker could not start, or hit an error that is not about one case."""
+
+
+class ProcessExecutor:
+    """Runs cases on worker processes, one per :class:`WorkerSlot`."""
+
+    def __init__(self, init: WorkerInit, slots: list[WorkerSlot]):
+        self.init = init
+        self.slots = slots
+        self.ctx = mp.get_context("spawn")
+
+    def _start(self, slot: WorkerSlot, results):
+        from dataclasses import replace
+
+        inbox = self.ctx.Queue()
+        init = replace(self.init, threads=slot.threads if slot.threads is not None else self.init.threads)
+        proc = self.ctx.Process(target=_worker_main, args=(slot, init, inbox, results), daemon=True,
+                                name=f"medbench-worker-{slot.index}")
+        proc.start()
+        return {"slot": slot, "proc": proc, "inbox": inbox, "ready": False, "task": None, "identity": None,
+                "cases_done": 0, "model_info": {}}
+
+    def run(self, todo, sink: RunSink, *, progress: bool) -> ExecStats:
+        stats = ExecStats()
+        results = self.ctx.Queue()
+        workers = {s.index: self._start(s, results) for s in self.slots}
+        retired: list[dict] = []
+        retired_info: list[dict] = []
+        waiting = deque(todo)
+        attempts: dict[str, int] = {}
+        bar = progress_bar(len(todo), progress)
+        first_ready = None
+
+        def handle(kind, index, payload) -> None:
+            nonlocal first_ready
+            w = workers[index]
+            if kind == "fatal":
+                raise WorkerFailed(payload)
+            if kind == "ready":
+                w.update(ready=True, identity=payload)
+                first_ready = first_ready or time.perf_counter_ns()
+            elif kind == "done" and w["task"] is not None and w["task"][0].case_id == payload.case_id:
+                w.update(task=None, model_info=payload.model_info)
+                w["cases_done"] += 1
+                sink.add(unpack(payload))
+                bar.update(1)
+
+        def drain(timeout: float | None) -> None:
+            try:
+                handle(*(results.get(timeout=timeout) if timeout else results.get_nowait()))
+                while True:
+                    handle(*results.get_nowait())
+            except queue.Empty:
+                pass
+
+        try:
+            while waiting or any(w["task"] is not None for w in workers.values()):
+                for w in workers.values():  # hand out one case per idle worker
+                    if w["ready"] and w["task"] is None and waiting:
+                        w["task"] = waiting.popleft()
+                        w["inbox"].put(w["task"])
+                drain(POLL_S)
+                dead = [i for i, w in workers.items() if not w["proc"].is_alive()]
+                if dead:
+                    drain(None)  # results a worker sent before it died are kept, never redone
+                for index in dead:  # replace dead workers; retry their case once on another
+                    w = workers[index]
+                    cause = _cause(w["proc"].exitcode)
+                    if not w["ready"]:
+                        raise WorkerFailed(f"worker {index} {cause} while opening its models")
+                    retired.append(_record(w, cause))
+                    retired_info.append(w["model_info"])
+                    if w["task"] is not None:
+                        case, names = w["task"]
+                        attempts[case.case_id] = attempts.get(case.case_id, 0) + 1
+                        if attempts[case.case_id] > 1:
+                            sink.add(failed_result(case, names, f"worker process {cause} on this case, twice"))
+                            bar.update(1)
+                        else:
+                            waiting.appendleft((case, names))
+                    workers[index] = self._start(w["slot"], results)
+        except KeyboardInterrupt:
+            stats.interrupted = True
+        finally:
+            sink.flush()
+            self._stop(workers)
+            bar.close()
+        wall = (time.perf_counter_ns() - first_ready) / 1e9 if first_ready else 0.0
+        stats.workers = retired + [_record(w, None) for w in workers.values() if w["identity"]]
+        infos = [w["model_info"] for w in workers.values()] + retired_info
+        stats.model_info = merge_model_info(infos)
+        stats.loop_s = loop_without_cold_starts(wall, infos)
+        return stats
+
+    @staticmethod
+    def _stop(workers: dict) -> None:
+        for w in workers.values():
+            if w["proc"].is_alive():
+                w["inbox"].put(None)
+        deadline = time.monotonic() + 10
+        for w in workers.values():
+            w["proc"].join(timeout=max(0.1, deadline - time.monotonic()))
+            if w["proc"].is_alive():
+                w["proc"].kill()
+                w["proc"].join()
+
+
+def _record(w: dict, cause: str | None) -> dict:
+    """run.json's record of a worker: host, pid, GPU, providers, cases done, cold start."""
+    identity = w["identity"] or {"pid": w["proc"].pid}
+    rec = {**identity, "executor": "processes", "cases_done": w["cases_done"],
+           "cold_start_s": {n: i.get("cold_start_s") for n, i in w["model_info"].items()}}
+    if cause:
+        rec["ended"] = cause
+    return rec

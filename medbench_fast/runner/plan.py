@@ -1,0 +1,116 @@
+"""The plan of a run: its models, metric options, cases, targets, shard, and what remains.
+
+A plan is resolved once from the validated config; executors never read the config.
+Shards split the cases by a stable hash of the case id (never by listing order), so every
+shard of a batch job selects the same cases wherever and whenever it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from medbench_fast.config import ConfigError
+from medbench_fast.metrics.selection import resolve_metrics
+from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
+from medbench_fast.runner.evaluate import EvaluateOptions
+from medbench_fast.store.parts import dedupe_last, read_parts
+from medbench_fast.store.schema import CASES_SCHEMA
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The ``index``-th (1-based) of ``count`` subsets of a run's cases."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"K/N"`` with 1 <= K <= N; errors say what was expected."""
+        k, sep, n = text.partition("/")
+        if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+            raise ConfigError(f"--shard {text!r}: expected K/N, e.g. 1/4 (K counts from 1)")
+        shard = cls(int(k), int(n))
+        if shard.count < 1 or not 1 <= shard.index <= shard.count:
+            raise ConfigError(f"--shard {text!r}: K must be between 1 and N (shards are numbered from 1)")
+        return shard
+
+    @property
+    def namespace(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, case_id: str) -> bool:
+        return shard_of(case_id, self.count) == self.index
+
+
+def shard_of(case_id: str, count: int) -> int:
+    """The 1-based shard of ``case_id`` among ``count``: sha256 of the id, so stable everywhere."""
+    return int(hashlib.sha256(case_id.encode()).hexdigest()[:16], 16) % count + 1
+
+
+def options_from_config(config: dict) -> EvaluateOptions:
+    bench, data = config["benchmark"], config["dataset"]
+    names = data.get("label_names") or None
+    return EvaluateOptions(
+        labels=tuple(data["labels"]) if data.get("labels") else None,
+        metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
+        surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
+        label_names={int(k): str(v) for k, v in names.items()} if names else None,
+    )
+
+
+def select_models(config: dict, models: list[str] | None) -> list[dict]:
+    """The config's model entries, or those named in ``models`` (unknown names are an error)."""
+    entries = [m for m in config["models"] if models is None or m["name"] in models]
+    if models is not None:
+        unknown = sorted(set(models) - {m["name"] for m in config["models"]})
+        if unknown:
+            raise ConfigError(f"--models: unknown model(s) {unknown}; the config has "
+                              f"{[m['name'] for m in config['models']]}")
+    if not entries:
+        raise ConfigError("no models to run: the config's models list is empty")
+    return entries
+
+
+@dataclass
+class RunPlan:
+    """What a run does: ``entries`` (model config entries) on ``cases`` (the shard's, sorted by id)."""
+
+    config: dict
+    entries: list[dict]
+    options: EvaluateOptions
+    cases: list[RunCase]
+    targets: dict
+    shard: Shard | None = None
+
+    @classmethod
+    def from_config(cls, config: dict, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
+        cases = discover_cases(config["dataset"])
+        if shard is not None:
+            cases = [c for c in cases if shard.holds(c.case_id)]
+        return cls(config, select_models(config, models), options_from_config(config), cases,
+                   read_targets(config["dataset"].get("targets_csv")), shard)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m["name"] for m in self.entries]
+
+    def todo(self, done: set[tuple[str, str]]) -> list[tuple[RunCase, tuple[str, ...]]]:
+        """Each case with a model that has not finished it, and those models (config order)."""
+        out = []
+        for case in self.cases:
+            names = tuple(n for n in self.model_names if (n, case.case_id) not in done)
+            if names:
+                out.append((case, names))
+        return out
+
+
+def done_pairs(run_dir: Path, fingerprint: str) -> set[tuple[str, str]]:
+    """(model, case) pairs that finished successfully in any part namespace of the run."""
+    cases = dedupe_last(read_parts(run_dir, "cases", CASES_SCHEMA, fingerprint=fingerprint), ["model", "case_id"])
+    return {(m, c) for m, c, ok in zip(*(cases.column(k).to_pylist() for k in ("model", "case_id", "success"))) if ok}

@@ -1,0 +1,299 @@
+"""Scale-out: the processes and Ray executors and shards write exactly the rows of a local run,
+survive dead workers without losing or duplicating a row, and refuse bad options clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from medbench_fast.cli.main import cli
+from medbench_fast.runner.plan import Shard, shard_of
+
+TIMING = {"load_s", "preprocess_s", "inference_s", "postprocess_s", "metrics_s", "total_s", "run_id"}
+
+
+def _rows(run_dir):
+    def clean(name):
+        return [{k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items() if k not in TIMING}
+                for r in pq.read_table(run_dir / name).to_pylist()]
+
+    return clean("metrics.parquet"), clean("cases.parquet")
+
+
+def _medbench(*args, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "medbench_fast", *args, "--quiet"],
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _ok(proc: subprocess.Popen, timeout=600) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out + err
+    return out + err
+
+
+def _invoke(args, code=0):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def scale_setup(tmp_path_factory, bench_assets):
+    """A config with write_every 1 and single-threaded sessions, and its local run's rows."""
+    root = tmp_path_factory.mktemp("scale")
+    config = root / "cfg.yaml"
+    config.write_text(f"""\
+dataset:
+  image_dir: {bench_assets}/data/images
+  seg_dir: {bench_assets}/data/labels
+  targets_csv: {bench_assets}/data/targets.csv
+models:
+  - name: baseline
+    path: {bench_assets}/models/baseline.onnx
+benchmark:
+  write_every: 1
+  threads: 1
+  metrics: [counts, hd95]
+output:
+  formats: [csv, json]
+""")
+    local = root / "local"
+    _ok(_medbench("run", "--config", str(config), "--out", str(local)))
+    return config, _rows(local)
+
+
+def _parts_pairs(run_dir) -> list[tuple[str, str]]:
+    files = sorted((run_dir / "parts" / "cases").glob("part-*.parquet"))
+    table = pa.concat_tables([pq.read_table(f).replace_schema_metadata(None) for f in files])
+    return list(zip(table.column("model").to_pylist(), table.column("case_id").to_pylist()))
+
+
+pytestmark = pytest.mark.slow
+
+
+# -- processes ---------------------------------------------------------------------------------
+def test_processes_executor_writes_the_rows_of_a_local_run(tmp_path, scale_setup):
+    config, want = scale_setup
+    out = tmp_path / "procs"
+    _ok(_medbench("run", "--config", str(config), "--out", str(out), "--executor", "processes", "--workers", "2"))
+    assert _rows(out) == want
+    run = json.loads((out / "run.json").read_text())
+    assert run["executor"] == "processes" and len(run["workers"]) == 2
+    assert {w["pid"] for w in run["workers"]}.isdisjoint({os.getpid()})
+    assert sum(w["cases_done"] for w in run["workers"]) == len(want[1])
+    assert all(w["threads"] == 1 and w["providers_in_use"]["baseline"] == ["CPUExecutionProvider"]
+               for w in run["workers"])
+    assert len(_parts_pairs(out)) == len(want[1])  # no row written twice
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """Worker processes spawned by ``parent`` (not multiprocessing's resource tracker)."""
+    out = []
+    for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+            out.append(int(pid))
+    return out
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, scale_setup):
+    config, want = scale_setup
+    out = tmp_path / "killed"
+    proc = _medbench("run", "--config", str(config), "--out", str(out), "--executor", "processes", "--workers", "2")
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "parts" / "cases").glob("part-*.parquet")):
+        time.sleep(0.02)
+    victims = _worker_pids(proc.pid)
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    _ok(proc)
+    assert _rows(out) == want
+    pairs = _parts_pairs(out)
+    assert len(pairs) == len(set(pairs)) == len(want[1])
+    run = json.loads((out / "run.json").read_text())
+    ended = [w for w in run["workers"] if w.get("ended")]
+    assert ended and ended[0]["ended"] == "killed by SIGKILL" and ended[0]["pid"] == victims[0]
+
+
+# -- ray ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray with 2 CPUs and 2 logical GPUs, started by the test; yields its address."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    startup = time.perf_counter() - t0
+    print(f"\nRay start-up: {startup:.1f} s", file=sys.__stderr__)
+    yield ray, ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_ray_executor_with_two_gpu_actors(tmp_path, scale_setup, ray_cluster):
+    config, want = scale_setup
+    ray, address = ray_cluster
+    out = tmp_path / "ray"
+    _ok(_medbench("run", "--config", str(config), "--out", str(out), "--executor", "ray", "--gpus", "0,1",
+                  env={"RAY_ADDRESS": address}))
+    assert _rows(out) == want
+    run = json.loads((out / "run.json").read_text())
+    devices = sorted(w["cuda_visible_devices"] for w in run["workers"])
+    assert devices == ["0", "1"] and all(w["num_gpus"] == 1.0 for w in run["workers"])
+    assert len(_parts_pairs(out)) == len(want[1])
+
+
+def test_ray_actor_killed_mid_run(tmp_path, scale_setup, ray_cluster):
+    config, want = scale_setup
+    ray, address = ray_cluster
+    out = tmp_path / "raykill"
+    proc = _medbench("run", "--config", str(config), "--out", str(out), "--executor", "ray", "--workers", "2",
+                     env={"RAY_ADDRESS": address})
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "parts" / "cases").glob("part-*.parquet")):
+        time.sleep(0.05)
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("medbench-")]
+    assert names, "no medbench actor found"
+    ray.kill(ray.get_actor(names[0], namespace="medbench"))
+    _ok(proc)
+    assert _rows(out) == want
+    pairs = _parts_pairs(out)
+    assert len(pairs) == len(set(pairs)) == len(want[1])
+    run = json.loads((out / "run.json").read_text())
+    assert any((w.get("ended") or "").startswith("actor died") for w in run["workers"])
+
+
+# -- shards --------------------------------------------------------------------------------------
+def test_shards_run_concurrently_and_consolidate_to_the_unsharded_rows(tmp_path, scale_setup):
+    config, want = scale_setup
+    out = tmp_path / "sharded"
+    procs = [_medbench("run", "--config", str(config), "--out", str(out), "--shard", k) for k in ("1/2", "2/2")]
+    for p in procs:
+        _ok(p)
+    names = {f.name for f in (out / "parts" / "cases").iterdir()}
+    assert any(n.startswith("part-shard-1-of-2-") for n in names) and any(n.startswith("part-shard-2-of-2-")
+                                                                          for n in names)
+    _ok(_medbench("run", "--resume", str(out)))
+    assert _rows(out) == want
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "finished" and set(run["shard_runs"]) == {"1/2", "2/2"}
+
+
+def test_a_missing_shard_is_named(tmp_path, scale_setup):
+    config, _ = scale_setup
+    out = tmp_path / "partial"
+    _ok(_medbench("run", "--config", str(config), "--out", str(out), "--shard", "1/3"))
+    result = _invoke(["run", "--resume", str(out)], code=2)
+    assert "2/3 (missing)" in result.output and "3/3 (missing)" in result.output
+
+
+def test_shards_split_by_case_id_not_by_order():
+    ids = [f"case_{i:03d}" for i in range(200)]
+    counts = [sum(shard_of(c, 4) == k for c in ids) for k in range(1, 5)]
+    assert sum(counts) == 200 and min(counts) > 30
+    assert [shard_of(c, 4) for c in ids] == [shard_of(c, 4) for c in reversed(ids)][::-1]
+    assert Shard(2, 4).holds(next(c for c in ids if shard_of(c, 4) == 2))
+
+
+# -- bad input -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "processes", "--gpus", "5"], "--gpus 5: GPU(s) 5 not found on this machine"),
+    (["--executor", "processes", "--workers-per-gpu", "0"], "--workers-per-gpu: expected an integer >= 1, got 0"),
+    (["--workers", "2"], "--workers and --gpus apply to the processes and ray executors"),
+    (["--shard", "3/2"], "K must be between 1 and N (shards are numbered from 1)"),
+    (["--shard", "0/2"], "K must be between 1 and N (shards are numbered from 1)"),
+    (["--shard", "two"], "expected K/N"),
+])
+def test_bad_scale_options_are_messages_and_write_nothing(tmp_path, scale_setup, args, message):
+    config, _ = scale_setup
+    out = tmp_path / "never"
+    result = _invoke(["run", "--config", str(config), "--out", str(out), *args], code=2)
+    assert message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_ray_address_nobody_answers_fails_within_seconds(tmp_path, scale_setup, monkeypatch):
+    config, _ = scale_setup
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    t0 = time.perf_counter()
+    result = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r"), "--executor", "ray"], code=2)
+    assert time.perf_counter() - t0 < 15
+    assert "ray address '127.0.0.1:9' does not answer" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_ray_executor_without_ray_names_the_extra(tmp_path, scale_setup, monkeypatch):
+    config, _ = scale_setup
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    result = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r"), "--executor", "ray"], code=2)
+    assert "pip install 'medbench-fast[ray]'" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_shard_of_another_config_is_refused(tmp_path, scale_setup):
+    config, _ = scale_setup
+    out = tmp_path / "mixed"
+    _ok(_medbench("run", "--config", str(config), "--out", str(out), "--shard", "1/2"))
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("metrics: [counts, hd95]", "metrics: [counts]"))
+    result = _invoke(["run", "--config", str(other), "--out", str(out), "--shard", "2/2"], code=2)
+    assert "a shard joins only shards of the same run" in result.output and "options.metrics" in result.output
+
+
+# -- estimate ------------------------------------------------------------------------------------
+def _fake_run(folder: Path, *, stages: dict, cases: int, workers: list[dict], loop_s: float, write_s: float,
+              provider: str = "CPUExecutionProvider", threads: int = 1) -> Path:
+    from medbench_fast.store.schema import CASES_SCHEMA
+
+    folder.mkdir()
+    rows = [{"run_id": "r", "model": "m", "case_id": f"c{i}", "success": True, "load_s": stages["decode"],
+             **{f"{s}_s": stages[s] for s in ("preprocess", "inference", "postprocess", "metrics")}}
+            for i in range(cases)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=CASES_SCHEMA), folder / "cases.parquet")
+    info = {"status": "finished", "command": "run", "cases_run": cases, "loop_s": loop_s, "write_s": write_s,
+            "workers": workers, "models": {"m": {"providers_in_use": [provider]}},
+            "resolved_config": {"benchmark": {"threads": threads}}, "hardware": {"cpu_count": 2}}
+    (folder / "run.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_estimate_model_on_a_gpu_run(tmp_path):
+    stages = {"decode": 0.2, "preprocess": 0.1, "inference": 0.05, "postprocess": 0.05, "metrics": 0.1}
+    run = _fake_run(tmp_path / "gpu", stages=stages, cases=100, workers=[{"cuda_visible_devices": "0", "threads": 1}],
+                    loop_s=50.0, write_s=1.0, provider="CUDAExecutionProvider")
+    result = json.loads(_invoke(["estimate", str(run), "--cases", "50000", "--gpus", "8", "--cpu-cores", "64",
+                                 "--json"]).output)
+    # measured: 1 worker, t_case 0.5 s -> model 2 cases/s, measured 2 cases/s: calibration 1
+    assert result["calibration"] == pytest.approx(1.0)
+    assert result["bounds_cases_per_s"]["workers"] == pytest.approx(8 / 0.5)
+    assert result["bounds_cases_per_s"]["gpu"] == pytest.approx(8 / 0.05)
+    assert result["bounds_cases_per_s"]["cpu"] == pytest.approx(64 / 0.45)
+    assert result["limited_by"] == "workers" and result["bottleneck"] == "decode"
+    assert result["wall_s"] == pytest.approx(50000 / 16)
+    two = json.loads(_invoke(["estimate", str(run), "--cases", "50000", "--gpus", "8", "--cpu-cores", "64",
+                              "--workers-per-gpu", "2", "--json"]).output)
+    assert two["cases_per_s"] == pytest.approx(32)
+    text = _invoke(["estimate", str(run), "--cases", "50000", "--gpus", "8", "--cpu-cores", "4"]).output
+    assert "bounded by cpu (stage: decode)" in text
+
+
+def test_estimate_refuses_gpus_from_a_cpu_run(tmp_path):
+    stages = {"decode": 0.1, "preprocess": 0.1, "inference": 0.3, "postprocess": 0.0, "metrics": 0.1}
+    run = _fake_run(tmp_path / "cpu", stages=stages, cases=10, workers=[{"threads": 1}], loop_s=6.0, write_s=0.1)
+    assert "ran on the CPU" in _invoke(["estimate", str(run), "--cases", "10", "--gpus", "2"], code=2).output
+    result = json.loads(_invoke(["estimate", str(run), "--cases", "100", "--workers", "2", "--json"]).output)
+    assert result["limited_by"] in ("workers", "cpu") and result["cases_per_s"] == pytest.approx(2 / 0.6)
