@@ -251,9 +251,32 @@ def _model_table(models: dict) -> str:
     return "<h3>Models</h3>" + table(header, rows)
 
 
+def _workers_table(workers: list) -> str:
+    """One row per worker of the run: where it ran, on which GPU, what it did, how it ended."""
+    rows = []
+    for w in workers:
+        w = w if isinstance(w, dict) else {}
+        cold = w.get("cold_start_s")
+        cold_total = sum(v for v in cold.values() if isinstance(v, (int, float))) if isinstance(cold, dict) else None
+        providers = w.get("providers_in_use")
+        if isinstance(providers, dict):
+            providers = "; ".join(f"{m}: {', '.join(map(str, p))}" for m, p in sorted(providers.items())
+                                  if isinstance(p, list))
+        rows.append("<tr>" + text_cell(w.get("executor")) + text_cell(w.get("host")) + num_cell(w.get("pid"), 0)
+                    + text_cell(w.get("cuda_visible_devices")) + num_cell(w.get("threads"), 0) + text_cell(providers)
+                    + num_cell(w.get("cases_done"), 0) + num_cell(cold_total, 3) + text_cell(w.get("ended"))
+                    + "</tr>")
+    header = [("Executor", "text", None), ("Host", "text", None), ("PID", "num", None),
+              ("CUDA_VISIBLE_DEVICES", "text", None), ("Threads", "num", None), ("Providers in use", "text", None),
+              ("Cases", "num", None), ("Cold start s", "num", "asc"), ("Ended", "text", None)]
+    return "<h3>Workers</h3>" + table(header, rows)
+
+
 def _environment(info: dict) -> str:
     """Blocks of one run's ``run.json``: run, hardware, versions, providers, options, models, config."""
-    run = {k: info.get(k) for k in ("run_id", "started", "finished", "status", "command", "model", "git_commit")}
+    run = {k: info.get(k) for k in ("run_id", "started", "finished", "status", "command", "model", "executor",
+                                    "shards", "ray_startup_s", "git_commit")}
+    run["fingerprint"] = (info.get("fingerprint") or {}).get("sha256")
     blocks = ["<div><h3>Run</h3>" + _dl(run) + "</div>"]
     for key, title in (("hardware", "Hardware"), ("versions", "Versions"), ("providers", "Providers"),
                        ("options", "Options"), ("conventions", "Conventions")):
@@ -264,6 +287,8 @@ def _environment(info: dict) -> str:
             blocks.append(f"<div><h3>{title}</h3>{body}</div>")
     if isinstance(info.get("models"), dict) and info["models"]:
         blocks.append('<div class="wide">' + _model_table(info["models"]) + "</div>")
+    if isinstance(info.get("workers"), list) and info["workers"]:
+        blocks.append('<div class="wide">' + _workers_table(info["workers"]) + "</div>")
     config = info.get("config")
     text = config.get("text") if isinstance(config, dict) else config
     if text:

@@ -67,7 +67,7 @@ benchmark:
   threads: 1
   metrics: [counts, hd95]
 output:
-  formats: [csv, json]
+  formats: [csv, json, html]
 """)
     local = root / "local"
     _ok(_medbench("run", "--config", str(config), "--out", str(local)))
@@ -154,6 +154,8 @@ def test_ray_executor_with_two_gpu_actors(tmp_path, scale_setup, ray_cluster):
     run = json.loads((out / "run.json").read_text())
     devices = sorted(w["cuda_visible_devices"] for w in run["workers"])
     assert devices == ["0", "1"] and all(w["num_gpus"] == 1.0 for w in run["workers"])
+    html = (out / "leaderboard.html").read_text()
+    assert "<h3>Workers</h3>" in html and "CUDA_VISIBLE_DEVICES" in html and ">ray<" in html
     assert len(_parts_pairs(out)) == len(want[1])
 
 
