@@ -14,6 +14,7 @@ under its own part namespace; ``resume`` consolidates once every shard has finis
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -194,7 +195,7 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
 
     address = placement.address
     slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address))
-    local_gpus = None if address else (len(slots) if scale.gpus is not None else None)
+    local_gpus = None if address or scale.gpus is None else math.ceil(sum(s.num_gpus for s in slots) - 1e-9)
     return RayExecutor(init, slots, address=address, run_id=run_id,
                        local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus)
 
