@@ -44,6 +44,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),
         "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id and one column per target."),
         "max_cases": Key("int", help="Use only the first N cases (sorted by case id)."),
+        "nnunet": Key("path", help="nnU-Net v2 raw dataset folder (holds dataset.json, imagesTr/, labelsTr/, ...)."),
+        "decathlon": Key("path", help="Medical Segmentation Decathlon task folder (holds dataset.json)."),
+        "split": Key("str", "test", choices=("train", "test"),
+                     help="nnunet/decathlon: imagesTs+labelsTs (test) or imagesTr+labelsTr / training list (train)."),
+        "regions": Key("map", help="Regions scored like labels, name -> label values (default: from an nnU-Net "
+                                   "dataset.json).", example={"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}),
     },
     "models": {
         "name": Key("str", required=True, help="Model name used in every table.", example="baseline"),
@@ -158,6 +164,7 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
             config[name] = [_section(item, schema, f"{source}: {name}[{i}]", base) for i, item in enumerate(items)]
         else:
             config[name] = _section(raw.get(name), schema, f"{source}: {name}", base)
+    _resolve_dataset(config["dataset"], f"{source}: dataset")
     names = [m["name"] for m in config["models"]]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -168,6 +175,30 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
         if model["kind"] == "torchscript" and not model["input_shape"]:
             raise ConfigError(f"{source}: models[{i}].input_shape: required for kind 'torchscript'")
     return config
+
+
+def _resolve_dataset(dataset: dict, where: str) -> None:
+    """Fill labels, label names and regions from an nnU-Net / Decathlon ``dataset.json``
+    (values given in the config win) and check the regions against the labels."""
+    from medbench_fast.data.layouts import LayoutError, read_layout
+    from medbench_fast.metrics.regions import make_regions
+
+    kinds = [k for k in ("image_dir", "manifest", "nnunet", "decathlon") if dataset.get(k)]
+    if len(kinds) > 1 and {"nnunet", "decathlon"} & set(kinds):
+        raise ConfigError(f"{where}: give one of {', '.join(kinds)}, not several")
+    if kinds and kinds[0] in ("nnunet", "decathlon"):
+        try:
+            layout = read_layout(dataset[kinds[0]], kinds[0])
+        except LayoutError as exc:
+            raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
+        for key, value in layout.scoring().items():
+            if dataset[key] is None:
+                dataset[key] = value
+    if dataset["regions"]:
+        try:
+            make_regions(dataset["regions"], known_labels=dataset["labels"])
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
 
 
 def load_config(path: str | os.PathLike) -> tuple[dict, str]:

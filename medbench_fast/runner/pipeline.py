@@ -25,7 +25,7 @@ from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, load_volume
 from medbench_fast.metrics.evaluate import evaluate_pair
 from medbench_fast.metrics.selection import resolve_metrics
-from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
+from medbench_fast.runner.cases import RunCase, discover_cases, load_case_image, read_targets
 from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.runner.finalize import finalize_run
 from medbench_fast.runner.profile import peak_rss_mb, summarize
@@ -63,6 +63,7 @@ def options_from_config(config: dict) -> EvaluateOptions:
         metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
         surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
         label_names={int(k): str(v) for k, v in names.items()} if names else None,
+        regions=data.get("regions"),
     )
 
 
@@ -73,7 +74,7 @@ def _load_case(case: RunCase, cache: VolumeCache | None, models: dict) -> _Loade
     try:
         if case.problem:
             raise ValueError(case.problem)
-        out.image = load_volume(case.image_path, cache=cache)
+        out.image = load_case_image(case, cache=cache)
         if case.ref_path:
             out.ref = load_volume(case.ref_path, cache=cache)
             check_same_grid(out.image, out.ref)
