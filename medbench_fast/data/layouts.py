@@ -220,7 +220,8 @@ def read_layout(path: str | os.PathLike, kind: str | None = None) -> DatasetLayo
         kind = "nnunet" if "channel_names" in raw or "file_ending" in raw else "decathlon"
     if kind not in LAYOUTS:
         raise LayoutError(f"{json_path}: layout {kind!r} is not one of {', '.join(LAYOUTS)}")
-    key = "channel_names" if kind == "nnunet" and "channel_names" in raw else "modality"
+    # nnU-Net v2 also reads the v1 name "modality"
+    key = "modality" if kind == "decathlon" or ("channel_names" not in raw and "modality" in raw) else "channel_names"
     channels = _channel_names(raw.get(key), json_path, key)
     if kind == "nnunet":
         ending = raw.get("file_ending")

@@ -178,14 +178,20 @@ def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
 
 
 def sitk_to_channels(image, path: str | os.PathLike | None = None) -> Volume:
-    """Convert a 4D SimpleITK image whose fourth axis is the channel (Decathlon) to a
-    :class:`Volume` holding ``(C, Z, Y, X)``; a 3D image becomes one channel."""
+    """Convert a 4D SimpleITK image whose fourth axis is the channel (Decathlon), or a 3D image
+    of vectors (one channel per component), to a :class:`Volume` holding ``(C, Z, Y, X)``; a
+    3D scalar image stays 3D (one channel)."""
     import SimpleITK as sitk
 
     name = str(path) if path is not None else "<image>"
+    components = image.GetNumberOfComponentsPerPixel()
+    if image.GetDimension() == 3 and components > 1:  # a 3D image of vectors: one channel per component
+        first = sitk_to_volume(sitk.VectorIndexSelectionCast(image, 0), path)
+        array = np.moveaxis(sitk.GetArrayFromImage(image), -1, 0)
+        return Volume(np.ascontiguousarray(array), first.spacing, first.origin, first.direction, first.path)
     if image.GetDimension() != 4:
         return sitk_to_volume(image, path)
-    if image.GetNumberOfComponentsPerPixel() != 1:
+    if components != 1:
         raise VolumeError(f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                           "expected a scalar 4D volume")
     size = image.GetSize()
