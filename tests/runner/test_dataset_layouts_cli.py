@@ -52,22 +52,26 @@ def _config(tmp_path, dataset: dict, spec: dict, metrics=("counts", "hd95")) -> 
     return str(path)
 
 
+def _rows(run_dir, name: str) -> list[dict]:
+    return pq.read_table(run_dir / f"{name}.parquet").to_pylist()
+
+
 def _check_rows(run_dir, cases, regions: dict) -> None:
-    metrics = pq.read_table(run_dir / "metrics.parquet").to_pandas()
-    cases_table = pq.read_table(run_dir / "cases.parquet").to_pandas()
-    assert cases_table["success"].all(), cases_table["error"].tolist()
+    failed = [r["error"] for r in _rows(run_dir, "cases") if not r["success"]]
+    assert not failed, failed
+    metrics = {(r["case_id"], r["label"]): r for r in _rows(run_dir, "metrics")}
     for case_id, (label, channels) in cases.items():
         pred = expected_prediction(channels, MODEL_CHANNELS, WEIGHTS)
-        rows = metrics[metrics.case_id == case_id].set_index("label")
         for value in (1, 2, 3):
             want = ref_counts.confusion(label, pred, value)
-            assert {k: int(rows.loc[value, k]) for k in want} == want, (case_id, value)
+            assert {k: metrics[(case_id, value)][k] for k in want} == want, (case_id, value)
         for i, (name, members) in enumerate(regions.items()):
-            row = rows.loc[-1 - i]
-            assert row.label_name == name
+            row = metrics[(case_id, -1 - i)]
+            assert row["label_name"] == name
             want = ref_counts.confusion(np.isin(label, members), np.isin(pred, members), True)
-            assert {k: int(row[k]) for k in want} == want, (case_id, name)
-        assert set(rows.index) == {1, 2, 3, *(-1 - i for i in range(len(regions)))}
+            assert {k: row[k] for k in want} == want, (case_id, name)
+        labels = {label for cid, label in metrics if cid == case_id}
+        assert labels == {1, 2, 3, *(-1 - i for i in range(len(regions)))}
 
 
 @pytest.mark.parametrize("n_channels", [2, 4])
@@ -112,10 +116,10 @@ def test_decathlon_task_end_to_end(tmp_path, n_channels):
     out = tmp_path / "run"
     _invoke(["run", "--config", config, "--out", str(out), "--quiet"])
     _check_rows(out, cases, regions)
-    metrics = pq.read_table(out / "metrics.parquet").to_pandas()
-    assert metrics.loc[metrics.label == 1, "label_name"].iloc[0] == "necrosis"
-    empty_case = metrics[(metrics.case_id == "BRATS_002") & (metrics.label == -1)].iloc[0]
-    assert empty_case.ref_empty and empty_case.hd95 == (0.0 if empty_case.pred_empty else np.inf)
+    metrics = {(r["case_id"], r["label"]): r for r in _rows(out, "metrics")}
+    assert metrics[("BRATS_000", 1)]["label_name"] == "necrosis"
+    empty_case = metrics[("BRATS_002", -1)]
+    assert empty_case["ref_empty"] and empty_case["hd95"] == (0.0 if empty_case["pred_empty"] else np.inf)
 
 
 def test_plain_folders_with_nnunet_channel_files_pair_by_case(tmp_path):
@@ -134,10 +138,8 @@ def test_plain_folders_with_nnunet_channel_files_pair_by_case(tmp_path):
     out = tmp_path / "run"
     result = _invoke(["run", "--config", str(path), "--out", str(out), "--quiet"])
     assert "2 (model, case) pairs, 0 failed" in result.output
-    table = pq.read_table(out / "cases.parquet").to_pandas()
-    assert sorted(table.case_id) == ["BRATS_000", "BRATS_001"]
-    dice = pq.read_table(out / "metrics.parquet").to_pandas().query("label == 3").dice
-    assert (dice > 0.5).all()
+    assert sorted(r["case_id"] for r in _rows(out, "cases")) == ["BRATS_000", "BRATS_001"]
+    assert all(r["dice"] > 0.5 for r in _rows(out, "metrics") if r["label"] == 3)
 
 
 def test_plain_case_ids_ending_in_digits_stay_single_channel(tmp_path):
@@ -196,14 +198,14 @@ def test_missing_channel_wrong_4d_and_off_grid_channel_are_failed_rows(tmp_path)
     config = _config(tmp_path, {"nnunet": str(root)}, spec)
     out = tmp_path / "run"
     _invoke(["run", "--config", config, "--out", str(out), "--quiet"])
-    rows = pq.read_table(out / "cases.parquet").to_pandas().set_index("case_id")
-    assert not rows.loc["BRATS_000", "success"]
-    assert rows.loc["BRATS_000", "error"].startswith(str(root / "imagesTs" / "BRATS_000_0001.nii.gz"))
-    assert "channel 1 (t1gd) of case 'BRATS_000' is missing" in rows.loc["BRATS_000", "error"]
-    assert not rows.loc["BRATS_001", "success"]
-    assert rows.loc["BRATS_001", "error"].startswith(str(root / "imagesTs" / "BRATS_001_0001.nii.gz"))
-    assert "spacing" in rows.loc["BRATS_001", "error"]
-    assert rows.loc["BRATS_002", "success"]
+    rows = {r["case_id"]: r for r in _rows(out, "cases")}
+    assert not rows["BRATS_000"]["success"]
+    assert rows["BRATS_000"]["error"].startswith(str(root / "imagesTs" / "BRATS_000_0001.nii.gz"))
+    assert "channel 1 (t1gd) of case 'BRATS_000' is missing" in rows["BRATS_000"]["error"]
+    assert not rows["BRATS_001"]["success"]
+    assert rows["BRATS_001"]["error"].startswith(str(root / "imagesTs" / "BRATS_001_0001.nii.gz"))
+    assert "spacing" in rows["BRATS_001"]["error"]
+    assert rows["BRATS_002"]["success"]
 
     task = write_decathlon(tmp_path / "Task01", _cases(seed=4, n=1), BRATS_NAMES)
     write_4d(task / "imagesTr" / "BRATS_000.nii.gz", np.zeros((3, *SHAPE), np.float32))
