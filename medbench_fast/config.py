@@ -48,8 +48,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "decathlon": Key("path", help="Medical Segmentation Decathlon task folder (holds dataset.json)."),
         "split": Key("str", "test", choices=("train", "test"),
                      help="nnunet/decathlon: imagesTs+labelsTs (test) or imagesTr+labelsTr / training list (train)."),
-        "regions": Key("map", help="Regions scored like labels, name -> label values (default: from an nnU-Net "
-                                   "dataset.json).", example={"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}),
+        "regions": Key("map", help="Regions scored like labels, name -> label values, e.g. {WT: [1, 2, 3], "
+                                   "TC: [1, 3]} (default: from an nnU-Net dataset.json)."),
     },
     "models": {
         "name": Key("str", required=True, help="Model name used in every table.", example="baseline"),

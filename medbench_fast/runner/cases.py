@@ -34,7 +34,7 @@ class RunCase:
 
 def load_case_image(case: RunCase, *, cache=None) -> Volume:
     """The case's image: ``(Z, Y, X)``, or ``(C, Z, Y, X)`` for several channels on one grid."""
-    if len(case.channel_paths) > 1 or (case.channel_paths and case.channel_names):
+    if case.channel_paths:
         return load_channel_files(case.channel_paths, case.channel_names, cache=cache)
     if case.four_d:
         return load_channels_file(case.image_path, case.channel_names, cache=cache)
