@@ -132,10 +132,8 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
     members = _members(labels, regions)
     rows = _count_rows(counts, labels, members, spacing, names)
     surface_names = tuple(n for n in SURFACE_METRIC_NAMES if n in names)
-    for row, values in zip(rows, members):
+    for row, values in zip(rows, members if surface_names else ()):
         box = counts.union_box(values)
-        if not surface_names:
-            continue
         if box is None:
             row.update({n: BOTH_EMPTY_SURFACE[n] for n in surface_names})
             continue
@@ -204,14 +202,16 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
                 names) -> list[dict]:
     """Counts of each row from the joint histogram: ``tp = sum C[S, S]``, ``fn = sum C[S, :] - tp``,
     ``fp = sum C[:, S] - tp`` over the row's label set ``S`` (one value for a label)."""
-    k = len(labels)
-    tp, fp, fn = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
+    position = {int(v): i for i, v in enumerate(counts.values)}
+    sets = np.zeros((len(labels), len(counts.values)), np.int64)  # sets[j, i]: values[i] is in row j's set
     for j, values in enumerate(members):
-        idx = [i for i in (counts.index(v) for v in values) if i is not None]
-        if idx:
-            tp[j] = counts.hist[np.ix_(idx, idx)].sum()
-            fn[j] = counts.hist[idx].sum() - tp[j]
-            fp[j] = counts.hist[:, idx].sum() - tp[j]
+        for v in values:
+            if v in position:
+                sets[j, position[v]] = 1
+    hist = counts.hist
+    tp = ((sets @ hist) * sets).sum(axis=1)
+    fn = sets @ hist.sum(axis=1) - tp
+    fp = sets @ hist.sum(axis=0) - tp
     tn = counts.n_voxels - tp - fp - fn
     values = overlap_metrics(tp, fp, fn, tn)
     ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0
