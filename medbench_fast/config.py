@@ -38,7 +38,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "dataset": {
         "image_dir": Key("path", help="Folder of images (one file or DICOM folder per case).", example="data/images"),
         "seg_dir": Key("path", help="Folder of reference label maps, paired with images by case id.", example="data/labels"),
-        "manifest": Key("path", help="CSV with columns case_id,image,reference instead of the two folders."),
+        "manifest": Key("path", help="CSV with columns case_id,image,reference instead of the two folders "
+                                     "(image: one file, or channel files separated by ';')."),
         "pattern": Key("str", "*", help="Glob pattern selecting image files in image_dir."),
         "labels": Key("list[int]", help="Labels to score (default: every non-zero label present)."),
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),

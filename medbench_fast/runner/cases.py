@@ -14,14 +14,15 @@ from medbench_fast.data.discovery import list_cases
 from medbench_fast.data.layouts import (
     LayoutError, channel_problem, find_dataset_json, group_channel_files, looks_like_channel_files, read_layout,
 )
-from medbench_fast.data.reader import Volume, case_id_from_path, load_volume
+from medbench_fast.data.reader import Volume, case_id_from_path
 
 
 @dataclass(frozen=True)
 class RunCase:
-    """One case. ``image_path`` is the image file (a 4D file where ``four_d``), or the first of
-    ``channel_paths`` when the case has one file per channel; ``channel_names`` name the
-    image's channels in file (or fourth-axis) order where the dataset names them."""
+    """One case. ``image_path`` is the image file (a 4D file holds its channels on the fourth
+    axis), or the first of ``channel_paths`` when the case has one file per channel;
+    ``channel_names`` name the image's channels in file (or fourth-axis) order where the
+    dataset names them."""
 
     case_id: str
     image_path: str | None
@@ -29,16 +30,13 @@ class RunCase:
     problem: str | None = None  # why the case cannot run, naming the file
     channel_paths: tuple[str, ...] = ()
     channel_names: tuple[str, ...] = ()
-    four_d: bool = False
 
 
 def load_case_image(case: RunCase, *, cache=None) -> Volume:
     """The case's image: ``(Z, Y, X)``, or ``(C, Z, Y, X)`` for several channels on one grid."""
     if case.channel_paths:
         return load_channel_files(case.channel_paths, case.channel_names, cache=cache)
-    if case.four_d:
-        return load_channels_file(case.image_path, case.channel_names, cache=cache)
-    return load_volume(case.image_path, cache=cache)
+    return load_channels_file(case.image_path, case.channel_names, cache=cache)
 
 
 def discover_cases(dataset: dict, *, source: str = "config") -> list[RunCase]:
@@ -66,8 +64,7 @@ def _from_layout(dataset: dict, source: str) -> list[RunCase]:
     except LayoutError as exc:
         raise ConfigError(f"{source}: dataset.{kind}: {exc}") from None
     if kind == "decathlon":
-        return [RunCase(c.case_id, c.images[0], c.ref, c.problem, channel_names=layout.channel_names, four_d=True)
-                for c in found]
+        return [RunCase(c.case_id, c.images[0], c.ref, c.problem, channel_names=layout.channel_names) for c in found]
     return [RunCase(c.case_id, c.images[0] if c.images else None, c.ref, c.problem, channel_paths=c.images,
                     channel_names=layout.channel_names) for c in found]
 
@@ -133,9 +130,10 @@ def _from_manifest(path: Path) -> list[RunCase]:
         if not cid or cid in seen:
             raise ConfigError(f"{path}:{line}: case_id {cid!r} is empty or repeated")
         seen.add(cid)
-        image = _rel(path, row["image"])
+        images = tuple(p for p in (_rel(path, part) for part in (row["image"] or "").split(";")) if p)
         ref = _rel(path, row.get("reference"))
-        cases.append(RunCase(cid, image, ref))
+        channels = images if len(images) > 1 else ()
+        cases.append(RunCase(cid, images[0] if images else None, ref, channel_paths=channels))
     return cases
 
 

@@ -40,7 +40,7 @@ def _cases(seed: int, n: int = 3) -> dict:
 
 
 def _config(tmp_path, dataset: dict, spec: dict, metrics=("counts", "hd95")) -> str:
-    model = linear_label_model(tmp_path / "models" / "linear.onnx", WEIGHTS[: len(spec["channel_names"])])
+    model = linear_label_model(tmp_path / "models" / "linear.onnx", WEIGHTS[: spec["channels"]])
     text = yaml.safe_dump({
         "dataset": dataset,
         "models": [{"name": "linear", "path": str(model), "spec": spec}],
@@ -151,6 +151,25 @@ def test_plain_case_ids_ending_in_digits_stay_single_channel(tmp_path):
             write_image(tmp_path / folder / f"{cid}.nii.gz", case_arrays(rng, (4, 6, 6))[0])
     cases = discover_cases({"image_dir": str(tmp_path / "images"), "seg_dir": str(tmp_path / "labels")})
     assert [(c.case_id, c.channel_paths, c.problem) for c in cases] == [("case_0000", (), None), ("case_0001", (), None)]
+
+
+def test_manifest_channels_and_plain_4d_folders(tmp_path):
+    """Multi-channel cases everywhere: a manifest lists channel files with ';', and a plain
+    image folder of 4D files (Decathlon's imagesTr) gives 4D channels in axis order."""
+    cases = _cases(seed=8, n=2)
+    task = write_decathlon(tmp_path / "Task01", cases, ("t1gd", "T1w"))
+    nn = write_nnunet(tmp_path / "Dataset007", cases, ("t1gd", "T1w"))
+    lines = ["case_id,image,reference"] + [
+        f"{cid},{nn}/imagesTs/{cid}_0000.nii.gz;{nn}/imagesTs/{cid}_0001.nii.gz,{nn}/labelsTs/{cid}.nii.gz"
+        for cid in cases]
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    spec = {**linear_label_spec("linear", MODEL_CHANNELS, SHAPE), "channel_names": None}
+    for name, dataset in (("manifest", {"manifest": str(tmp_path / "manifest.csv")}),
+                          ("folders", {"image_dir": str(task / "imagesTr"), "seg_dir": str(task / "labelsTr")})):
+        out = tmp_path / name
+        _invoke(["run", "--config", _config(tmp_path, dataset, spec, metrics=("counts",)), "--out", str(out),
+                 "--quiet"])
+        _check_rows(out, cases, {})
 
 
 # -- bad input: clear errors naming the file and the key -------------------------------------
