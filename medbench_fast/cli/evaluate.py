@@ -62,9 +62,12 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
             surface=surface, hd95_mode=hd95_mode, empty=empty, label_names=parse_label_names(label_names),
             geometry_rtol=geometry_tolerance, regions=parse_regions(regions),
         )
-        options = with_layout(options, find_layout(pred_dir, ref_dir, dataset_json))
+        layout = find_layout(pred_dir, ref_dir, dataset_json)
+        options = with_layout(options, layout)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if layout is not None and not quiet:
+        click.echo(f"labels, label names and regions from {layout.json_path}", err=True)
     result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers,
                               cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
                               worst_distance=worst_distance)

@@ -22,7 +22,7 @@ def load_channel_files(paths: Sequence[str], names: Sequence[str] = (), *, cache
     volumes = [load_volume(p, cache=cache) for p in paths]
     first = volumes[0]
     for other in volumes[1:]:
-        check_same_grid(first, other)
+        check_same_grid(first, other, ref_role="first channel")
     array = first.array if len(volumes) == 1 else np.stack([v.array for v in volumes])
     return _with_names(first, array, names)
 

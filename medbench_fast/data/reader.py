@@ -189,7 +189,7 @@ def sitk_to_channels(image, path: str | os.PathLike | None = None) -> Volume:
         first = sitk_to_volume(sitk.VectorIndexSelectionCast(image, 0), path)
         array = np.moveaxis(sitk.GetArrayFromImage(image), -1, 0)
         return Volume(np.ascontiguousarray(array), first.spacing, first.origin, first.direction, first.path)
-    if image.GetDimension() != 4:
+    if image.GetDimension() != 4 or image.GetSize()[3] == 1:
         return sitk_to_volume(image, path)
     if components != 1:
         raise VolumeError(f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "

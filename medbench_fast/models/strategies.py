@@ -2,10 +2,11 @@
 
 All three take a :class:`Volume` in ``(Z, Y, X)`` or ``(C, Z, Y, X)`` (several channels on one
 grid) and return a label map in the same grid and geometry. Internally the image is always
-``(C, *spatial)``: the channels the spec takes, each with its own intensity steps. Model outputs are ``(N, C, *spatial)`` scores (``segmentation_logits``,
-channel-first whatever the input layout) or ``(N, *spatial)`` / ``(N, 1, *spatial)`` class
-indices (``label_map``). Scores are resampled to the input grid with ``output.resample``
-(``linear`` on scores, or ``nearest`` on classes) before the class mapping.
+``(C, *spatial)``: the channels the spec takes, each with its own intensity steps. Model
+outputs are ``(N, C, *spatial)`` scores (``segmentation_logits``, channel-first whatever the
+input layout) or ``(N, *spatial)`` / ``(N, 1, *spatial)`` class indices (``label_map``).
+Scores are resampled to the input grid with ``output.resample`` (``linear`` on scores, or
+``nearest`` on classes) before the class mapping.
 """
 
 from __future__ import annotations
