@@ -179,17 +179,21 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
 
 
 def _resolve_dataset(dataset: dict, where: str) -> None:
-    """Fill labels, label names and regions from an nnU-Net / Decathlon ``dataset.json``
-    (values given in the config win) and check the regions against the labels."""
-    from medbench_fast.data.layouts import LayoutError, read_layout
+    """Fill labels, label names and regions from an nnU-Net / Decathlon ``dataset.json`` (of
+    ``nnunet`` / ``decathlon``, or beside ``image_dir``; values given in the config win) and
+    check the regions against the labels."""
+    from medbench_fast.data.layouts import LayoutError, find_dataset_json, read_layout
     from medbench_fast.metrics.regions import make_regions
 
     kinds = [k for k in ("image_dir", "manifest", "nnunet", "decathlon") if dataset.get(k)]
     if len(kinds) > 1 and {"nnunet", "decathlon"} & set(kinds):
         raise ConfigError(f"{where}: give one of {', '.join(kinds)}, not several")
-    if kinds and kinds[0] in ("nnunet", "decathlon"):
+    source = dataset[kinds[0]] if kinds and kinds[0] in ("nnunet", "decathlon") else None
+    if kinds and kinds[0] == "image_dir":  # e.g. image_dir: Dataset001_BraTS/imagesTs
+        source = find_dataset_json(Path(dataset["image_dir"]).parent)
+    if source is not None:
         try:
-            layout = read_layout(dataset[kinds[0]], kinds[0])
+            layout = read_layout(source, kinds[0] if kinds[0] != "image_dir" else None)
         except LayoutError as exc:
             raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
         for key, value in layout.scoring().items():

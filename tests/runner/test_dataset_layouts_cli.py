@@ -142,6 +142,17 @@ def test_plain_folders_with_nnunet_channel_files_pair_by_case(tmp_path):
     assert all(r["dice"] > 0.5 for r in _rows(out, "metrics") if r["label"] == 3)
 
 
+def test_plain_folders_take_labels_and_regions_from_the_parent_dataset_json(tmp_path):
+    cases = _cases(seed=9, n=2)
+    root = write_nnunet(tmp_path / "Dataset008", cases, ("T1w", "t1gd"), regions=True)
+    spec = linear_label_spec("linear", MODEL_CHANNELS, SHAPE)
+    config = _config(tmp_path, {"image_dir": str(root / "imagesTs"), "seg_dir": str(root / "labelsTs")}, spec,
+                     metrics=("counts",))
+    out = tmp_path / "run"
+    _invoke(["run", "--config", config, "--out", str(out), "--quiet"])
+    _check_rows(out, cases, {k: v for k, v in BRATS_REGIONS.items() if len(v) > 1})
+
+
 def test_plain_case_ids_ending_in_digits_stay_single_channel(tmp_path):
     from medbench_fast.runner.cases import discover_cases
 
