@@ -47,8 +47,8 @@ class IntensityStep:
       ``scale = 1 / std``, ``shift = -mean / std``).
     - ``percentile_scale``: scale the ``percentiles = [lo, hi]`` (0-100) of the image to
       ``[0, 1]`` and clip to ``[0, 1]``.
-    - ``zscore``: subtract the channel's mean, divide by its standard deviation (ddof 1);
-      per channel, as nnU-Net normalises MRI.
+    - ``zscore``: subtract the channel's mean, divide by its standard deviation (ddof 1), per
+      channel (nnU-Net's MRI normalisation, without its optional non-zero mask).
     - ``affine``: ``x * scale + shift``.
     - ``normalize``: per channel ``(x - mean[c]) / std[c]`` after channels are replicated.
 
