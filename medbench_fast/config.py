@@ -41,7 +41,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "dataset": {
         "image_dir": Key("path", help="Folder of images (one file or DICOM folder per case).", example="data/images"),
         "seg_dir": Key("path", help="Folder of reference label maps, paired with images by case id.", example="data/labels"),
-        "manifest": Key("path", help="CSV with columns case_id,image,reference instead of the two folders."),
+        "manifest": Key("path", help="CSV with columns case_id,image,reference instead of the two folders "
+                                     "(image: one file, or channel files separated by ';')."),
         "pattern": Key("str", "*", help="Glob pattern selecting image files in image_dir."),
         "labels": Key("list[int]", help="Labels to score (default: every non-zero label present).", minimum=1),
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),
@@ -52,6 +53,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "number).", example=None),
         "dicom_unmatched": Key("str", "error", choices=("error", "ignore"),
                                help="A segment or ROI matching no dicom_labels rule fails the case, or is ignored."),
+        "nnunet": Key("path", help="nnU-Net v2 raw dataset folder (holds dataset.json, imagesTr/, labelsTr/, ...)."),
+        "decathlon": Key("path", help="Medical Segmentation Decathlon task folder (holds dataset.json)."),
+        "split": Key("str", "test", choices=("train", "test"),
+                     help="nnunet/decathlon: imagesTs+labelsTs (test) or imagesTr+labelsTr / training list (train)."),
+        "regions": Key("map", help="Regions scored like labels, name -> label values, e.g. {WT: [1, 2, 3], "
+                                   "TC: [1, 3]} (default: from an nnU-Net dataset.json)."),
     },
     "models": {
         "name": Key("str", required=True, help="Model name used in every table.", example="baseline"),
@@ -210,6 +217,7 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
             config[name] = [_section(item, schema, f"{source}: {name}[{i}]", base) for i, item in enumerate(items)]
         else:
             config[name] = _section(raw.get(name), schema, f"{source}: {name}", base)
+    _resolve_dataset(config["dataset"], f"{source}: dataset")
     names = [m["name"] for m in config["models"]]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -226,15 +234,18 @@ def preflight(config: dict, *, source: str = "<config>") -> None:
     """Check what exists on disk before anything runs: the dataset folders and files, and
     each model's file or folder. Errors name the file and the key (``config check`` runs it)."""
     data = config["dataset"]
-    if not data.get("image_dir") and not data.get("manifest"):
-        raise ConfigError(f"{source}: dataset.image_dir: required (or dataset.manifest)")
-    for key, want_dir in (("image_dir", True), ("seg_dir", True), ("manifest", False), ("targets_csv", False)):
+    if not any(data.get(k) for k in ("image_dir", "manifest", "nnunet", "decathlon")):
+        raise ConfigError(f"{source}: dataset.image_dir: required (or dataset.manifest, nnunet or decathlon)")
+    for key, want_dir in (("image_dir", True), ("seg_dir", True), ("manifest", False), ("targets_csv", False),
+                          ("nnunet", None), ("decathlon", None)):
         value = data.get(key)
         if value is None:
             continue
         p = Path(value)
         if not p.exists():
             raise ConfigError(f"{source}: dataset.{key}: {p} does not exist")
+        if want_dir is None:  # a dataset folder or its dataset.json
+            continue
         if want_dir and not p.is_dir():
             raise ConfigError(f"{source}: dataset.{key}: {p} is not a folder")
         if not want_dir and not p.is_file():
@@ -242,6 +253,34 @@ def preflight(config: dict, *, source: str = "<config>") -> None:
     for i, model in enumerate(config["models"]):
         if model.get("path") and not Path(model["path"]).exists():
             raise ConfigError(f"{source}: models[{i}].path: {model['path']} does not exist (model {model['name']!r})")
+
+
+def _resolve_dataset(dataset: dict, where: str) -> None:
+    """Fill labels, label names and regions from an nnU-Net / Decathlon ``dataset.json`` (of
+    ``nnunet`` / ``decathlon``, or beside ``image_dir``; values given in the config win) and
+    check the regions against the labels."""
+    from medbench_fast.data.layouts import LayoutError, find_dataset_json, read_layout
+    from medbench_fast.metrics.regions import make_regions
+
+    kinds = [k for k in ("image_dir", "manifest", "nnunet", "decathlon") if dataset.get(k)]
+    if len(kinds) > 1 and {"nnunet", "decathlon"} & set(kinds):
+        raise ConfigError(f"{where}: give one of {', '.join(kinds)}, not several")
+    source = dataset[kinds[0]] if kinds and kinds[0] in ("nnunet", "decathlon") else None
+    if kinds and kinds[0] == "image_dir":  # e.g. image_dir: Dataset001_BraTS/imagesTs
+        source = find_dataset_json(Path(dataset["image_dir"]).parent)
+    if source is not None:
+        try:
+            layout = read_layout(source, kinds[0] if kinds[0] != "image_dir" else None)
+        except LayoutError as exc:
+            raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
+        for key, value in layout.scoring().items():
+            if dataset[key] is None:
+                dataset[key] = value
+    if dataset["regions"]:
+        try:
+            make_regions(dataset["regions"], known_labels=dataset["labels"])
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
 
 
 def load_config(path: str | os.PathLike) -> tuple[dict, str]:

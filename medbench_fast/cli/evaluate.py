@@ -17,6 +17,10 @@ from medbench_fast.cli.options import (
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (created).")
 @click.option("--labels", help="Comma-separated labels (default: every non-zero label in either folder).")
 @click.option("--label-names", help="Names for labels, e.g. 1=liver,2=spleen.")
+@click.option("--regions", help="Regions scored like labels, e.g. 'WT=1,2,3;TC=1,3;ET=3' (default: from dataset.json).")
+@click.option("--dataset-json", type=click.Path(exists=True, dir_okay=False),
+              help="nnU-Net / Decathlon dataset.json with label names and regions (default: the one in PRED, "
+                   "or beside REF's folder).")
 @click.option("--metrics", help="Metric names or groups (counts, surface), comma-separated (default: all).")
 @click.option("--tolerance-mm", default=1.0, show_default=True, type=float, help="NSD tolerance in mm.")
 @click.option("--surface", type=click.Choice(["voxel", "surfel"]), default="voxel", show_default=True,
@@ -35,8 +39,9 @@ from medbench_fast.cli.options import (
 @cache_dir_option
 @no_cache_option
 @quiet_option
-def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, metrics, tolerance_mm, surface, hd95_mode, empty,
-             worst_distance, geometry_tolerance, workers, overwrite, allow_failures, cache_dir, no_cache, quiet):
+def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_json, metrics, tolerance_mm, surface,
+             hd95_mode, empty, worst_distance, geometry_tolerance, workers, overwrite, allow_failures, cache_dir,
+             no_cache, quiet):
     """Score every prediction in PRED against the reference of the same case in REF.
 
     Cases pair by file name without extension (.nii.gz, .nii, .nrrd, .mha, .mhd) or DICOM
@@ -44,19 +49,23 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, metrics, tolerance
     summary.json to OUT. A case that cannot be scored is recorded as failed and the run
     goes on. OUT holds exactly one run: a folder with another run is refused unless
     --overwrite.
+    goes on. With an nnU-Net or Decathlon dataset.json (in PRED, where nnU-Net writes it, or
+    in the folder holding REF), its labels, label names and regions are scored.
 
     \b
     Examples:
       medbench evaluate --pred preds/ --ref labels/ --out results/
       medbench evaluate --pred preds/ --ref labels/ --out results/ --labels 1,2 --metrics counts
       medbench evaluate --pred preds/ --ref labels/ --out results/ --surface surfel --tolerance-mm 2
+      medbench evaluate --pred preds/ --ref Dataset001_BraTS/labelsTs/ --out results/ --regions 'WT=1,2,3;TC=1,3;ET=3'
 
     Exit codes: 0 every case scored, 1 stopped on an error, 2 usage error or a folder
     holding another run, 3 finished with failed cases (0 with --allow-failures), 130 interrupted.
     """
     from medbench_fast.cli.errors import finish, user_errors
+    from medbench_fast.metrics.regions import parse_regions
     from medbench_fast.metrics.selection import resolve_metrics
-    from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders
+    from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders, find_layout, with_layout
 
     if not math.isfinite(tolerance_mm) or tolerance_mm < 0:
         raise click.BadParameter(f"expected a finite number >= 0, got {tolerance_mm}", param_hint="--tolerance-mm")
@@ -67,10 +76,14 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, metrics, tolerance
         options = EvaluateOptions(
             labels=parse_labels(labels), metrics=resolve_metrics(metrics), nsd_tolerance_mm=tolerance_mm,
             surface=surface, hd95_mode=hd95_mode, empty=empty, label_names=parse_label_names(label_names),
-            geometry_rtol=geometry_tolerance,
+            geometry_rtol=geometry_tolerance, regions=parse_regions(regions),
         )
+        layout = find_layout(pred_dir, ref_dir, dataset_json)
+        options = with_layout(options, layout)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if layout is not None and not quiet:
+        click.echo(f"labels, label names and regions from {layout.json_path}", err=True)
     with user_errors():
         result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers,
                                   cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,

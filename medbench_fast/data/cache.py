@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbench_fast.data.reader import Volume, read_sitk, sitk_to_volume
+from medbench_fast.data.reader import Volume, read_sitk, sitk_to_channels, sitk_to_volume
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MEDBENCH_CACHE_DIR"
@@ -96,13 +96,14 @@ class VolumeCache:
         key = hashlib.sha256(str(source).encode()).hexdigest()[:24]
         return self.root / f"{key}.npy", self.root / f"{key}.json"
 
-    def load(self, path: str | os.PathLike) -> Volume:
-        """Load ``path`` from the cache, decoding and storing it first if needed."""
+    def load(self, path: str | os.PathLike, *, channels: bool = False) -> Volume:
+        """Load ``path`` from the cache, decoding and storing it first if needed
+        (``channels``: a 4D file is ``(C, Z, Y, X)``, see :func:`load_volume`)."""
         source = Path(path).resolve()
         hit = self._read_entry(source)
         if hit is not None:
             return hit
-        volume = sitk_to_volume(read_sitk(source), path)
+        volume = (sitk_to_channels if channels else sitk_to_volume)(read_sitk(source), path)
         self._write_entry(source, volume)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 

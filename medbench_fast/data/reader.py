@@ -27,7 +27,9 @@ class VolumeError(ValueError):
 class Volume:
     """A 3D image: voxel array in ``(Z, Y, X)`` plus geometry in millimetres.
 
-    ``array`` may be a read-only memory mapping (from the volume cache); never write it.
+    A multi-channel image holds ``(C, Z, Y, X)``: its channels on one grid, with
+    ``meta["channel_names"]`` where the dataset names them. ``array`` may be a read-only
+    memory mapping (from the volume cache); never write it.
     """
 
     array: np.ndarray
@@ -39,7 +41,13 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+        """The spatial shape ``(Z, Y, X)`` (without the channel axis)."""
+        return tuple(int(s) for s in self.array.shape[-3:])  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        """Number of channels: 1 for a 3D array, ``C`` for ``(C, Z, Y, X)``."""
+        return 1 if self.array.ndim == 3 else int(self.array.shape[0])
 
 
 def case_id_from_path(path: str | os.PathLike) -> str:
@@ -169,6 +177,29 @@ def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
     )
 
 
+def sitk_to_channels(image, path: str | os.PathLike | None = None) -> Volume:
+    """Convert a 4D SimpleITK image whose fourth axis is the channel (Decathlon), or a 3D image
+    of vectors (one channel per component), to a :class:`Volume` holding ``(C, Z, Y, X)``; a
+    3D scalar image stays 3D (one channel)."""
+    import SimpleITK as sitk
+
+    name = str(path) if path is not None else "<image>"
+    components = image.GetNumberOfComponentsPerPixel()
+    if image.GetDimension() == 3 and components > 1:  # a 3D image of vectors: one channel per component
+        first = sitk_to_volume(sitk.VectorIndexSelectionCast(image, 0), path)
+        array = np.moveaxis(sitk.GetArrayFromImage(image), -1, 0)
+        return Volume(np.ascontiguousarray(array), first.spacing, first.origin, first.direction, first.path)
+    if image.GetDimension() != 4 or image.GetSize()[3] == 1:
+        return sitk_to_volume(image, path)
+    if components != 1:
+        raise VolumeError(f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                          "expected a scalar 4D volume")
+    size = image.GetSize()
+    first = sitk_to_volume(sitk.Extract(image, [size[0], size[1], size[2], 0], [0, 0, 0, 0]), path)
+    array = sitk.GetArrayFromImage(image)  # (C, Z, Y, X)
+    return Volume(array, first.spacing, first.origin, first.direction, first.path)
+
+
 def volume_to_sitk(volume: Volume):
     """Convert a :class:`Volume` back to a ``SimpleITK.Image`` with the same geometry."""
     import SimpleITK as sitk
@@ -187,17 +218,18 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> None:
     sitk.WriteImage(volume_to_sitk(volume), str(path), useCompression=True)
 
 
-def load_volume(path: str | os.PathLike, *, cache=None) -> Volume:
+def load_volume(path: str | os.PathLike, *, cache=None, channels: bool = False) -> Volume:
     """Load a volume, through ``cache`` (a :class:`~medbench_fast.data.cache.VolumeCache`) if given.
 
     Without a cache the file is decoded with SimpleITK each time. A DICOM series or a
     SEG / RTSTRUCT found by DICOM case discovery (:mod:`medbench_fast.data.dicom.paths`)
-    is read by its own rules.
+    is read by its own rules. ``channels``: the file may be 4D with the channel on its fourth
+    axis (returned as ``(C, Z, Y, X)``).
     """
     from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath, load_dicom_path
 
     if isinstance(path, (SeriesPath, ObjectPath)):
         return load_dicom_path(path, cache=cache)
     if cache is not None:
-        return cache.load(path)
-    return sitk_to_volume(read_sitk(path), path)
+        return cache.load(path, channels=channels)
+    return (sitk_to_channels if channels else sitk_to_volume)(read_sitk(path), path)

@@ -8,6 +8,7 @@ serially, so the result is deterministic for any thread count.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numba
@@ -43,12 +44,15 @@ class LabelCounts:
         i = int(np.searchsorted(self.values, label))
         return i if i < len(self.values) and self.values[i] == label else None
 
-    def union_box(self, label: int) -> tuple[tuple[int, int], ...] | None:
-        """Half-open box of ``label`` in reference | prediction, or None when absent from both."""
-        i = self.index(label)
-        if i is None:
-            return None
-        boxes = [b for b, n in ((self.ref_boxes[i], self.hist[i].sum()), (self.pred_boxes[i], self.hist[:, i].sum())) if n]
+    def union_box(self, label: int | Iterable[int]) -> tuple[tuple[int, int], ...] | None:
+        """Half-open box of ``label`` (or of every value of a label set) in reference | prediction,
+        or None when absent from both."""
+        boxes = []
+        for value in ((label,) if isinstance(label, (int, np.integer)) else label):
+            i = self.index(value)
+            if i is not None:
+                boxes += [b for b, n in ((self.ref_boxes[i], self.hist[i].sum()),
+                                         (self.pred_boxes[i], self.hist[:, i].sum())) if n]
         if not boxes:
             return None
         lo = np.min([b[0::2] for b in boxes], axis=0)

@@ -3,6 +3,8 @@
 Conventions (METRICS.md): reference first, then prediction; arrays in ``(Z, Y, X)``;
 ``spacing`` in mm per array axis, keyword-only and required; one row per label, both-empty
 labels included; float metrics are NaN where undefined and ``None`` where not requested.
+Regions (unions of labels, :mod:`medbench_fast.metrics.regions`) are rows like labels, with
+their negative id as ``label``; their counts come from the same joint histogram.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from medbench_fast.kernels._jit import PARALLEL_LOCK
 from medbench_fast.metrics.counts import LabelCounts, as_label_array, label_counts
 from medbench_fast.metrics.overlap import overlap_metrics
+from medbench_fast.metrics.regions import Region, make_regions
 from medbench_fast.metrics.selection import (
     EMPTY_MODES,
     HD95_MODES,
@@ -75,8 +78,9 @@ def evaluate_pair(
     hd95_mode: str = "max",
     empty: str = "one",
     label_names: Mapping[int, str] | None = None,
+    regions: Mapping[str, Iterable[int]] | Iterable[Region] | None = None,
 ) -> list[dict]:
-    """Evaluate every label of a prediction against its reference.
+    """Evaluate every label (and region) of a prediction against its reference.
 
     Parameters
     ----------
@@ -92,10 +96,12 @@ def evaluate_pair(
     hd95_mode : ``"max"`` of the directed 95th percentiles, or ``"pooled"`` (medpy).
     empty : ``"one"`` (both-empty Dice = 1, METRICS.md) or ``"nan"`` (nnU-Net / MONAI).
     label_names : optional ``{label: name}`` for the ``label_name`` field.
+    regions : ``{name: label values}`` (or :class:`Region` objects) scored like labels, after
+        them, with ``label`` = ``-1, -2, ...`` in the order given and ``label_name`` = name.
 
     Returns
     -------
-    list of dict, one per label, keyed by :data:`ROW_FIELDS`.
+    list of dict, one per label and then one per region, keyed by :data:`ROW_FIELDS`.
     """
     spacing = check_spacing(spacing)
     names = resolve_metrics(metrics)
@@ -111,21 +117,23 @@ def evaluate_pair(
         # Work on the C-ordered transposes; every metric is invariant to the axis order.
         ref_a, pred_a, spacing = ref_a.T, pred_a.T, spacing[::-1]
     counts = label_counts(ref_a, pred_a)
+    regions = make_regions(regions)
     options = dict(names=names, nsd_tolerance_mm=nsd_tolerance_mm, surface=surface, hd95_mode=hd95_mode,
-                   empty=empty, label_names=label_names)
-    return rows_from_counts(counts, _check_labels(labels, counts), spacing=spacing, arrays=(ref_a, pred_a), **options)
+                   empty=empty, label_names=label_names, regions=regions)
+    ids = _check_labels(labels, counts) + [r.id for r in regions]
+    return rows_from_counts(counts, ids, spacing=spacing, arrays=(ref_a, pred_a), **options)
 
 
 def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays, names, nsd_tolerance_mm,
-                     surface, hd95_mode, empty, label_names) -> list[dict]:
-    """Rows for ``labels`` from a pair's counts; surface metrics need ``arrays = (ref, pred)``
-    unless every label is absent from both maps (then ``arrays`` may be None)."""
-    rows = _count_rows(counts, labels, spacing, names)
+                     surface, hd95_mode, empty, label_names, regions: tuple[Region, ...] = ()) -> list[dict]:
+    """Rows for ``labels`` from a pair's counts: ids ``>= 0`` are label values, ids ``< 0`` the
+    ``regions`` of that id. Surface metrics need ``arrays = (ref, pred)`` unless every label
+    is absent from both maps (then ``arrays`` may be None)."""
+    members = _members(labels, regions)
+    rows = _count_rows(counts, labels, members, spacing, names)
     surface_names = tuple(n for n in SURFACE_METRIC_NAMES if n in names)
-    for row in rows:
-        box = counts.union_box(row["label"])
-        if not surface_names:
-            continue
+    for row, values in zip(rows, members if surface_names else ()):
+        box = counts.union_box(values)
         if box is None:
             row.update({n: BOTH_EMPTY_SURFACE[n] for n in surface_names})
             continue
@@ -135,14 +143,19 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
         if ref_a.dtype != pred_a.dtype or not (ref_a.flags.c_contiguous and pred_a.flags.c_contiguous):
             ref_a, pred_a = np.ascontiguousarray(ref_a), np.ascontiguousarray(pred_a)
             arrays = ref_a, pred_a
+        ref_m, pred_m, label, box = _masks_in_box(ref_a, pred_a, values, box)
         with PARALLEL_LOCK:
             row.update(label_surface_metrics(
-                ref_a, pred_a, row["label"], box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
+                ref_m, pred_m, label, box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
                 surface=surface, hd95_mode=hd95_mode, metrics=surface_names,
             ))
+    region_names = {r.id: r.name for r in regions}
     for row in rows:
         row["nsd_tolerance_mm"] = float(nsd_tolerance_mm) if "nsd" in names else None
-        row["label_name"] = None if label_names is None else label_names.get(row["label"])
+        if row["label"] < 0:
+            row["label_name"] = region_names[row["label"]]
+        else:
+            row["label_name"] = None if label_names is None else label_names.get(row["label"])
         if empty == "nan" and row["ref_empty"] and row["pred_empty"]:
             for name in NAN_WHEN_BOTH_EMPTY:
                 if row.get(name) is not None:
@@ -152,25 +165,53 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
 
 
 def both_empty_rows(labels: list[int], *, n_voxels: int, spacing, metrics=None, nsd_tolerance_mm: float = 1.0,
-                    surface: str = "voxel", hd95_mode: str = "max", empty: str = "one", label_names=None) -> list[dict]:
-    """Rows of labels absent from both maps of a case with ``n_voxels`` voxels (options as
-    :func:`evaluate_pair`)."""
+                    surface: str = "voxel", hd95_mode: str = "max", empty: str = "one", label_names=None,
+                    regions=None) -> list[dict]:
+    """Rows of labels (or region ids) absent from both maps of a case with ``n_voxels`` voxels
+    (options as :func:`evaluate_pair`)."""
     options = dict(names=resolve_metrics(metrics), nsd_tolerance_mm=nsd_tolerance_mm, surface=surface,
-                   hd95_mode=hd95_mode, empty=empty, label_names=label_names)
+                   hd95_mode=hd95_mode, empty=empty, label_names=label_names, regions=make_regions(regions))
     background = LabelCounts(np.zeros(1, np.int64), np.full((1, 1), n_voxels, np.int64),
                              np.zeros((1, 6), np.int64), np.zeros((1, 6), np.int64), n_voxels)
     return rows_from_counts(background, labels, spacing=spacing, arrays=None, **options)
 
 
-def _count_rows(counts: LabelCounts, labels: list[int], spacing, names) -> list[dict]:
-    k = len(labels)
-    tp, fp, fn = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
-    for j, label in enumerate(labels):
-        i = counts.index(label)
-        if i is not None:
-            tp[j] = counts.hist[i, i]
-            fn[j] = counts.hist[i].sum() - tp[j]
-            fp[j] = counts.hist[:, i].sum() - tp[j]
+def _members(ids: list[int], regions: tuple[Region, ...]) -> list[tuple[int, ...]]:
+    """The label values of each row id: ``(label,)`` for a label, the region's labels for a region."""
+    by_id = {r.id: r.labels for r in regions}
+    out = []
+    for i in ids:
+        if i < 0 and i not in by_id:
+            raise ValueError(f"label {i}: no region has this id (regions: {sorted(by_id)})")
+        out.append((i,) if i >= 0 else by_id[i])
+    return out
+
+
+def _masks_in_box(ref, pred, values: tuple[int, ...], box):
+    """``(ref, pred, label, box)`` for :func:`label_surface_metrics`: the maps themselves for one
+    label, or the union masks of a label set cropped to ``box`` (uint8, label 1)."""
+    if len(values) == 1:
+        return ref, pred, values[0], box
+    sl = tuple(slice(lo, hi) for lo, hi in box)
+    ref_m = np.isin(ref[sl], values).view(np.uint8)
+    pred_m = np.isin(pred[sl], values).view(np.uint8)
+    return ref_m, pred_m, 1, tuple((0, n) for n in ref_m.shape)
+
+
+def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int, ...]], spacing,
+                names) -> list[dict]:
+    """Counts of each row from the joint histogram: ``tp = sum C[S, S]``, ``fn = sum C[S, :] - tp``,
+    ``fp = sum C[:, S] - tp`` over the row's label set ``S`` (one value for a label)."""
+    position = {int(v): i for i, v in enumerate(counts.values)}
+    sets = np.zeros((len(labels), len(counts.values)), np.int64)  # sets[j, i]: values[i] is in row j's set
+    for j, values in enumerate(members):
+        for v in values:
+            if v in position:
+                sets[j, position[v]] = 1
+    hist = counts.hist
+    tp = ((sets @ hist) * sets).sum(axis=1)
+    fn = sets @ hist.sum(axis=1) - tp
+    fp = sets @ hist.sum(axis=0) - tp
     tn = counts.n_voxels - tp - fp - fn
     values = overlap_metrics(tp, fp, fn, tn)
     ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0

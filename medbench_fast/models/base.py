@@ -115,11 +115,12 @@ class Model:
 
     def _check_case(self, volume: Volume, mask: Volume | None) -> None:
         where = volume.path or "<volume>"
-        if volume.array.ndim != 3:
+        multi = volume.array.ndim == 4 and self.spec.strategy.type != "object_crops"
+        if volume.array.ndim != 3 and not multi:
             raise ModelError(f"{where}: model {self.name!r} needs a 3D volume, got shape {volume.array.shape}")
-        if mask is not None and mask.array.shape != volume.array.shape:
-            raise ModelError(f"{mask.path or '<mask>'}: mask shape {mask.array.shape} differs from the image's "
-                             f"{volume.array.shape}")
+        if mask is not None and mask.shape != volume.shape:
+            raise ModelError(f"{mask.path or '<mask>'}: mask shape {mask.shape} differs from the image's "
+                             f"{volume.shape}")
 
     # -- running ----------------------------------------------------------------------
     def predict(self, volume: Volume, mask: Volume | None = None) -> Prediction:

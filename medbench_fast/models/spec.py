@@ -6,7 +6,12 @@ into model inputs and model outputs back into a prediction:
 - ``inputs``: the ONNX input names, in the order the strategy feeds them;
   ``layout`` is ``channels_first`` (``N, C, *spatial``) or ``channels_last`` (``N, *spatial, C``).
 - ``strategy``: how a volume is cut into model inputs (:class:`StrategySpec`).
-- ``intensity``: ordered intensity steps applied to the image (:class:`IntensityStep`).
+- ``channels`` / ``channel_names``: how many image channels the model takes and, by name,
+  which of the dataset's channels in which order (nnU-Net ``channel_names``, Decathlon
+  ``modality``; names compare case-insensitively). Without names, a case's channels are
+  taken in file order; a one-channel image is replicated to ``channels``.
+- ``intensity``: ordered intensity steps applied to the image (:class:`IntensityStep`),
+  each to every channel or to the channels it names.
 - ``target_spacing``: ``(sz, sy, sx)`` mm the image is resampled to first (linear), or ``None``.
 - ``output``: what the model returns and how classes map to dataset labels (:class:`OutputSpec`).
 
@@ -24,7 +29,7 @@ from pathlib import Path
 STRATEGIES = ("slice2d", "sliding_window", "whole_volume", "object_crops")
 OUTPUT_KINDS = ("segmentation_logits", "label_map", "case_scores")
 ACTIVATIONS = ("none", "softmax", "sigmoid")
-INTENSITY_OPS = ("window", "percentile_scale", "zscore", "affine", "normalize")
+INTENSITY_OPS = ("window", "clip", "percentile_scale", "zscore", "affine", "normalize")
 LAYOUTS = ("channels_first", "channels_last")
 
 
@@ -34,14 +39,21 @@ class ModelError(ValueError):
 
 @dataclass
 class IntensityStep:
-    """One intensity step, applied in order.
+    """One intensity step, applied in order, to each channel separately.
 
     - ``window``: clip to ``range = [lo, hi]`` (e.g. HU) and scale to ``[0, 1]``.
+    - ``clip``: clip to ``range = [lo, hi]`` without scaling (nnU-Net's CT normalisation is
+      ``clip`` to the foreground's 0.5 / 99.5 percentiles, then ``affine`` with
+      ``scale = 1 / std``, ``shift = -mean / std``).
     - ``percentile_scale``: scale the ``percentiles = [lo, hi]`` (0-100) of the image to
       ``[0, 1]`` and clip to ``[0, 1]``.
-    - ``zscore``: subtract the image mean, divide by its standard deviation (ddof 1).
+    - ``zscore``: subtract the channel's mean, divide by its standard deviation (ddof 1), per
+      channel (nnU-Net's MRI normalisation, without its optional non-zero mask).
     - ``affine``: ``x * scale + shift``.
     - ``normalize``: per channel ``(x - mean[c]) / std[c]`` after channels are replicated.
+
+    ``channels``: names (from the spec's ``channel_names``) or indices of the model channels
+    the step applies to; default every channel (``normalize`` always acts on all).
     """
 
     op: str
@@ -51,6 +63,7 @@ class IntensityStep:
     shift: float = 0.0
     mean: list[float] | None = None
     std: list[float] | None = None
+    channels: list[str | int] | None = None
 
 
 @dataclass
@@ -112,6 +125,7 @@ class ModelSpec:
     output: OutputSpec
     layout: str = "channels_first"
     channels: int = 1
+    channel_names: list[str] | None = None
     intensity: list[IntensityStep] = field(default_factory=list)
     target_spacing: list[float] | None = None
     kind: str = "onnx"
@@ -170,6 +184,13 @@ class ModelSpec:
             raise bad("layout", f"{self.layout!r} is not one of {LAYOUTS}")
         if self.channels < 1:
             raise bad("channels", "must be >= 1")
+        if self.channel_names is not None:
+            if not all(isinstance(n, str) and n for n in self.channel_names):
+                raise bad("channel_names", "must be a list of channel names")
+            if len(self.channel_names) != self.channels:
+                raise bad("channel_names", f"names {len(self.channel_names)} channel(s); channels is {self.channels}")
+            if len({n.lower() for n in self.channel_names}) != len(self.channel_names):
+                raise bad("channel_names", f"names repeat: {self.channel_names}")
         if s.type not in STRATEGIES:
             raise bad("strategy.type", f"{s.type!r} is not one of {STRATEGIES}")
         if s.batch_size < 1:
@@ -213,13 +234,35 @@ class ModelSpec:
         for i, step in enumerate(self.intensity):
             if step.op not in INTENSITY_OPS:
                 raise bad(f"intensity[{i}].op", f"{step.op!r} is not one of {INTENSITY_OPS}")
-            if step.op == "window" and (step.range is None or len(step.range) != 2 or step.range[0] >= step.range[1]):
-                raise bad(f"intensity[{i}].range", "window needs [lo, hi] with lo < hi")
+            if step.op in ("window", "clip") and (step.range is None or len(step.range) != 2
+                                                  or step.range[0] >= step.range[1]):
+                raise bad(f"intensity[{i}].range", f"{step.op} needs [lo, hi] with lo < hi")
+            if step.channels is not None:
+                self._check_step_channels(step, bad, i)
             if step.op == "percentile_scale" and (step.percentiles is None or len(step.percentiles) != 2):
                 raise bad(f"intensity[{i}].percentiles", "percentile_scale needs [lo, hi] in 0..100")
             if step.op == "normalize" and (step.mean is None or step.std is None
                                            or len(step.mean) != len(step.std) or len(step.mean) not in (1, self.channels)):
                 raise bad(f"intensity[{i}]", "normalize needs mean and std with 1 or `channels` values")
+
+    def _check_step_channels(self, step: "IntensityStep", bad, i: int) -> None:
+        if step.op == "normalize":
+            raise bad(f"intensity[{i}].channels", "normalize acts on every channel (give per-channel mean and std)")
+        names = [n.lower() for n in self.channel_names or []]
+        for c in step.channels:
+            if isinstance(c, bool) or not isinstance(c, (int, str)):
+                raise bad(f"intensity[{i}].channels", f"{c!r} is neither a channel name nor an index")
+            if isinstance(c, int) and not 0 <= c < self.channels:
+                raise bad(f"intensity[{i}].channels", f"index {c} is outside 0..{self.channels - 1}")
+            if isinstance(c, str) and c.lower() not in names:
+                raise bad(f"intensity[{i}].channels", f"{c!r} is not among channel_names {self.channel_names}")
+
+    def step_channels(self, step: "IntensityStep") -> set[int] | None:
+        """Model channel indices ``step`` applies to (None: all)."""
+        if step.channels is None:
+            return None
+        names = [n.lower() for n in self.channel_names or []]
+        return {c if isinstance(c, int) else names.index(c.lower()) for c in step.channels}
 
     def check_dataset_labels(self, dataset_labels) -> None:
         """Raise :class:`ModelError` if a label this model predicts is not among ``dataset_labels``."""

@@ -1,10 +1,12 @@
 """Segmentation strategies: 2D slice-wise, 3D sliding window, whole volume on a fixed grid.
 
-All three take a :class:`Volume` in ``(Z, Y, X)`` and return a label map in the same grid
-and geometry. Model outputs are ``(N, C, *spatial)`` scores (``segmentation_logits``,
-channel-first whatever the input layout) or ``(N, *spatial)`` / ``(N, 1, *spatial)`` class
-indices (``label_map``). Scores are resampled to the input grid with ``output.resample``
-(``linear`` on scores, or ``nearest`` on classes) before the class mapping.
+All three take a :class:`Volume` in ``(Z, Y, X)`` or ``(C, Z, Y, X)`` (several channels on one
+grid) and return a label map in the same grid and geometry. Internally the image is always
+``(C, *spatial)``: the channels the spec takes, each with its own intensity steps. Model
+outputs are ``(N, C, *spatial)`` scores (``segmentation_logits``, channel-first whatever the
+input layout) or ``(N, *spatial)`` / ``(N, 1, *spatial)`` class indices (``label_map``).
+Scores are resampled to the input grid with ``output.resample`` (``linear`` on scores, or
+``nearest`` on classes) before the class mapping.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from medbench_fast.data.reader import Volume
 from medbench_fast.models.base import Model, Prediction
 from medbench_fast.models.transforms import (
     activate,
-    apply_intensity,
+    apply_channel_intensity,
     gaussian_importance,
     orientation_transform,
     reorient,
     resize,
+    select_channels,
     to_channels,
     unreorient,
     window_starts,
@@ -38,7 +41,14 @@ def _grid_for(shape, spacing, target_spacing) -> tuple[int, ...]:
 
 
 class _Segmenter(Model):
-    """Shared output handling for segmentation strategies."""
+    """Shared input channels and output handling for segmentation strategies."""
+
+    def _image(self, volume: Volume, shape) -> np.ndarray:
+        """The spec's channels of ``volume``, resampled (linear) to ``shape`` and intensity-
+        transformed per channel: float32 ``(C, *shape)``."""
+        image = select_channels(volume, self.spec)
+        image = resize(image, shape, order=1) if tuple(shape) != volume.shape else image
+        return apply_channel_intensity(image, self.spec)
 
     def _scores(self, out: np.ndarray) -> np.ndarray:
         """Model output -> float scores ``(N, C, *spatial)`` or int classes ``(N, *spatial)``."""
@@ -96,16 +106,15 @@ class SliceModel(_Segmenter):
 
     def _prepare(self, volume, mask):
         shape = _grid_shape(volume, self.spec.target_spacing)
-        image = resize(volume.array, shape, order=1) if shape != volume.shape else volume.array
-        image = apply_intensity(image, self.spec.intensity)
-        return np.moveaxis(image, self.spec.strategy.axis, 0), shape
+        image = self._image(volume, shape)
+        return np.moveaxis(image, self.spec.strategy.axis + 1, 0), shape  # (slices, C, H, W)
 
     def _execute(self, state, volume, clock):
         if self.spec.output.kind == "case_scores":
             return self._classify(state, clock)
         slices, shape = state
         s = self.spec.strategy
-        hw = slices.shape[1:]
+        hw = slices.shape[2:]
         parts = []
         for start in range(0, slices.shape[0], s.batch_size):
             batch = slices[start:start + s.batch_size]
@@ -138,7 +147,7 @@ class SliceModel(_Segmenter):
         total = None
         for start in range(0, slices.shape[0], s.batch_size):
             batch = slices[start:start + s.batch_size]
-            if s.input_size is not None and tuple(s.input_size) != batch.shape[1:]:
+            if s.input_size is not None and tuple(s.input_size) != batch.shape[2:]:
                 batch = resize(batch, s.input_size, order=1)
             x = to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)
             probs = activate(self._run([x], clock).astype(np.float32), self.spec.output.activation, axis=1)
@@ -147,7 +156,7 @@ class SliceModel(_Segmenter):
         mean = total / slices.shape[0]
         entry = {"object_id": 0}
         entry.update({f"score_{name}": float(v) for name, v in zip(self.spec.output.score_names, mean)})
-        entry.update({"voxels": int(np.prod(slices.shape)), "slices": int(slices.shape[0])})
+        entry.update({"voxels": int(slices.shape[0] * np.prod(slices.shape[2:])), "slices": int(slices.shape[0])})
         return Prediction(label_map=None, scores=[entry])
 
 
@@ -159,10 +168,9 @@ class SlidingWindowModel(_Segmenter):
 
     def _prepare(self, volume, mask):
         shape = _grid_shape(volume, self.spec.target_spacing)
-        image = resize(volume.array, shape, order=1) if shape != volume.shape else volume.array
-        image = apply_intensity(image, self.spec.intensity)
+        image = self._image(volume, shape)
         patch = self.spec.strategy.patch_size
-        pad = [(0, max(p - n, 0)) for n, p in zip(image.shape, patch)]
+        pad = [(0, 0)] + [(0, max(p - n, 0)) for n, p in zip(image.shape[1:], patch)]
         return np.pad(image, pad) if any(after for _, after in pad) else image, shape
 
     def _execute(self, state, volume, clock):
@@ -170,14 +178,15 @@ class SlidingWindowModel(_Segmenter):
         s = self.spec.strategy
         patch = tuple(s.patch_size)
         weight = gaussian_importance(patch, s.sigma_scale)
-        corners = [(z, y, x) for z in window_starts(image.shape[0], patch[0], s.overlap)
-                   for y in window_starts(image.shape[1], patch[1], s.overlap)
-                   for x in window_starts(image.shape[2], patch[2], s.overlap)]
+        spatial = image.shape[1:]
+        corners = [(z, y, x) for z in window_starts(spatial[0], patch[0], s.overlap)
+                   for y in window_starts(spatial[1], patch[1], s.overlap)
+                   for x in window_starts(spatial[2], patch[2], s.overlap)]
         accumulator = None
-        norm = np.zeros(image.shape, dtype=np.float32)
+        norm = np.zeros(spatial, dtype=np.float32)
         for start in range(0, len(corners), s.batch_size):
             group = corners[start:start + s.batch_size]
-            batch = np.stack([image[z:z + patch[0], y:y + patch[1], x:x + patch[2]] for z, y, x in group])
+            batch = np.stack([image[:, z:z + patch[0], y:y + patch[1], x:x + patch[2]] for z, y, x in group])
             out = self._run([to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)], clock)
             scores = self._scores(out)
             if self.spec.output.kind == "label_map":  # one-hot, so that patches vote; unmapped classes -> 0
@@ -185,7 +194,7 @@ class SlidingWindowModel(_Segmenter):
                 scores = np.where((scores >= 0) & (scores < n_classes), scores, 0)
                 scores = np.eye(n_classes, dtype=np.float32)[scores].transpose(0, 4, 1, 2, 3)
             if accumulator is None:
-                accumulator = np.zeros((scores.shape[1],) + image.shape, dtype=np.float32)
+                accumulator = np.zeros((scores.shape[1],) + spatial, dtype=np.float32)
             for (z, y, x), sc in zip(group, scores):
                 region = (slice(z, z + patch[0]), slice(y, y + patch[1]), slice(x, x + patch[2]))
                 accumulator[(slice(None),) + region] += sc * weight
@@ -207,14 +216,14 @@ class WholeVolumeModel(_Segmenter):
 
     def _prepare(self, volume, mask):
         s = self.spec.strategy
-        image = volume.array
+        image = select_channels(volume, self.spec)
         transform = None
         if s.orientation is not None:
             transform = orientation_transform(volume.direction, s.orientation)
             image = reorient(image, *transform)
-        oriented_shape = image.shape
+        oriented_shape = image.shape[1:]
         image = resize(image, s.input_size, order=0 if s.interpolation == "nearest" else 1)
-        image = apply_intensity(image, self.spec.intensity)
+        image = apply_channel_intensity(image, self.spec)
         x = to_channels(image[None], self.spec.channels, self.spec.intensity, self.spec.layout)
         return x, transform, oriented_shape
 

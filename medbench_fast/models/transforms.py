@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medbench_fast.models.spec import IntensityStep
+from medbench_fast.data.reader import Volume
+from medbench_fast.models.spec import IntensityStep, ModelError, ModelSpec
 
 _LPS_OF = {"R": (-1, 0, 0), "L": (1, 0, 0), "A": (0, -1, 0), "P": (0, 1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
 
@@ -89,6 +90,8 @@ def apply_intensity(image: np.ndarray, steps: list[IntensityStep]) -> np.ndarray
         if step.op == "window":
             lo, hi = step.range
             x = (np.clip(x, lo, hi) - lo) / np.float32(hi - lo)
+        elif step.op == "clip":
+            x = np.clip(x, np.float32(step.range[0]), np.float32(step.range[1]))
         elif step.op == "percentile_scale":
             lo, hi = np.percentile(x, step.percentiles)
             x = np.clip((x - lo) / np.float32(max(hi - lo, 1e-12)), 0.0, 1.0)
@@ -99,9 +102,45 @@ def apply_intensity(image: np.ndarray, steps: list[IntensityStep]) -> np.ndarray
     return x.astype(np.float32, copy=False)
 
 
+def select_channels(volume: Volume, spec: ModelSpec) -> np.ndarray:
+    """The image channels ``spec`` takes, in its order, as ``(C, Z, Y, X)`` (``C`` = 1 for a
+    one-channel image, which :func:`to_channels` replicates).
+
+    With ``spec.channel_names`` and a volume whose ``meta["channel_names"]`` names its channels,
+    channels are picked by name (case-insensitive); otherwise the image must have
+    ``spec.channels`` channels (or one), taken in order. Raises :class:`ModelError` naming the file.
+    """
+    array = volume.array if volume.array.ndim == 4 else volume.array[None]
+    where = volume.path or "<volume>"
+    have = [n.lower() for n in volume.meta.get("channel_names", ())]
+    if spec.channel_names and have:
+        missing = [n for n in spec.channel_names if n.lower() not in have]
+        if missing:
+            raise ModelError(f"{where}: model {spec.name!r} takes channel(s) {missing} that the case lacks "
+                             f"(its channels: {list(volume.meta['channel_names'])})")
+        order = [have.index(n.lower()) for n in spec.channel_names]
+        return array if order == list(range(array.shape[0])) else array[order]
+    if array.shape[0] not in (1, spec.channels):
+        raise ModelError(f"{where}: image has {array.shape[0]} channel(s); model {spec.name!r} takes {spec.channels}")
+    return array
+
+
+def apply_channel_intensity(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """:func:`apply_intensity` on each channel of ``(C, *spatial)``, with the steps that apply
+    to that channel (``IntensityStep.channels``); returns float32 ``(C, *spatial)``."""
+    chosen = [(step, spec.step_channels(step)) for step in spec.intensity if step.op != "normalize"]
+    if image.shape[0] == 1:
+        return apply_intensity(image[0], [step for step, on in chosen if on is None or 0 in on])[None]
+    out = np.empty(image.shape, np.float32)
+    for c in range(image.shape[0]):
+        out[c] = apply_intensity(image[c], [step for step, on in chosen if on is None or c in on])
+    return out
+
+
 def to_channels(batch: np.ndarray, channels: int, steps: list[IntensityStep], layout: str) -> np.ndarray:
-    """``(N, *spatial)`` -> model input with ``channels`` copies, ``normalize`` applied, in ``layout``."""
-    x = np.repeat(batch[:, None], channels, axis=1) if channels > 1 else batch[:, None]
+    """``(N, C, *spatial)`` -> model input with ``channels`` channels (a single channel is
+    replicated), ``normalize`` applied, in ``layout``."""
+    x = np.repeat(batch, channels, axis=1) if batch.shape[1] == 1 and channels > 1 else batch
     for step in steps:
         if step.op == "normalize":
             shape = (1, -1) + (1,) * (x.ndim - 2)

@@ -1,4 +1,5 @@
-"""The cases of a benchmark run: image, optional reference and case-level targets."""
+"""The cases of a benchmark run: image (one or several channels), optional reference and
+case-level targets, from plain folders, a manifest, an nnU-Net raw dataset or a Decathlon task."""
 
 from __future__ import annotations
 
@@ -8,31 +9,66 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medbench_fast.config import ConfigError
+from medbench_fast.data.channels import load_channel_files, load_channels_file
 from medbench_fast.data.discovery import list_cases
+from medbench_fast.data.layouts import (
+    LayoutError, channel_problem, find_dataset_json, group_channel_files, looks_like_channel_files, read_layout,
+)
+from medbench_fast.data.reader import Volume, case_id_from_path
 
 
 @dataclass(frozen=True)
 class RunCase:
+    """One case. ``image_path`` is the image file (a 4D file holds its channels on the fourth
+    axis), or the first of ``channel_paths`` when the case has one file per channel;
+    ``channel_names`` name the image's channels in file (or fourth-axis) order where the
+    dataset names them."""
+
     case_id: str
     image_path: str | None
     ref_path: str | None
     problem: str | None = None  # why the case cannot run, naming the file
+    channel_paths: tuple[str, ...] = ()
+    channel_names: tuple[str, ...] = ()
+
+
+def load_case_image(case: RunCase, *, cache=None) -> Volume:
+    """The case's image: ``(Z, Y, X)``, or ``(C, Z, Y, X)`` for several channels on one grid."""
+    if case.channel_paths:
+        return load_channel_files(case.channel_paths, case.channel_names, cache=cache)
+    return load_channels_file(case.image_path, case.channel_names, cache=cache)
 
 
 def discover_cases(dataset: dict, *, source: str = "config") -> list[RunCase]:
-    """Cases from ``dataset.manifest`` or ``dataset.image_dir`` (+ ``seg_dir``), sorted by id."""
+    """Cases from ``dataset.manifest``, ``dataset.image_dir`` (+ ``seg_dir``; nnU-Net channel
+    files are grouped), ``dataset.nnunet`` or ``dataset.decathlon``, sorted by id."""
     if dataset.get("manifest"):
         cases = _from_manifest(Path(dataset["manifest"]))
     elif dataset.get("image_dir") and _is_dicom_dataset(dataset):
         cases = _from_dicom(dataset)
     elif dataset.get("image_dir"):
         cases = _from_folders(dataset["image_dir"], dataset.get("seg_dir"), dataset.get("pattern") or "*")
+    elif dataset.get("nnunet") or dataset.get("decathlon"):
+        cases = _from_layout(dataset, source)
     else:
-        raise ConfigError(f"{source}: dataset: give image_dir (and seg_dir) or manifest")
+        raise ConfigError(f"{source}: dataset: give image_dir (and seg_dir), manifest, nnunet or decathlon")
     cases.sort(key=lambda c: c.case_id)
     if dataset.get("max_cases") is not None:
         cases = cases[: dataset["max_cases"]]
     return cases
+
+
+def _from_layout(dataset: dict, source: str) -> list[RunCase]:
+    kind = "nnunet" if dataset.get("nnunet") else "decathlon"
+    try:
+        layout = read_layout(dataset[kind], kind)
+        found = layout.cases(dataset.get("split") or "test")
+    except LayoutError as exc:
+        raise ConfigError(f"{source}: dataset.{kind}: {exc}") from None
+    if kind == "decathlon":
+        return [RunCase(c.case_id, c.images[0], c.ref, c.problem, channel_names=layout.channel_names) for c in found]
+    return [RunCase(c.case_id, c.images[0] if c.images else None, c.ref, c.problem, channel_paths=c.images,
+                    channel_names=layout.channel_names) for c in found]
 
 
 def _from_folders(image_dir: str, seg_dir: str | None, pattern: str) -> list[RunCase]:
@@ -42,6 +78,8 @@ def _from_folders(image_dir: str, seg_dir: str | None, pattern: str) -> list[Run
         refs = list_cases(seg_dir) if seg_dir else {}
     except FileNotFoundError as exc:
         raise ConfigError(f"dataset: {exc}") from None
+    if looks_like_channel_files(image_dir, seg_dir):
+        return _channel_folders(images, refs, Path(image_dir), seg_dir)
     cases = []
     for cid, paths in images.items():
         ref = refs.get(cid)
@@ -71,6 +109,31 @@ def _from_dicom(dataset: dict) -> list[RunCase]:
             for c in run_cases(dataset["image_dir"], dataset.get("seg_dir"), rules)]
 
 
+def _channel_folders(images: dict, refs: dict, image_dir: Path, seg_dir: str | None) -> list[RunCase]:
+    """nnU-Net channel files ``<case>_<XXXX>`` in a plain folder: one case per ``<case>``;
+    channel names from a ``dataset.json`` in the folder's parent, when there is one."""
+    names: tuple[str, ...] = ()
+    json_path = find_dataset_json(image_dir.parent)
+    if json_path is not None:
+        try:
+            names = read_layout(json_path).channel_names
+        except LayoutError as exc:
+            raise ConfigError(f"dataset.image_dir: {exc}") from None
+    files = [p for paths in images.values() for p in paths]
+    cases = []
+    for cid, channels in group_channel_files(files).items():
+        ref = refs.get(cid)
+        first = channels[min(channels)] if channels else images[cid][0]
+        ending = first.name[len(case_id_from_path(first)):]
+        problem = channel_problem(cid, channels, names, image_dir, ending)
+        if problem is None and seg_dir and not ref:
+            problem = f"{channels[0]}: no reference for case {cid!r} in {seg_dir}"
+        paths = tuple(str(channels[i]) for i in sorted(channels))
+        cases.append(RunCase(cid, paths[0] if paths else None, str(ref[0]) if ref else None, problem,
+                             channel_paths=paths, channel_names=names))
+    return cases
+
+
 def _from_manifest(path: Path) -> list[RunCase]:
     if not path.is_file():
         raise ConfigError(f"{path}: manifest not found")
@@ -86,9 +149,10 @@ def _from_manifest(path: Path) -> list[RunCase]:
         if not cid or cid in seen:
             raise ConfigError(f"{path}:{line}: case_id {cid!r} is empty or repeated")
         seen.add(cid)
-        image = _rel(path, row["image"])
+        images = tuple(p for p in (_rel(path, part) for part in (row["image"] or "").split(";")) if p)
         ref = _rel(path, row.get("reference"))
-        cases.append(RunCase(cid, image, ref))
+        channels = images if len(images) > 1 else ()
+        cases.append(RunCase(cid, images[0] if images else None, ref, channel_paths=channels))
     return cases
 
 

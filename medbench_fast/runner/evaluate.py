@@ -13,14 +13,16 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import GEOMETRY_RTOL, check_same_grid
 from medbench_fast.data.discovery import CasePair, pair_cases
+from medbench_fast.data.layouts import DatasetLayout, find_dataset_json, read_layout
 from medbench_fast.data.reader import VolumeError, load_volume
 from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
+from medbench_fast.metrics.regions import Region, make_regions
 from medbench_fast.metrics.selection import (
     EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
 )
@@ -42,20 +44,47 @@ class EvaluateOptions:
     empty: str = "one"
     label_names: Mapping[int, str] | None = None
     geometry_rtol: float = GEOMETRY_RTOL
+    #: Regions scored like labels: ``{name: label values}`` in, :class:`Region` objects kept.
+    regions: tuple[Region, ...] = ()
 
     def __post_init__(self):
         check_choice("surface", self.surface, SURFACE_MODES)
         check_choice("hd95_mode", self.hd95_mode, HD95_MODES)
         check_choice("empty", self.empty, EMPTY_MODES)
+        object.__setattr__(self, "regions", make_regions(self.regions, known_labels=self.labels))
 
     def pair_kwargs(self) -> dict:
         return dict(metrics=self.metrics, nsd_tolerance_mm=self.nsd_tolerance_mm, surface=self.surface,
-                    hd95_mode=self.hd95_mode, empty=self.empty, label_names=self.label_names)
+                    hd95_mode=self.hd95_mode, empty=self.empty, label_names=self.label_names,
+                    regions=self.regions)
 
     def metadata(self) -> dict[str, str]:
         """Key-value metadata recorded in ``metrics.parquet`` and ``run.json``."""
-        return {"surface_mode": self.surface, "hd95_mode": self.hd95_mode, "empty_mode": self.empty,
+        meta = {"surface_mode": self.surface, "hd95_mode": self.hd95_mode, "empty_mode": self.empty,
                 "nsd_tolerance_mm": repr(float(self.nsd_tolerance_mm)), "metrics": ",".join(self.metrics)}
+        if self.regions:
+            meta["regions"] = ";".join(f"{r.id}:{r.name}=" + ",".join(map(str, r.labels)) for r in self.regions)
+        return meta
+
+
+def find_layout(pred_dir, ref_dir, path=None) -> DatasetLayout | None:
+    """The ``dataset.json`` describing an evaluation: ``path`` when given, else the one nnU-Net
+    writes into its prediction folder, else the one of the dataset that holds the reference
+    folder (``Dataset001/labelsTs`` -> ``Dataset001/dataset.json``); None when there is none."""
+    if path is None:
+        path = find_dataset_json(pred_dir) or find_dataset_json(Path(ref_dir).resolve().parent)
+    return None if path is None else read_layout(path)
+
+
+def with_layout(options: EvaluateOptions, layout: DatasetLayout | None) -> EvaluateOptions:
+    """``options`` with labels, label names and regions taken from ``layout`` where unset."""
+    if layout is None:
+        return options
+    given = {"labels": options.labels, "label_names": options.label_names,
+             "regions": {r.name: list(r.labels) for r in options.regions} or None}
+    values = {k: v if v is not None else layout.scoring()[k] for k, v in given.items()}
+    labels = tuple(values["labels"]) if values["labels"] is not None else None
+    return replace(options, labels=labels, label_names=values["label_names"], regions=values["regions"])
 
 
 @dataclass

@@ -31,7 +31,8 @@ def _options_components(options, threshold: float | None) -> dict:
            "label_names": None if not options.label_names else {str(k): v for k, v in sorted(options.label_names.items())},
            "metrics": list(options.metrics), "surface": options.surface, "hd95_mode": options.hd95_mode,
            "tolerance_mm": float(options.nsd_tolerance_mm), "empty": options.empty,
-           "geometry_rtol": float(options.geometry_rtol)}
+           "geometry_rtol": float(options.geometry_rtol),
+           "regions": [[r.name, sorted(int(x) for x in r.labels)] for r in options.regions]}
     if threshold is not None:
         out["threshold"] = float(threshold)
     return out
@@ -51,7 +52,7 @@ def _model_components(entry: dict) -> dict:
 def run_fingerprint(config: dict, entries: list[dict], options) -> Fingerprint:
     """The fingerprint of a ``medbench run`` of ``entries`` (model entries) under ``config``."""
     data, bench = config["dataset"], config["benchmark"]
-    dataset = {k: data.get(k) for k in ("image_dir", "seg_dir", "manifest", "pattern", "max_cases", "targets_csv")}
+    dataset = {k: v for k, v in data.items() if k not in ("labels", "label_names", "regions")}  # in options
     if data.get("targets_csv") and Path(data["targets_csv"]).is_file():
         dataset["targets_sha256"] = file_sha256(data["targets_csv"])
     components = {"command": "run", **flatten("dataset", dataset), **flatten("options", _options_components(

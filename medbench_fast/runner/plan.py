@@ -61,6 +61,7 @@ def options_from_config(config: dict) -> EvaluateOptions:
         metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
         surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
         label_names={int(k): str(v) for k, v in names.items()} if names else None,
+        regions=data.get("regions"),
     )
 
 

@@ -23,7 +23,7 @@ from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, load_volume
 from medbench_fast.metrics.evaluate import evaluate_pair
-from medbench_fast.runner.cases import RunCase
+from medbench_fast.runner.cases import RunCase, load_case_image
 
 
 @dataclass
@@ -123,7 +123,7 @@ class CaseWorker:
         try:
             if case.problem:
                 raise ValueError(case.problem)
-            out.image = load_volume(case.image_path, cache=self.cache)
+            out.image = load_case_image(case, cache=self.cache)
             if case.ref_path:
                 out.ref = load_volume(case.ref_path, cache=self.cache)
                 check_same_grid(out.image, out.ref)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner

@@ -1,0 +1,81 @@
+"""Regions: unions of labels scored like labels (BraTS whole tumour = labels 1, 2 and 3).
+
+A region's reference mask is ``isin(ref, labels)`` and its predicted mask
+``isin(pred, labels)``. Its counts follow from the joint histogram ``C`` of the pair with no
+further pass over the volumes: ``tp = sum C[S, S]``, ``fn = sum C[S, :] - tp``,
+``fp = sum C[:, S] - tp`` for the label set ``S``. Surface metrics use the two union masks,
+cropped to the union of the labels' bounding boxes. Every convention of METRICS.md,
+empty masks included, applies to regions unchanged.
+
+In ``metrics.parquet`` a region is a row like a label's: ``label`` is the region's id,
+``-1`` for the first region given, ``-2`` for the second, ... (never a label value, which
+is ``>= 0``), and ``label_name`` is its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named set of label values; ``id`` (< 0) is its ``label`` value in metric rows."""
+
+    name: str
+    labels: tuple[int, ...]
+    id: int
+
+
+def region_id(index: int) -> int:
+    """The ``label`` value of the region given at position ``index`` (0-based): ``-1 - index``."""
+    return -1 - index
+
+
+def make_regions(regions: Mapping[str, Iterable[int]] | Iterable[Region] | None,
+                 known_labels: Iterable[int] | None = None) -> tuple[Region, ...]:
+    """Validate ``{name: label values}`` (in the order given) into :class:`Region` objects.
+
+    ``known_labels``: the dataset's labels, when known; a region naming another label is an
+    error. Raises ``ValueError`` whose message starts with ``regions.<name>``.
+    """
+    if regions is None:
+        return ()
+    if not isinstance(regions, Mapping):
+        return tuple(regions)
+    known = None if known_labels is None else {int(v) for v in known_labels}
+    out = []
+    for i, (name, values) in enumerate(regions.items()):
+        where = f"regions.{name}"
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"regions: region names must be non-empty text, got {name!r}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValueError(f"{where}: expected a list of label values, got {values!r}")
+        values = list(values)
+        if not values:
+            raise ValueError(f"{where}: expected at least one label value")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{where}: {v!r} is not a foreground label value (an integer > 0)")
+        if known is not None:
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ValueError(f"{where}: label(s) {unknown} are not among the dataset's labels {sorted(known)}")
+        out.append(Region(name, tuple(sorted(set(values))), region_id(i)))
+    return tuple(out)
+
+
+def parse_regions(text: str | None) -> dict[str, list[int]] | None:
+    """``"WT=1,2,3;TC=1,3;ET=3"`` -> ``{"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}`` (None stays None)."""
+    if not text:
+        return None
+    out: dict[str, list[int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"regions: {item!r} is not NAME=label,label,...")
+        try:
+            out[name.strip()] = [int(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"regions.{name.strip()}: {values!r} is not a comma-separated list of labels") from None
+    return out
