@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("medbench_fast.cli.export:export", "Export a model (AI-ENE .h5, Hugging Face, TorchScript) to ONNX plus its spec."),
     "report": ("medbench_fast.cli.report:report", "Rebuild a run folder's CSV, JSON and HTML reports from its Parquet files."),
     "compare": ("medbench_fast.cli.compare:compare", "Put two or more runs side by side, with paired tests between models."),
+    "hub": ("medbench_fast.cli.hub:hub", "Hugging Face Hub: list tracked tasks, track models, publish a run."),
 }
 
 
