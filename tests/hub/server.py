@@ -168,10 +168,11 @@ class LocalHub:
         return state
 
     def _commit(self, state: dict, files: dict, summary: str, parent: str | None) -> str:
-        body = json.dumps({"parent": parent, "files": files, "summary": summary, "n": len(state["commits"])},
+        date = self._now()
+        body = json.dumps({"repo": state["id"], "parent": parent, "files": files, "summary": summary, "date": date},
                           sort_keys=True)
         sha = hashlib.sha1(body.encode()).hexdigest()
-        state["commits"][sha] = {"parent": parent, "files": files, "summary": summary, "date": self._now()}
+        state["commits"][sha] = {"parent": parent, "files": files, "summary": summary, "date": date}
         state["branches"]["main"] = sha
         card = files.get("README.md")
         if card:
@@ -188,9 +189,11 @@ def _front_matter(text: str) -> dict:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None,
+                 extra: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+        self.extra = extra or {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -232,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"X-Error-Message": err.message, **err.headers}
         if err.code:
             headers["X-Error-Code"] = err.code
-        self._send(err.status, {"error": err.message}, headers=headers, head=self.command == "HEAD")
+        self._send(err.status, {"error": err.message, **err.extra}, headers=headers, head=self.command == "HEAD")
 
     def _handle(self) -> None:
         hub = self.hub
@@ -241,10 +244,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         record = {"method": self.command, "path": path, "query": query, "headers": dict(self.headers),
                   "raw_path": split.path}
-        if body and self.headers.get("Content-Type", "").startswith("application/json"):
-            record["json"] = json.loads(body)
-        elif body and "ndjson" in self.headers.get("Content-Type", ""):
+        kind = self.headers.get("Content-Type", "")
+        if body and "ndjson" in kind:
             record["ndjson"] = [json.loads(line) for line in body.splitlines() if line.strip()]
+        elif body and "json" in kind:
+            record["json"] = json.loads(body)
         with hub.lock:
             hub.requests.append(record)
             fault = next((f for f in hub.faults if f.matches(self.command, path, query)), None)
@@ -412,7 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo_id = f"{owner}/{payload['name']}"
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         if self.hub._exists(repo_type, repo_id):
-            raise HubError(409, f"You already created this {repo_type} repo", headers={})
+            raise HubError(409, f"You already created this {repo_type} repo",
+                           extra={"url": f"{self.hub.url}/{prefix}{repo_id}"})
         self.hub._save(repo_type, repo_id, self.hub._create(repo_type, repo_id, owner, bool(payload.get("private"))))
         return 200, {"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id}, {}, None
 
