@@ -49,10 +49,11 @@ def fetch_model(repo_id: str, revision: str = "main") -> HubSnapshot:
             if not hub.offline:
                 try:
                     info = hub.api().model_info(repo_id, revision=revision)
-                    folder = snapshot_download(repo_id, revision=info.sha, cache_dir=hub.cache_dir,
-                                               endpoint=hub.endpoint,
-                                               allow_patterns=export_patterns([s.rfilename for s in info.siblings or []]))
-                    return HubSnapshot(Path(folder), repo_id, revision, info.sha, license_of(info))
+                    patterns = export_patterns([s.rfilename for s in info.siblings or []])
+                    # by revision, not info.sha: the cache then maps a branch or tag to its sha for offline runs
+                    folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub.cache_dir,
+                                                    endpoint=hub.endpoint, allow_patterns=patterns))
+                    return HubSnapshot(folder, repo_id, revision, folder.name, license_of(info))
                 except HubUnreachable:
                     pass  # use the local cache, as offline
             folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub.cache_dir, local_files_only=True))

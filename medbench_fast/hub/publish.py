@@ -2,7 +2,8 @@
 
 The files are prepared in memory: the Parquet tables (``cases.parquet`` with its path
 columns made relative to the run folder), ``summary.json``, ``leaderboard.html``, ``run.json``
-(absolute paths made relative to the run folder, the home folder replaced by ``~``) and the
+(absolute paths, in the config text too, made relative to the run folder; the home folder
+replaced by ``~`` elsewhere) and the
 dataset card. A file holding the token is refused. The repo is created when missing and
 everything goes up in one ``create_commit``; ``huggingface_hub`` leaves out files whose
 content the repo already has, so publishing the same run again makes no new commit.
@@ -38,6 +39,16 @@ class Redactor:
     def text(self, value: str) -> str:
         value = value.replace(self.run_dir + os.sep, "").replace(self.run_dir, ".")
         return value.replace(self.home, "~") if len(self.home) > 1 else value
+
+    def yaml_text(self, text: str) -> str:
+        """A YAML document with its path values made relative (its ``sha256`` stays the original's)."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return self.text(text)
+        return yaml.safe_dump(self.json(data), sort_keys=False)
 
     def json(self, value):
         if isinstance(value, str):
@@ -93,7 +104,11 @@ def prepare(run_dir: str | os.PathLike, *, license_: str = "other") -> tuple[dic
             text = path.read_text(encoding="utf-8")
             files[name] = (json.dumps(redactor.json(json.loads(text)), indent=2, sort_keys=True) + "\n"
                            if name.endswith(".json") else redactor.text(text)).encode("utf-8")
-    run = redactor.json(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    config = run.get("config")
+    if isinstance(config, dict) and isinstance(config.get("text"), str):
+        run["config"] = {**config, "text": redactor.yaml_text(config["text"])}
+    run = redactor.json(run)
     files["run.json"] = (json.dumps(run, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
     summary = json.loads(files["summary.json"]) if "summary.json" in files else {}
     card = dataset_card(run, summary, [*files, "README.md"], license_=license_)
