@@ -84,7 +84,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "task": Key("str", help="Hub task tag tracked for new models, e.g. image-segmentation."),
         "search": Key("str", help="Hub search text for tracked models, e.g. medical."),
         "track": Key("list[str]", help="Hub model ids to track."),
-        "publish": Key("bool", False, help="Publish results after each run."),
+        "publish": Key("bool", False, help="Publish each finished run to hub_repo (medbench hub publish)."),
         "tasks": Key("list[map]", help="Tracked Hub tasks (medbench hub tasks): name and Hub filters, see "
                                        "leaderboard.tasks[]; default: the built-in medical-imaging tasks."),
         "cache_dir": Key("path", help="Folder of the tracking history and reports (default "
@@ -181,6 +181,8 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: models: duplicate model names {dupes}")
+    if config["leaderboard"]["publish"] and not config["leaderboard"]["hub_repo"]:
+        raise ConfigError(f"{source}: leaderboard.publish: needs leaderboard.hub_repo (the dataset repo owner/name)")
     for i, task in enumerate(config["leaderboard"]["tasks"] or []):
         config["leaderboard"]["tasks"][i] = _section(task, TASK_KEYS, f"{source}: leaderboard.tasks[{i}]", base)
     for i, model in enumerate(config["models"]):

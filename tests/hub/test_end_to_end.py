@@ -129,6 +129,13 @@ def test_track_run_at_pinned_revision_publish_and_download(local_hub, tmp_path, 
     cases = pq.read_table(down / "cases.parquet").column("image_path").to_pylist()
     assert all(not os.path.isabs(p) for p in cases)
 
+    settings = yaml.safe_load(config.read_text())  # leaderboard.publish: each finished run goes up itself
+    settings["leaderboard"]["publish"] = True
+    config.write_text(yaml.safe_dump(settings))
+    out = medbench("run", "--config", str(config), "--out", str(tmp_path / "runs" / "auto"), "-q")
+    assert "published 7 files to dataset alice/ct-results" in out  # no scores.parquet: no case-level model
+    assert len(local_hub.requests_to("POST", r"/api/datasets/alice/ct-results/commit/")) == 2
+
     written = [p for root in (tmp_path, Path(os.environ["HF_HOME"])) for p in root.rglob("*") if p.is_file()]
     assert len(written) > 20
     leaks = [str(p) for p in written if TOKEN.encode() in p.read_bytes()]

@@ -97,5 +97,7 @@ def test_hub_key_is_validated():
         validate({**base, "models": [{"name": "m", "kind": "onnx", "hub": "a/b"}]})
     with pytest.raises(ConfigError, match=r"models\[0\]\.hub: expected a Hub model id owner/name"):
         validate({**base, "models": [{"name": "m", "kind": "huggingface", "hub": "nope"}]})
+    with pytest.raises(ConfigError, match=r"leaderboard.publish: needs leaderboard.hub_repo"):
+        validate({**base, "leaderboard": {"publish": True}})
     config = validate({**base, "models": [{"name": "m", "kind": "huggingface", "hub": "a/b"}]})
     assert config["models"][0]["revision"] == "main"
