@@ -106,7 +106,7 @@ def track(config_path, task_name, offline, cache_dir, runs, quiet):
         chosen = select(_tasks(config), task_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--task") from None
-    roots = [Path(r) for r in runs] or ([Path(config["output"]["dir"])] if config_path else [])
+    roots = [Path(r) for r in runs] or [Path(config["output"]["dir"])]
     folder = hub_cache_dir(cache_dir or config["leaderboard"]["cache_dir"])
     try:
         result = run_track(chosen, hub=settings(), cache_dir=folder, offline=offline, run_roots=roots,

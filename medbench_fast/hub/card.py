@@ -39,7 +39,7 @@ def leaderboard_rows(run: dict, summary: dict) -> list[list[str]]:
     for rank, name in enumerate(names, 1):
         source, license_ = _source(models.get(name) or {})
         cases = (summary.get("cases") or {}).get(name) or {}
-        rows.append([str(rank), f"`{name}`", source, license_, f"{cases.get('successful', '')}/{cases.get('cases', '')}",
+        rows.append([str(rank), f"`{name.replace('`', '')}`", source, license_, f"{cases.get('successful', '')}/{cases.get('cases', '')}",
                      _num(_mean(summary, name, "dice")), _num(_mean(summary, name, "hd95"), 2),
                      _num(_mean(summary, name, "nsd"))])
     return rows

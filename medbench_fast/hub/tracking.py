@@ -224,7 +224,10 @@ def track(tasks: list[Task], *, hub: HubSettings, cache_dir: Path, offline: bool
         except HubUnreachable as exc:
             reason = f"the Hub is unreachable ({exc})"
         except HfHubHTTPError as exc:
-            raise explain(exc, f"listing models on {hub.endpoint}") from None
+            status = exc.response.status_code if exc.response is not None else None
+            if status is None or status < 500:
+                raise explain(exc, f"listing models on {hub.endpoint}") from None
+            reason = f"the Hub is unavailable (HTTP {status} after retries)"
     if reason is None:
         rows = [{"snapshot": stamp, **row} for task in tasks for row in current[task.name]]
         diff = {t.name: changes(last_snapshot(history, t.name, before=stamp)[1], current[t.name]) for t in tasks}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.utils._runtime import is_xet_available
 
 from hub.conftest import TOKEN
 
@@ -18,6 +19,8 @@ def test_upload_goes_through_lfs_basic_transfer_never_xet(local_hub, make_model,
     assert len(batch) == 1 and batch[0]["json"]["objects"] == [{"oid": hashlib.sha256(weights).hexdigest(),
                                                                   "size": len(weights)}]
     assert "basic" in batch[0]["json"]["transfers"]
+    if is_xet_available():  # hf_xet is installed: the client offers xet, the server answers basic
+        assert "xet" in batch[0]["json"]["transfers"]
     assert local_hub.requests_to("PUT", r"^/lfs-upload/")
     commit = local_hub.requests_to("POST", r"/commit/main$")[0]["ndjson"]
     kinds = {line["value"]["path"]: line["key"] for line in commit[1:]}

@@ -101,6 +101,18 @@ def test_429_is_retried_after_backoff(local_hub, make_model, tmp_path):
     assert len(local_hub.requests_to("GET", r"^/api/models$")) == 2
 
 
+def test_5xx_is_retried_and_a_hub_that_stays_down_means_the_snapshot(local_hub, make_model, tmp_path):
+    make_model("alice/ct-a", **SEG)
+    local_hub.add_fault("GET", "/api/models", status=503, times=2, headers={"Retry-After": "0"})
+    config = _config(tmp_path)
+    assert "ct-seg: 1 model(s); 1 new" in _run(["hub", "track", "--config", config, "-q"]).output
+    assert len(local_hub.requests_to("GET", r"^/api/models$")) == 3
+    local_hub.add_fault("GET", "/api/models", status=502, times=5, headers={"Retry-After": "0"})
+    out = _run(["hub", "track", "--config", config, "-q"])
+    assert out.exit_code == 0 and "the Hub is unavailable (HTTP 502 after retries): using the snapshot" in out.output
+    assert len(local_hub.requests_to("GET", r"^/api/models$")) == 8
+
+
 def test_server_stopped_mid_listing_falls_back_to_the_snapshot(local_hub, make_model, tmp_path):
     for name in ("alice/ct-a", "alice/ct-b", "alice/ct-c"):
         make_model(name, **SEG)
