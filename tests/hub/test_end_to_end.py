@@ -86,6 +86,8 @@ def test_track_run_at_pinned_revision_publish_and_download(local_hub, tmp_path, 
     source = json.loads((run_dir / "run.json").read_text())["models"]["segformer"]["spec"]["source"]
     assert source["hub"] == REPO and source["sha"] == pinned and source["revision"] == pinned
     assert source["license"] == "apache-2.0"
+    html = (run_dir / "leaderboard.html").read_text()
+    assert f"{REPO}@{pinned[:12]}" in html and ">apache-2.0<" in html  # the Models table of the run's leaderboard
     metrics = pq.read_table(run_dir / "metrics.parquet")
     assert set(metrics.column("model").to_pylist()) == {"segformer"} and metrics.num_rows >= 2
 
