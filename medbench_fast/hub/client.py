@@ -75,7 +75,8 @@ def _session_factory(timeout_s: float):
     import requests
 
     class BoundedSession(requests.Session):
-        """Default timeout on every request; unreachable Hub -> :class:`HubUnreachable` at once."""
+        """Default timeout on every request; unreachable Hub -> :class:`HubUnreachable` at once,
+        a TLS or proxy failure -> :class:`HubError`."""
 
         def request(self, method, url, *args, **kwargs):
             if kwargs.get("timeout") is None:
@@ -85,8 +86,8 @@ def _session_factory(timeout_s: float):
                 return super().request(method, url, *args, **kwargs)
             except requests.Timeout:
                 raise HubUnreachable(f"{host}: no answer within {kwargs['timeout']} s") from None
-            except (requests.exceptions.SSLError, requests.exceptions.ProxyError):
-                raise
+            except (requests.exceptions.SSLError, requests.exceptions.ProxyError) as exc:
+                raise HubError(f"{host}: {type(exc).__name__} (check the proxy and certificate settings)") from None
             except requests.ConnectionError as exc:
                 reason = type(exc.__context__ or exc).__name__
                 raise HubUnreachable(f"{host}: cannot connect ({reason})") from None
@@ -109,22 +110,20 @@ def connection(hub: HubSettings | None = None):
 
 def with_retries(call, *, attempts: int = 5, base_s: float = 1.0, max_s: float = 30.0, sleep=time.sleep):
     """``call()``, retried on HTTP 429 and 5xx with exponential backoff (``Retry-After`` honoured)."""
-    from huggingface_hub.utils import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError
 
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             return call()
         except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status not in RETRY_STATUSES or attempt == attempts - 1:
+            if exc.response is None or exc.response.status_code not in RETRY_STATUSES:
                 raise
-            after = exc.response.headers.get("Retry-After")
             try:
-                wait = float(after) if after is not None else base_s * 2**attempt
+                wait = float(exc.response.headers.get("Retry-After", base_s * 2**attempt))
             except ValueError:
                 wait = base_s * 2**attempt
             sleep(min(max(wait, 0.0), max_s))
-    raise AssertionError("unreachable")
+    return call()
 
 
 def license_of(info) -> str | None:
@@ -165,4 +164,5 @@ def explain(exc: Exception, what: str) -> HubError:
             return HubError(f"{what}: the token in use has no permission for this (HTTP 403)")
         reason = exc.server_message or exc.response.reason or ""
         return HubError(f"{what}: HTTP {status} from the Hub{': ' + reason.splitlines()[0] if reason else ''}")
-    raise exc
+    first = str(exc).strip().splitlines()
+    return HubError(f"{what}: {type(exc).__name__}{': ' + first[0] if first else ''}")

@@ -65,12 +65,15 @@ def _parquet_bytes(path: Path, redactor: Redactor) -> bytes:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
+    changed = False
     for name in PATH_COLUMNS:
         if name in table.column_names:
-            values = [None if v is None else redactor.path(v) for v in table.column(name).to_pylist()]
+            before = table.column(name).to_pylist()
+            values = [None if v is None else redactor.path(v) for v in before]
+            changed = changed or values != before
             table = table.set_column(table.column_names.index(name), table.schema.field(name),
                                      pa.array(values, type=table.schema.field(name).type))
-    if table.equals(pq.read_table(path)):
+    if not changed:
         return path.read_bytes()
     sink = io.BytesIO()
     pq.write_table(table, sink)

@@ -108,9 +108,9 @@ def append_history(cache_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def last_snapshot(history: list[dict], task: str, before: str | None = None) -> tuple[str | None, list[dict]]:
-    """``(snapshot time, rows)`` of the latest snapshot of ``task`` (earlier than ``before``)."""
-    times = sorted({r["snapshot"] for r in history if r["task"] == task and (before is None or r["snapshot"] < before)})
+def last_snapshot(history: list[dict], task: str) -> tuple[str | None, list[dict]]:
+    """``(snapshot time, rows)`` of the latest snapshot of ``task`` in ``history``."""
+    times = sorted({r["snapshot"] for r in history if r["task"] == task})
     if not times:
         return None, []
     rows = [r for r in history if r["task"] == task and r["snapshot"] == times[-1]]
@@ -177,15 +177,16 @@ class TrackResult:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(timezone.utc)
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 UTC with microseconds: snapshots taken within one second stay apart and sort by time."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _write_report(cache_dir: Path, moment: datetime, payload: dict) -> Path:
-    base = f"leaderboard_report_{moment.strftime('%Y%m%dT%H%M%SZ')}"
+    base = f"leaderboard_report_{moment.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
     path, n = cache_dir / f"{base}.json", 1
     while path.exists():
         path, n = cache_dir / f"{base}-{n}.json", n + 1
@@ -230,10 +231,10 @@ def track(tasks: list[Task], *, hub: HubSettings, cache_dir: Path, offline: bool
             reason = f"the Hub is unavailable (HTTP {status} after retries)"
     if reason is None:
         rows = [{"snapshot": stamp, **row} for task in tasks for row in current[task.name]]
-        diff = {t.name: changes(last_snapshot(history, t.name, before=stamp)[1], current[t.name]) for t in tasks}
+        diff = {t.name: changes(last_snapshot(history, t.name)[1], current[t.name]) for t in tasks}
         append_history(cache_dir, rows)
-        shown, source, snapshot, age = {t.name: [{"snapshot": stamp, **r} for r in current[t.name]] for t in tasks}, \
-            "hub", stamp, 0.0
+        shown = {t.name: [r for r in rows if r["task"] == t.name] for t in tasks}
+        source, snapshot, age = "hub", stamp, 0.0
     else:
         snaps = {t.name: last_snapshot(history, t.name) for t in tasks}
         missing = [name for name, (when, _) in snaps.items() if when is None]
@@ -241,7 +242,7 @@ def track(tasks: list[Task], *, hub: HubSettings, cache_dir: Path, offline: bool
             raise NoSnapshotError(f"{reason}, and no earlier snapshot of {', '.join(missing)} in {cache_dir / HISTORY}; "
                            f"run `medbench hub track` once with the Hub reachable")
         snapshot = min(when for when, _ in snaps.values())
-        age = (moment - datetime.strptime(snapshot, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)).total_seconds()
+        age = (moment - datetime.fromisoformat(snapshot)).total_seconds()
         shown, source, diff = {name: rows for name, (_, rows) in snaps.items()}, "snapshot", {}
     results = benchmark_results(list(run_roots))
     report_tasks = []

@@ -87,6 +87,17 @@ def test_offline_uses_the_last_snapshot_and_says_how_old(local_hub, make_model, 
     assert len(local_hub.requests) == n_requests
 
 
+def test_two_snapshots_within_one_second_stay_apart(local_hub, make_model, tmp_path):
+    make_model("alice/ct-a", **SEG)
+    tasks = [Task("ct-seg", pipeline_tag="image-segmentation")]
+    taken = datetime(2026, 3, 1, 12, 0, 0, 100000, tzinfo=timezone.utc)
+    first = track(tasks, hub=settings(), cache_dir=tmp_path, now=taken)
+    make_model("alice/ct-b", **SEG)
+    second = track(tasks, hub=settings(), cache_dir=tmp_path, now=taken + timedelta(milliseconds=300))
+    assert first.changes["ct-seg"]["new"] == ["alice/ct-a"] and second.changes["ct-seg"]["new"] == ["alice/ct-b"]
+    assert first.report != second.report and sorted(tmp_path.glob("leaderboard_report_*.json"))[-1] == second.report
+
+
 def test_offline_without_snapshot_exits_2_and_writes_nothing(local_hub, tmp_path):
     out = _run(["hub", "track", "--config", _config(tmp_path), "--offline"])
     assert out.exit_code == 2 and "no earlier snapshot of ct-seg" in out.output
