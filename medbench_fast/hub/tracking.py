@@ -157,7 +157,7 @@ def benchmark_results(roots: list[Path]) -> dict[str, list[dict]]:
             cases = (summary.get("cases") or {}).get(name) or {}
             results.setdefault(source["hub"], []).append({
                 "run_id": info.get("run_id"), "run_dir": str(folder), "model": name, "sha": source.get("sha"),
-                "revision": source.get("revision"), "finished": info.get("finished") or info.get("ended"),
+                "revision": source.get("revision"), "finished": info.get("finished"),
                 "cases": cases.get("cases"), "failed": cases.get("failed"),
                 "dice_mean": _metric_mean(summary, name, "dice"), "hd95_mean": _metric_mean(summary, name, "hd95"),
                 "nsd_mean": _metric_mean(summary, name, "nsd")})
