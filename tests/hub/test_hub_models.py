@@ -3,10 +3,13 @@ token, gated repo, missing repo or revision, offline without the model in the lo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from hub.conftest import TOKEN
 from medbench_fast.cli.main import cli
 from medbench_fast.config import ConfigError, validate
 from medbench_fast.data.reader import Volume, write_volume
@@ -83,6 +86,18 @@ def test_unreachable_hub_falls_back_to_the_cache(local_hub, make_model):
     assert fetch_model("alice/seg", sha).sha == sha
     with pytest.raises(HubError, match="not in the local Hub cache .* unreachable"):
         fetch_model("alice/other")
+
+
+def test_private_model_needs_the_token_from_env_or_login_store(local_hub, make_model, monkeypatch):
+    sha = make_model("alice/private-seg", files={"config.json": "{}"})
+    local_hub.set_meta("alice/private-seg", private=True)
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubError, match="repository not found \\(or private"):
+        fetch_model("alice/private-seg")
+    from huggingface_hub import constants
+
+    Path(constants.HF_TOKEN_PATH).write_text(TOKEN)  # what `huggingface-cli login` stores
+    assert fetch_model("alice/private-seg").sha == sha
 
 
 def test_export_patterns_prefer_safetensors():
