@@ -83,4 +83,5 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     if config["leaderboard"]["publish"]:
         from medbench_fast.cli.hub import publish
 
-        click.get_current_context().invoke(publish, run_dir=str(result.run_dir), repo_id=config["leaderboard"]["hub_repo"])
+        click.get_current_context().invoke(publish, run_dir=str(result.run_dir),
+                                           repo_id=config["leaderboard"]["hub_repo"])

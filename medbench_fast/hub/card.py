@@ -61,14 +61,14 @@ def dataset_card(run: dict, summary: dict, files: list[str], *, license_: str, t
     hardware = run.get("hardware") or {}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# medbench-fast results: `{run.get('run_id', '')}`", "",
-             f"Run from {run.get('started', '?')} to {run.get('finished', '?')} with medbench-fast "
-             f"{versions.get('medbench-fast', versions.get('medbench_fast', ''))}: "
-             f"{len(run.get('models') or {})} model(s). Each Parquet table opens in the dataset viewer above.", "",
+             (f"Run from {run.get('started', '?')} to {run.get('finished', '?')} with medbench-fast "
+              f"{versions.get('medbench-fast', '')}: {len(run.get('models') or {})} model(s). Each Parquet table "
+              f"opens in the dataset viewer above."), "",
              "## Leaderboard", "",
              *_table(["rank", "model", "source", "license", "cases ok", "Dice", "HD95 (mm)", "NSD"],
                      leaderboard_rows(run, summary)), "",
-             "Means over cases of the per-case foreground means; `leaderboard.html` has intervals, paired tests "
-             "and per-label views.", "",
+             ("Means over cases of the per-case foreground means; `leaderboard.html` has intervals, paired tests "
+              "and per-label views."), "",
              "## Conventions", ""]
     conventions = {k: run.get(k) for k in ("surface_mode", "hd95_mode", "empty_mode", "nsd_tolerance_mm") if k in run}
     conventions = conventions or {k: v for k, v in (run.get("options") or {}).items() if not isinstance(v, (dict, list))}

@@ -13,7 +13,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medbench_fast.hub.client import HubError, HubUnreachable, connection, explain, license_of, settings
+from medbench_fast.hub.client import (
+    HubError,
+    HubUnreachable,
+    connection,
+    explain,
+    license_of,
+    settings,
+)
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -69,8 +76,8 @@ def fetch_model(repo_id: str, revision: str = "main") -> HubSnapshot:
 
 
 def _cached_license(folder: Path) -> str | None:
+    """The ``license`` of the model card's YAML metadata in a cached snapshot."""
+    from huggingface_hub.repocard import metadata_load
+
     readme = folder / "README.md"
-    if not readme.is_file():
-        return None
-    match = re.search(r"^license:\s*(\S+)\s*$", readme.read_text(encoding="utf-8").split("\n---", 1)[0], re.M)
-    return match.group(1) if match else None
+    return (metadata_load(readme) or {}).get("license") if readme.is_file() else None

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medbench_fast.hub.card import TABLES, dataset_card
-from medbench_fast.hub.client import HubError, HubSettings, HubUnreachable, connection, explain, token
+from medbench_fast.hub.client import (
+    HubError,
+    HubSettings,
+    HubUnreachable,
+    connection,
+    explain,
+    token,
+)
 
 PATH_COLUMNS = ("image_path", "ref_path", "pred_path")
 COPIED = ("summary.json", "leaderboard.html")

@@ -181,7 +181,7 @@ class LocalHub:
 
 
 def _front_matter(text: str) -> dict:
-    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    match = re.match(r"^---\n(.*?)\n---\n", text, re.DOTALL)
     if not match:
         return {}
     data = yaml.safe_load(match.group(1))

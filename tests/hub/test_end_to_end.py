@@ -101,7 +101,7 @@ def test_track_run_at_pinned_revision_publish_and_download(local_hub, tmp_path, 
 
     out = medbench("hub", "track", "--config", str(config))
     assert f"~ {REPO}: {pinned[:12]} -> {head[:12]}" in out
-    report = json.loads(sorted((tmp_path / "hubcache").glob("leaderboard_report_*.json"))[-1].read_text())
+    report = json.loads(max((tmp_path / "hubcache").glob("leaderboard_report_*.json")).read_text())
     tracked = report["tasks"][0]["models"][0]
     assert tracked["sha"] == head and tracked["license"] == "apache-2.0"
     assert {(r["sha"], r["at_tracked_revision"]) for r in tracked["results"]} == {(pinned, False)}
@@ -121,7 +121,7 @@ def test_track_run_at_pinned_revision_publish_and_download(local_hub, tmp_path, 
                                   endpoint=local_hub.url))
     assert pq.read_table(down / "metrics.parquet").equals(metrics)
     assert (down / "metrics.parquet").read_bytes() == (run_dir / "metrics.parquet").read_bytes()
-    front = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", (down / "README.md").read_text(), re.S).group(1))
+    front = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", (down / "README.md").read_text(), re.DOTALL).group(1))
     assert front["license"] == "other" and "medical-imaging" in front["tags"]
     assert all((down / c["data_files"]).is_file() for c in front["configs"])
     assert front["configs"][0] == {"config_name": "metrics", "data_files": "metrics.parquet", "default": True}

@@ -67,7 +67,7 @@ def test_bad_token_missing_repo_and_revision(local_hub, make_model, tmp_path, mo
 
 
 def test_offline_needs_the_model_in_the_local_cache(local_hub, make_model, tmp_path, monkeypatch):
-    sha = make_model("alice/seg", files={"config.json": "{}", "model.safetensors": b"\1" * 8})
+    sha = make_model("alice/seg", files={"config.json": "{}", "model.safetensors": b"\1" * 8}, license="mit")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _run_fails(_config(tmp_path, hub="alice/seg"), tmp_path, "not in the local Hub cache")
     assert not local_hub.requests_to("GET", r"/api/models/alice/seg")
@@ -76,7 +76,7 @@ def test_offline_needs_the_model_in_the_local_cache(local_hub, make_model, tmp_p
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     n = len(local_hub.requests)
     cached = fetch_model("alice/seg")  # "main" -> sha through the cache's refs
-    assert cached.sha == sha and len(local_hub.requests) == n
+    assert cached.sha == sha and cached.license == "mit" and len(local_hub.requests) == n
 
 
 def test_unreachable_hub_falls_back_to_the_cache(local_hub, make_model):

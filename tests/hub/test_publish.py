@@ -39,7 +39,7 @@ def _publish(*args):
 
 
 def _front(card: str) -> dict:
-    return yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.S).group(1))
+    return yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.DOTALL).group(1))
 
 
 def test_publish_is_one_commit_and_republishing_makes_none(local_hub, run_dir):

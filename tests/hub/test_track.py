@@ -95,7 +95,7 @@ def test_two_snapshots_within_one_second_stay_apart(local_hub, make_model, tmp_p
     make_model("alice/ct-b", **SEG)
     second = track(tasks, hub=settings(), cache_dir=tmp_path, now=taken + timedelta(milliseconds=300))
     assert first.changes["ct-seg"]["new"] == ["alice/ct-a"] and second.changes["ct-seg"]["new"] == ["alice/ct-b"]
-    assert first.report != second.report and sorted(tmp_path.glob("leaderboard_report_*.json"))[-1] == second.report
+    assert first.report != second.report and max(tmp_path.glob("leaderboard_report_*.json")) == second.report
 
 
 def test_offline_without_snapshot_exits_2_and_writes_nothing(local_hub, tmp_path):
