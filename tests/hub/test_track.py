@@ -160,3 +160,16 @@ def test_tracked_ids_use_model_info(local_hub, make_model, tmp_path):
     assert out.exit_code == 0 and "tracked: 1 model(s)" in out.output
     model = json.loads(_reports(tmp_path / "hubcache")[0].read_text())["tasks"][0]["models"][0]
     assert model["id"] == "alice/special" and model["sha"] == sha and model["license"] == "apache-2.0"
+
+
+def test_a_fresh_process_finds_the_hub_through_its_environment(local_hub, make_model, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    make_model("alice/ct-a", **SEG)
+    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "hub", "track", "--config", _config(tmp_path), "-q"],
+                          capture_output=True, text=True, env=dict(os.environ), check=False, timeout=120)
+    assert proc.returncode == 0 and "ct-seg: 1 model(s); 1 new" in proc.stdout, proc.stdout + proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert local_hub.requests_to("GET", r"^/api/models$")[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
