@@ -65,6 +65,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kind": Key("str", "onnx", choices=MODEL_KINDS, help="How the model is given."),
         "path": Key("path", help="Model file (.onnx, .h5, .pt) or Hugging Face model folder.", example="models/baseline.onnx"),
         "id": Key("str", help="Hugging Face Hub id (kind huggingface; fetched only when no path is given)."),
+        "hub": Key("str", help="Hugging Face Hub model id owner/name (kind huggingface), downloaded at revision."),
+        "revision": Key("str", "main", help="Hub revision of hub/id: branch, tag or commit sha; the commit sha it "
+                                            "resolves to is recorded in run.json."),
         "task": Key("str", "semantic-segmentation", choices=("semantic-segmentation", "image-classification"),
                     help="Hugging Face task."),
         "input_shape": Key("list[int]", help="TorchScript trace shape N,C,(D,)H,W."),
@@ -107,8 +110,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "task": Key("str", help="Hub task tag tracked for new models, e.g. image-segmentation."),
         "search": Key("str", help="Hub search text for tracked models, e.g. medical."),
         "track": Key("list[str]", help="Hub model ids to track."),
-        "publish": Key("bool", False, help="Publish results after each run."),
+        "publish": Key("bool", False, help="Publish each finished run to hub_repo (medbench hub publish)."),
+        "tasks": Key("list[map]", help="Tracked Hub tasks (medbench hub tasks): name and Hub filters, see "
+                                       "leaderboard.tasks[]; default: the built-in medical-imaging tasks."),
+        "cache_dir": Key("path", help="Folder of the tracking history and reports (default "
+                                      "$MEDBENCH_HUB_CACHE or ~/.cache/medbench-fast/hub)."),
     },
+}
+#: Keys of one ``leaderboard.tasks`` entry (filters of ``HfApi.list_models``).
+TASK_KEYS: dict[str, Key] = {
+    "name": Key("str", required=True, help="Task name, e.g. ct-organ-segmentation."),
+    "description": Key("str", help="One line on what the task is."),
+    "pipeline_tag": Key("str", help="Hub pipeline tag, e.g. image-segmentation."),
+    "tags": Key("list[str]", help="Hub tags every model must have, e.g. [medical]."),
+    "search": Key("str", help="Text the model id must contain."),
+    "library": Key("str", help="Library tag, e.g. transformers or monai."),
+    "sort": Key("str", "downloads", choices=("downloads", "likes", "last_modified", "created_at", "trending_score"),
+                help="Ranking key (descending)."),
+    "limit": Key("int", 50, help="Models kept per task."),
 }
 #: Sections whose value is a list of mappings.
 LIST_SECTIONS = ("models",)
@@ -222,8 +241,16 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: models: duplicate model names {dupes}")
+    if config["leaderboard"]["publish"] and not config["leaderboard"]["hub_repo"]:
+        raise ConfigError(f"{source}: leaderboard.publish: needs leaderboard.hub_repo (the dataset repo owner/name)")
+    for i, task in enumerate(config["leaderboard"]["tasks"] or []):
+        config["leaderboard"]["tasks"][i] = _section(task, TASK_KEYS, f"{source}: leaderboard.tasks[{i}]", base)
     for i, model in enumerate(config["models"]):
-        if model["path"] is None and not (model["kind"] == "huggingface" and model["id"]):
+        if model["hub"] is not None and (model["kind"] != "huggingface" or model["path"] or model["id"]):
+            raise ConfigError(f"{source}: models[{i}].hub: only for kind 'huggingface', without path or id")
+        if model["hub"] is not None and model["hub"].count("/") != 1:
+            raise ConfigError(f"{source}: models[{i}].hub: expected a Hub model id owner/name, got {model['hub']!r}")
+        if model["path"] is None and not (model["kind"] == "huggingface" and (model["id"] or model["hub"])):
             raise ConfigError(f"{source}: models[{i}].path: required for kind {model['kind']!r}")
         if model["kind"] == "torchscript" and not model["input_shape"]:
             raise ConfigError(f"{source}: models[{i}].input_shape: required for kind 'torchscript'")

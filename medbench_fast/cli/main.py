@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("medbench_fast.cli.report:report", "Rebuild a run folder's CSV, JSON and HTML reports from its Parquet files."),
     "compare": ("medbench_fast.cli.compare:compare", "Put two or more runs side by side, with paired tests between models."),
     "estimate": ("medbench_fast.cli.estimate:estimate", "Predict the wall time of a bigger run from a measured one."),
+    "hub": ("medbench_fast.cli.hub:hub", "Hugging Face Hub: list tracked tasks, track models, publish a run."),
 }
 
 

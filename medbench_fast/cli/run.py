@@ -114,6 +114,11 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     click.echo(f"{result.n_cases} (model, case) pairs, {result.n_failed} failed -> {result.run_dir}")
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")
+    if config["leaderboard"]["publish"]:
+        from medbench_fast.cli.hub import publish
+
+        click.get_current_context().invoke(publish, run_dir=str(result.run_dir),
+                                           repo_id=config["leaderboard"]["hub_repo"])
     finish(result.n_failed, allow_failures, f"{result.run_dir}/cases.parquet")
 
 

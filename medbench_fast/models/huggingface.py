@@ -24,6 +24,7 @@ from medbench_fast.models.spec import (
     ModelSpec,
     OutputSpec,
     StrategySpec,
+    spec_path_for,
 )
 
 TASKS = ("semantic-segmentation", "image-classification")
@@ -144,3 +145,35 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
         return spec
 
     return cached_export("huggingface", [folder], options, out, build, cache_dir=cache_dir, force=force)
+
+
+def export_hub(repo_id: str, revision: str, out: str | os.PathLike, *, task: str, name: str, cache_dir=None,
+               force: bool = False) -> tuple[Path, ModelSpec, bool]:
+    """Export a Hub model at ``revision`` (branch, tag or sha), cached by the commit sha it resolves to.
+
+    The snapshot comes from :func:`medbench_fast.hub.download.fetch_model` (only the files the
+    export needs); the export is :func:`export_hf`'s; the spec's ``source`` records the repo,
+    the revision asked for, the commit sha and the license. Returns ``(onnx path, spec, cache hit)``.
+    """
+    import shutil
+
+    from medbench_fast.hub.client import HubError
+    from medbench_fast.hub.download import fetch_model
+
+    try:
+        snapshot = fetch_model(repo_id, revision)
+    except HubError as exc:
+        raise ModelError(str(exc)) from None
+    options = {"task": task, "name": name, **snapshot.source(), "revision": None}
+
+    def build(onnx_path: Path) -> ModelSpec:
+        inner = onnx_path.parent / "export"
+        _, spec, _ = export_hf(snapshot.folder, onnx_path, task=task, name=name, cache_dir=inner, force=True)
+        shutil.rmtree(inner)
+        spec.source.update(snapshot.source())
+        return spec
+
+    path, spec, hit = cached_export("huggingface-hub", [], options, out, build, cache_dir=cache_dir, force=force)
+    spec.source["revision"] = revision  # the sha keys the cache; the revision asked for is this call's
+    spec.to_json(spec_path_for(path))
+    return path, spec, hit

@@ -238,16 +238,28 @@ def _dl(items: dict) -> str:
     return f"<dl>{rows}</dl>" if rows else ""
 
 
+def _hub_source(m: dict) -> dict:
+    """The Hub provenance of a run.json model entry (``hub``, ``revision``, ``sha``, ``license``), or {}."""
+    spec = m.get("spec") if isinstance(m.get("spec"), dict) else {}
+    source = spec.get("source") if isinstance(spec.get("source"), dict) else {}
+    return source if source.get("hub") else {}
+
+
 def _model_table(models: dict) -> str:
     rows = []
+    models = {name: m if isinstance(m, dict) else {} for name, m in models.items()}
+    hub = any(_hub_source(m) for m in models.values())
     for name, m in sorted(models.items()):
-        m = m if isinstance(m, dict) else {}
         providers = m.get("providers_in_use")
-        rows.append("<tr>" + text_cell(name, "model") + text_cell(m.get("kind"))
+        source = _hub_source(m)
+        hub_cells = (text_cell(f"{source['hub']}@{str(source.get('sha'))[:12]}" if source else None)
+                     + text_cell(source.get("license") or ("unknown" if source else None))) if hub else ""
+        rows.append("<tr>" + text_cell(name, "model") + text_cell(m.get("kind")) + hub_cells
                     + text_cell(", ".join(map(str, providers)) if isinstance(providers, list) else providers)
                     + num_cell(m.get("session_s"), 3) + num_cell(m.get("cold_start_s"), 3) + "</tr>")
-    header = [("Model", "text", None), ("Kind", "text", None), ("Providers in use", "text", None),
-              ("Session s", "num", "asc"), ("Cold start s", "num", "asc")]
+    header = [("Model", "text", None), ("Kind", "text", None),
+              *([("Hub source", "text", None), ("License", "text", None)] if hub else []),
+              ("Providers in use", "text", None), ("Session s", "num", "asc"), ("Cold start s", "num", "asc")]
     return "<h3>Models</h3>" + table(header, rows)
 
 

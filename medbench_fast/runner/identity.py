@@ -40,8 +40,7 @@ def _options_components(options, threshold: float | None) -> dict:
 
 def _model_components(entry: dict) -> dict:
     """A model's config entry and the sha256 of its source file or folder."""
-    record = {k: entry.get(k) for k in ("kind", "path", "id", "task", "node_label", "input_shape", "spec")
-              if entry.get(k) is not None}
+    record = {k: v for k, v in entry.items() if k not in ("name", "note") and v is not None}
     path = entry.get("path")
     if path:
         p = Path(path)
@@ -69,6 +68,11 @@ def evaluate_fingerprint(pred_dir, ref_dir, model: str, options, case_ids=None) 
                   "case_ids": None if case_ids is None else sorted(case_ids),
                   **flatten("options", _options_components(options, None))}
     return Fingerprint(components)
+
+
+def _has_results(run_dir: Path) -> bool:
+    """Whether any part (of any namespace) was written: a run without one has no result to lose."""
+    return any((run_dir / "parts").glob("*/part-*.parquet"))
 
 
 def _holds_run(run_dir: Path) -> bool:
@@ -133,7 +137,7 @@ class RunFolder:
                                      f"change its fingerprint:\n  " + "\n  ".join(diffs))
             return recorded
         if _holds_run(self.path):
-            if overwrite:
+            if overwrite or not _has_results(self.path):  # a run that stopped before its first case is replaced
                 self._replace()
                 return {}
             previous = Fingerprint.from_dict(recorded.get("fingerprint"))

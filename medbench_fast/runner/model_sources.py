@@ -59,6 +59,13 @@ class TorchScriptSource(ModelSource):
 
 class HuggingFaceSource(ModelSource):
     def onnx(self, export_dir):
+        hub_id = self.entry.get("hub") or (None if self.entry.get("path") else self.entry.get("id"))
+        if hub_id:  # a Hub model at a revision: the commit sha it resolves to goes into the spec's source
+            from medbench_fast.models.huggingface import export_hub
+
+            path, spec, _ = export_hub(hub_id, self.entry.get("revision") or "main", export_dir / f"{self.name}.onnx",
+                                       task=self.entry["task"], name=self.name)
+            return path, self._spec_override(spec)
         from medbench_fast.models.huggingface import export_hf
 
         path, spec, _ = export_hf(self.entry.get("path") or self.entry["id"], export_dir / f"{self.name}.onnx",
