@@ -71,6 +71,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "prefetch": Key("int", 2, help="Cases read ahead of the model (bounds memory)."),
         "write_every": Key("int", 8, help="Cases per Parquet part file."),
         "threshold": Key("float", 0.5, help="Decision threshold of case-level scores."),
+        "precision": Key("list[str]", choices=("fp32", "fp16"),
+                         help="Run every model at each precision, e.g. [fp32, fp16], and compare them (overrides fp16)."),
+        "strict_providers": Key("bool", help="Stop before the first case unless the first provider is in use for "
+                                             "every model and no node falls back to the CPU (default: on for GPU providers)."),
+        "cudnn_search": Key("str", "exhaustive", choices=("exhaustive", "heuristic", "default"),
+                            help="cuDNN convolution algorithm search (CUDA)."),
+        "tf32": Key("bool", False, help="Allow TF32 tensor cores for float32 work (CUDA, Ampere and newer)."),
+        "postprocess": Key("str", "graph", choices=("graph", "host"),
+                           help="Activation, resize and argmax appended to the model's graph where the spec allows, or in numpy."),
     },
     "output": {
         "dir": Key("path", "runs", help="Folder that receives one sub-folder per run."),

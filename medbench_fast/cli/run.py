@@ -20,11 +20,15 @@ from medbench_fast.cli.options import cache_dir_option, make_cache, no_cache_opt
 @click.option("--provider", "providers", help="Overrides benchmark.providers, e.g. cuda,cpu.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Finish an interrupted run in this folder; finished (model, case) pairs are skipped.")
+@click.option("--precision", "precision",
+              help="Overrides benchmark.precision: fp32,fp16 runs every model in both and compares them.")
+@click.option("--strict-providers/--no-strict-providers", default=None,
+              help="Overrides benchmark.strict_providers (default: strict when a GPU provider is requested).")
 @cache_dir_option
 @no_cache_option
 @quiet_option
-def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, providers, resume_dir, cache_dir,
-        no_cache, quiet):
+def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, providers, resume_dir, precision,
+        strict_providers, cache_dir, no_cache, quiet):
     """Run every model of the config on every case and write the run folder.
 
     The run folder holds run.json, metrics.parquet, cases.parquet, latency.parquet
@@ -36,11 +40,13 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
       medbench config init > benchmark_config.yaml
       medbench run --config benchmark_config.yaml
       medbench run --config benchmark_config.yaml --max-cases 10 --models baseline --provider cuda,cpu
+      medbench run --config benchmark_config.yaml --provider cuda --precision fp32,fp16
       medbench run --resume runs/20261128T101500Z-3fa2c1
     """
     from medbench_fast.config import ConfigError, load_config, validate
     from medbench_fast.models.spec import ModelError
     from medbench_fast.runner.pipeline import run_benchmark
+    from medbench_fast.runner.precision import expand_precisions, parse_precisions
     from medbench_fast.store.run_info import read_run_json
 
     try:
@@ -63,7 +69,12 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
         if providers:
             config["benchmark"]["providers"] = [p.strip() for p in providers.split(",") if p.strip()]
             validate({"benchmark": {"providers": config["benchmark"]["providers"]}}, source="--provider")
+        if strict_providers is not None:
+            config["benchmark"]["strict_providers"] = strict_providers
         names = [m.strip() for m in model_names.split(",")] if model_names else None
+        pairs = expand_precisions(config, parse_precisions(precision) or config["benchmark"].get("precision"))
+        if names and pairs:
+            names = [v for base in names for v in pairs.get(base, {base: base}).values()]
         result = run_benchmark(config, config_text=text, run_dir=resume_dir or out_dir, resume=bool(resume_dir),
                                models=names, progress=False if quiet else None, cache=make_cache(cache_dir, no_cache))
     except (ConfigError, ModelError, ValueError) as exc:
@@ -77,6 +88,13 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
 
         print_label_table(result.run_dir)
         print_classification_table(result.run_dir)
+    if len(next(iter(pairs.values()), {})) > 1:
+        from medbench_fast.runner.precision import format_report, precision_report
+
+        report = precision_report(result.run_dir, pairs)
+        result.files.update(precision=result.run_dir / "precision.csv")
+        if not quiet:
+            click.echo(format_report(report))
     click.echo(f"{result.n_cases} (model, case) pairs, {result.n_failed} failed -> {result.run_dir}")
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")

@@ -78,15 +78,28 @@ SOURCES = {"onnx": OnnxSource, "torchscript": TorchScriptSource, "huggingface": 
            "aiene": AieneSource}
 
 
+def gpu_settings(benchmark: dict):
+    """The GPU options of a validated ``benchmark`` config section."""
+    from medbench_fast.models.providers import GpuSettings
+
+    return GpuSettings(cudnn_search=benchmark.get("cudnn_search") or "exhaustive", tf32=bool(benchmark.get("tf32")),
+                       strict=benchmark.get("strict_providers"))
+
+
 def open_model(entry: dict, *, export_dir: Path, benchmark: dict):
-    """Export (cached) and load the model of a config entry; errors name the model."""
+    """Export (cached) and load the model of a config entry; errors name the model.
+
+    The entry's ``precision`` (set by :func:`~medbench_fast.runner.precision.expand_precisions`)
+    wins over ``benchmark.fp16``."""
     from medbench_fast.models import load_model
 
     source = SOURCES[entry["kind"]](entry)
+    fp16 = entry["precision"] == "fp16" if entry.get("precision") else bool(benchmark["fp16"])
     try:
         path, spec = source.onnx(export_dir)
         model = load_model(path, providers=tuple(benchmark["providers"]), spec=spec, threads=benchmark["threads"],
-                           fp16=benchmark["fp16"], spin=False)
+                           fp16=fp16, spin=False, gpu=gpu_settings(benchmark),
+                           postprocess=benchmark.get("postprocess") or "graph")
     except ModelError as exc:
         raise ModelError(f"model {entry['name']!r}: {exc}") from None
     model.name = entry["name"]

@@ -209,7 +209,8 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         loaded_models[entry["name"]] = model
         model_info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
                                      "session_s": (time.perf_counter_ns() - t0) / 1e9,
-                                     "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict()}
+                                     "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict(),
+                                     **model.run_facts()}
     writer = _Writer(run_dir, schema, bench["write_every"])
     todo = [c for c in cases if any((name, c.case_id) not in done for name in loaded_models)]
     stamp = {"run_id": run_id}
