@@ -14,8 +14,8 @@ Two kinds, chosen by the strategy (:func:`plan_postprocessing`):
 The resizes follow :func:`medbench_fast.models.transforms.resize`: ``half_pixel``
 coordinates, edge clamping, and nearest as ``floor((i + 0.5) * n_in / n_out)``
 (``round_prefer_ceil``). Graphs whose default-domain opset is below 13 (single-axis
-Softmax, Squeeze axes as input) or whose score output has an unknown channel count keep
-the host path.
+Softmax, Squeeze axes as input) or whose score output has an unknown channel count (taken
+from the spec's ``source.id2label`` for Hugging Face exports) keep the host path.
 """
 
 from __future__ import annotations
@@ -71,9 +71,14 @@ def plan_postprocessing(spec: ModelSpec, graph) -> PostOps | None:
         return None
     dims = value.type.tensor_type.shape.dim
     rank = 2 if s.type == "slice2d" else 3
-    if len(dims) != rank + 2 or not dims[1].HasField("dim_value"):
+    if len(dims) != rank + 2:
         return None
-    channels = int(dims[1].dim_value)
+    if dims[1].HasField("dim_value"):
+        channels = int(dims[1].dim_value)
+    elif isinstance(spec.source.get("id2label"), dict) and spec.source["id2label"]:  # Hugging Face exports
+        channels = len(spec.source["id2label"])
+    else:
+        return None
     if s.type == "sliding_window":
         inputs = {v.name: v.type.tensor_type.shape.dim for v in graph.graph.input}
         in_dims = list(inputs.get(spec.inputs[0], []))
