@@ -100,8 +100,15 @@ def append_postprocessing(model, ops: PostOps):
     g = model.graph
     nodes, inits = [], []
     x = ops.output
-    if ops.activation == "softmax":
-        nodes.append(helper.make_node("Softmax", [x], ["mb_act"], axis=1))
+    if ops.activation == "softmax":  # spelled out: onnxruntime's Softmax transposes for a non-last axis (5x slower)
+        opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+        inits.append(helper.make_tensor("mb_axes", TensorProto.INT64, [1], [1]))
+        nodes += [helper.make_node("ReduceMax", [x, "mb_axes"], ["mb_max"], keepdims=1) if opset >= 18 else
+                  helper.make_node("ReduceMax", [x], ["mb_max"], axes=[1], keepdims=1),
+                  helper.make_node("Sub", [x, "mb_max"], ["mb_shifted"]),
+                  helper.make_node("Exp", ["mb_shifted"], ["mb_exp"]),
+                  helper.make_node("ReduceSum", ["mb_exp", "mb_axes"], ["mb_sum"], keepdims=1),
+                  helper.make_node("Div", ["mb_exp", "mb_sum"], ["mb_act"])]
         x = "mb_act"
     elif ops.activation == "sigmoid":
         nodes.append(helper.make_node("Sigmoid", [x], ["mb_act"]))

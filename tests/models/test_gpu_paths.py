@@ -132,7 +132,7 @@ def test_graph_postprocessing_equals_host_path(tmp_path, rng, strategy, rank, do
     path = _three_class_graph(tmp_path / "three.onnx", rank, downsample)
     spec = spec_dict(strategy, labels={"1": 3, "2": 5}, **output)
     spec["intensity"] = [{"op": "window", "range": [-300.0, 300.0]}]
-    graph = load_model(path, spec=spec, threads=1)
+    graph = load_model(path, spec=spec, threads=1, postprocess="graph")
     host = load_model(path, spec=spec, threads=1, postprocess="host")
     assert graph.post is not None and host.post is None
     assert graph.session.output_names == [graph.post.result]
@@ -144,9 +144,10 @@ def test_graph_returns_label_bytes_only(make_threshold_onnx, rng):
     model = load_model(make_threshold_onnx(spatial_rank=2, downsample=2), spec=spec_dict({"type": "slice2d"}))
     out = model.session.run({"image": np.zeros((2, 1, 8, 6), np.float32), SIZE_INPUT: np.asarray([8, 6], np.int64)})
     assert model.session.output_names == [LABELS_OUTPUT] and out[0].dtype == np.uint8 and out[0].shape == (2, 8, 6)
-    sliding = load_model(make_threshold_onnx(spatial_rank=3),
-                         spec=spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8]}))
-    assert sliding.session.output_names == [WEIGHTED_OUTPUT]
+    sliding = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8]})
+    path3 = make_threshold_onnx(name="p.onnx", spatial_rank=3)
+    assert load_model(path3, spec=sliding, postprocess="graph").session.output_names == [WEIGHTED_OUTPUT]
+    assert load_model(path3, spec=sliding).post is None  # auto: blending stays in numpy on the CPU
 
 
 def test_sliding_window_blends_in_a_slab(make_threshold_onnx, rng, monkeypatch):
