@@ -78,9 +78,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cudnn_search": Key("str", "exhaustive", choices=("exhaustive", "heuristic", "default"),
                             help="cuDNN convolution algorithm search (CUDA)."),
         "tf32": Key("bool", False, help="Allow TF32 tensor cores for float32 work (CUDA, Ampere and newer)."),
-        "postprocess": Key("str", "auto", choices=("auto", "graph", "host"),
-                           help="Activation, resize and argmax in the model's graph where the spec allows, or in numpy "
-                                "(auto: graph, but sliding-window blending in numpy without a GPU provider)."),
+        "postprocess": Key("str", "graph", choices=("graph", "host"),
+                           help="Activation, resize and argmax in the model's graph where the spec allows, or in numpy."),
     },
     "output": {
         "dir": Key("path", "runs", help="Folder that receives one sub-folder per run."),

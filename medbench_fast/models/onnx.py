@@ -42,7 +42,7 @@ def resolve_spec(path: Path, spec) -> ModelSpec:
 
 def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, threads: int | None = None,
                fp16: bool = False, spin: bool = True, gpu: GpuSettings | None = None,
-               postprocess: str = "auto") -> Model:
+               postprocess: str = "graph") -> Model:
     """Open an ONNX model for inference.
 
     ``path``: an ``.onnx`` file; its spec is ``spec`` (dict or :class:`ModelSpec`) or the
@@ -52,14 +52,12 @@ def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, thread
     options (:class:`~medbench_fast.models.providers.GpuSettings`). ``postprocess``:
     ``graph`` appends activation, resize and argmax (or the blending weight) to the graph
     where the spec allows (:mod:`~medbench_fast.models.postgraph`); ``host`` keeps them in
-    numpy; ``auto`` (default) is ``graph`` except for sliding-window blending without a GPU
-    provider, where onnxruntime's channel softmax on the CPU measured slower than numpy
-    (``bench/bench_postprocess.py``).
+    numpy (``bench/bench_postprocess.py`` measures both).
     Errors (file not ONNX, spec invalid, spec inputs not matching the graph's names, rank
     or fixed sizes) are raised as :class:`ModelError` before any case runs.
     """
-    if postprocess not in ("auto", "graph", "host"):
-        raise ModelError(f"postprocess {postprocess!r} is not 'auto', 'graph' or 'host'")
+    if postprocess not in ("graph", "host"):
+        raise ModelError(f"postprocess {postprocess!r} is not 'graph' or 'host'")
     p = Path(path)
     sniff_model_file(p)
     model_spec = resolve_spec(p, spec)
@@ -68,9 +66,6 @@ def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, thread
     wants_trt = "tensorrt" in providers
     graph = _read_graph(p) if (postprocess != "host" or wants_trt) else None
     post = plan_postprocessing(model_spec, graph) if postprocess != "host" and graph is not None else None
-    if post is not None and post.kind == "weighted" and postprocess == "auto" and \
-            not any(name in ("cuda", "tensorrt") for name in providers):
-        post = None
     trt_shapes = fixed_input_shapes(model_spec, graph) if wants_trt and graph is not None else None
     session = create_session(p, providers=providers, threads=threads, fp16=fp16, spin=spin, gpu=gpu, post=post,
                              trt_shapes=trt_shapes)

@@ -30,6 +30,8 @@ SIZE_INPUT = "medbench_size"
 LABELS_OUTPUT = "medbench_labels"
 WEIGHTED_OUTPUT = "medbench_weighted"
 MIN_OPSET = 13
+#: Bumped whenever the appended nodes change, so derived files in the cache are rebuilt.
+GRAPH_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class PostOps:
         return LABELS_OUTPUT if self.kind == "labels" else WEIGHTED_OUTPUT
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "output": self.output, "activation": self.activation, "channels": self.channels,
+        return {"version": GRAPH_VERSION, "kind": self.kind, "output": self.output, "activation": self.activation, "channels": self.channels,
                 "resample": self.resample, "weight": list(self.weight) if self.weight else None,
                 "sigma_scale": self.sigma_scale}
 

@@ -99,7 +99,7 @@ def open_model(entry: dict, *, export_dir: Path, benchmark: dict):
         path, spec = source.onnx(export_dir)
         model = load_model(path, providers=tuple(benchmark["providers"]), spec=spec, threads=benchmark["threads"],
                            fp16=fp16, spin=False, gpu=gpu_settings(benchmark),
-                           postprocess=benchmark.get("postprocess") or "auto")
+                           postprocess=benchmark.get("postprocess") or "graph")
     except ModelError as exc:
         raise ModelError(f"model {entry['name']!r}: {exc}") from None
     model.name = entry["name"]

@@ -147,7 +147,7 @@ def test_graph_returns_label_bytes_only(make_threshold_onnx, rng):
     sliding = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8]})
     path3 = make_threshold_onnx(name="p.onnx", spatial_rank=3)
     assert load_model(path3, spec=sliding, postprocess="graph").session.output_names == [WEIGHTED_OUTPUT]
-    assert load_model(path3, spec=sliding).post is None  # auto: blending stays in numpy on the CPU
+    assert load_model(path3, spec=sliding, postprocess="host").post is None
 
 
 def test_sliding_window_blends_in_a_slab(make_threshold_onnx, rng, monkeypatch):
