@@ -72,6 +72,8 @@ class DeviceBinding:
                 binding.bind_ortvalue_output(name, value)
             entry[2] = outputs
         result = [value.numpy() for value in outputs]
+        if self.device == "cpu":  # host buffers come back as views of the reused output buffers
+            result = [array.copy() for array in result]
         t3 = time.perf_counter_ns()
         if self.split:
             self.times["h2d_s"] += (t1 - t0) / 1e9

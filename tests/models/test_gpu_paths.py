@@ -396,3 +396,32 @@ def test_fp16_conversion_failure_is_a_model_error(make_threshold_onnx, monkeypat
     monkeypatch.setattr(f16, "convert_float_to_float16", fail)
     with pytest.raises(ModelError, match="cannot be converted to fp16 .*2GB"):
         create_session(make_threshold_onnx(spatial_rank=2), fp16=True)
+
+
+def test_device_binding_against_the_real_onnxruntime_api(make_threshold_onnx, rng):
+    """The same reused binding on onnxruntime's own IOBinding and OrtValue (device "cpu" here)."""
+    import onnxruntime
+
+    session = create_session(make_threshold_onnx(spatial_rank=2, downsample=2), threads=1).session
+    binding = DeviceBinding(session, onnxruntime.OrtValue, device="cpu")
+    binding.split = True
+    for _ in range(2):
+        for shape in [(4, 1, 8, 6), (2, 1, 4, 4)]:
+            x = rng.random(shape, dtype=np.float32)
+            ours = binding.run({"image": x}, ["logits"])[0]
+            np.testing.assert_array_equal(ours, session.run(["logits"], {"image": x})[0])
+    assert len(binding._entries) == 2 and binding.times["calls"] == 4
+
+
+def test_model_through_the_reused_binding_equals_plain_run(make_threshold_onnx, rng):
+    """Label-map graphs (with the int64 output-size input) through the binding, cases of two grids."""
+    import onnxruntime
+
+    path = make_threshold_onnx(spatial_rank=2, downsample=2)
+    spec = spec_dict({"type": "slice2d", "batch_size": 4})
+    bound, plain = load_model(path, spec=spec, threads=1), load_model(path, spec=spec, threads=1)
+    bound.session.binding = DeviceBinding(bound.session.session, onnxruntime.OrtValue, device="cpu")
+    for shape in [(7, 20, 16), (5, 12, 10), (7, 20, 16)]:
+        volume = ct(rng, shape=shape)
+        np.testing.assert_array_equal(bound.predict(volume).label_map.array, plain.predict(volume).label_map.array)
+    assert len(bound.session.binding._entries) == 2
