@@ -64,7 +64,8 @@ def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, thread
     module_name, cls_name = MODEL_CLASSES[model_spec.strategy.type].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     wants_trt = "tensorrt" in providers
-    graph = _read_graph(p) if (postprocess != "host" or wants_trt) else None
+    may_post = postprocess == "graph" and model_spec.output.kind == "segmentation_logits"
+    graph = _read_graph(p) if (may_post or wants_trt) else None
     post = plan_postprocessing(model_spec, graph) if postprocess != "host" and graph is not None else None
     trt_shapes = fixed_input_shapes(model_spec, graph) if wants_trt and graph is not None else None
     session = create_session(p, providers=providers, threads=threads, fp16=fp16, spin=spin, gpu=gpu, post=post,
@@ -76,10 +77,11 @@ def _read_graph(path: Path):
     """The ONNX graph without its external weights, or None if onnx cannot parse it (the
     session's own error then names the problem)."""
     import onnx
+    from google.protobuf.message import DecodeError
 
     try:
         return onnx.load(str(path), load_external_data=False)
-    except Exception:  # protobuf DecodeError and friends: left to onnxruntime to report
+    except (DecodeError, OSError, ValueError):
         return None
 
 
