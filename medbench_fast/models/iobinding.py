@@ -2,7 +2,8 @@
 
 The first call of a signature (output names, input names, shapes and dtypes, and the values
 of small integer inputs, which may set output sizes) creates one
-binding, allocates each input on the device and binds it, and lets onnxruntime allocate
+binding, allocates each input on the device (small integer inputs in host memory, where
+onnxruntime reads shape inputs) and binds it, and lets onnxruntime allocate
 the outputs; those output buffers are then bound for every later call. A call copies the
 inputs into their buffers (host to device), runs, and copies the outputs back (device to
 host), each step timed when :attr:`DeviceBinding.split` is set. At most
@@ -18,6 +19,11 @@ from collections import OrderedDict
 import numpy as np
 
 MAX_SIGNATURES = 8
+
+
+def _is_shape_feed(value: np.ndarray) -> bool:
+    """Small integer inputs (output sizes): kept in host memory, their values part of the signature."""
+    return value.dtype.kind in "iu" and value.size <= 8
 
 
 class DeviceBinding:
@@ -37,7 +43,7 @@ class DeviceBinding:
         self._entries: OrderedDict[tuple, list] = OrderedDict()
 
     def _entry(self, feeds: dict[str, np.ndarray], names: list[str]) -> list:
-        key = (tuple(names), tuple((n, v.shape, v.dtype.str, v.tobytes() if v.dtype.kind in "iu" and v.size <= 8 else None)
+        key = (tuple(names), tuple((n, v.shape, v.dtype.str, v.tobytes() if _is_shape_feed(v) else None)
                                    for n, v in feeds.items()))
         entry = self._entries.get(key)
         if entry is not None:
@@ -46,7 +52,8 @@ class DeviceBinding:
         binding = self.session.io_binding()
         buffers = {}
         for name, value in feeds.items():
-            buffers[name] = self.ortvalue.ortvalue_from_shape_and_type(list(value.shape), value.dtype, self.device,
+            device = "cpu" if _is_shape_feed(value) else self.device  # read on the host (Resize sizes)
+            buffers[name] = self.ortvalue.ortvalue_from_shape_and_type(list(value.shape), value.dtype, device,
                                                                       self.device_id)
             binding.bind_ortvalue_input(name, buffers[name])
         for name in names:

@@ -3,9 +3,12 @@
 Two kinds, chosen by the strategy (:func:`plan_postprocessing`):
 
 - ``labels`` (``slice2d``, ``whole_volume``): activation, resize of the scores to the grid
-  given at run time in the extra int64 input :data:`SIZE_INPUT` (linear, on scores) or
-  argmax first and nearest resize of the classes (``output.resample: nearest``), then
-  argmax (or the 0.5 / 0 threshold of a single channel). The graph returns class indices
+  given at run time (linear, on scores), then argmax (or the 0.5 / 0 threshold of a
+  single channel); or argmax first and nearest resize of the classes
+  (``output.resample: nearest``). The one resize takes its full output shape
+  (``N, C, *spatial``, or ``N, 1, *spatial`` for classes: :meth:`PostOps.size_feed`) from
+  the extra int64 input :data:`SIZE_INPUT`, so the graph holds no shape arithmetic, which
+  the CUDA provider would place on the CPU (and strict providers refuse). The graph returns class indices
   ``(N, *spatial)`` as uint8 (uint16 above 256 classes) in :data:`LABELS_OUTPUT`: 1/C of
   the float bytes, and no host pass over the scores.
 - ``weighted`` (``sliding_window``): activation times the Gaussian blending weight of the
@@ -31,7 +34,7 @@ LABELS_OUTPUT = "medbench_labels"
 WEIGHTED_OUTPUT = "medbench_weighted"
 MIN_OPSET = 13
 #: Bumped whenever the appended nodes change, so derived files in the cache are rebuilt.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class PostOps:
     @property
     def result(self) -> str:
         return LABELS_OUTPUT if self.kind == "labels" else WEIGHTED_OUTPUT
+
+    def size_feed(self, batch: int, spatial) -> dict:
+        """The :data:`SIZE_INPUT` feed for ``batch`` items resized to ``spatial``."""
+        channels = self.channels if self.resample == "linear" else 1
+        return {SIZE_INPUT: np.asarray([batch, channels, *spatial], np.int64)}
 
     def describe(self) -> dict:
         return {"version": GRAPH_VERSION, "kind": self.kind, "output": self.output, "activation": self.activation, "channels": self.channels,
@@ -126,18 +134,11 @@ def append_postprocessing(model, ops: PostOps):
     else:
         class_type = TensorProto.UINT8 if ops.channels <= 256 else TensorProto.INT32
         final_type = TensorProto.UINT8 if ops.channels <= 256 else TensorProto.UINT16
-        inits += [helper.make_tensor("mb_zero", TensorProto.INT64, [1], [0]),
-                  helper.make_tensor("mb_two", TensorProto.INT64, [1], [2]),
-                  helper.make_tensor("mb_axis1", TensorProto.INT64, [1], [1]),
+        inits += [helper.make_tensor("mb_axis1", TensorProto.INT64, [1], [1]),
                   helper.make_tensor("mb_thr", TensorProto.FLOAT, [],
                                      [0.5 if ops.activation != "none" else 0.0])]
-        nodes += [helper.make_node("Shape", [ops.output], ["mb_shape"]),
-                  helper.make_node("Slice", ["mb_shape", "mb_zero", "mb_two"], ["mb_nc"]),
-                  helper.make_node("Concat", ["mb_nc", SIZE_INPUT], ["mb_sizes_scores"], axis=0),
-                  helper.make_node("Slice", ["mb_shape", "mb_zero", "mb_axis1"], ["mb_n"]),
-                  helper.make_node("Concat", ["mb_n", "mb_axis1", SIZE_INPUT], ["mb_sizes_classes"], axis=0)]
         if ops.resample == "linear":
-            nodes.append(helper.make_node("Resize", [x, "", "", "mb_sizes_scores"], ["mb_resized"], mode="linear",
+            nodes.append(helper.make_node("Resize", [x, "", "", SIZE_INPUT], ["mb_resized"], mode="linear",
                                           coordinate_transformation_mode="half_pixel"))
             x = "mb_resized"
         if ops.channels == 1:
@@ -148,13 +149,13 @@ def append_postprocessing(model, ops: PostOps):
                       helper.make_node("Cast", ["mb_argmax"], ["mb_cls"], to=class_type)]
         cls = "mb_cls"
         if ops.resample != "linear":
-            nodes.append(helper.make_node("Resize", [cls, "", "", "mb_sizes_classes"], ["mb_cls_resized"],
+            nodes.append(helper.make_node("Resize", [cls, "", "", SIZE_INPUT], ["mb_cls_resized"],
                                           mode="nearest", coordinate_transformation_mode="half_pixel",
                                           nearest_mode="round_prefer_ceil"))
             cls = "mb_cls_resized"
         nodes.append(helper.make_node("Squeeze", [cls, "mb_axis1"], ["mb_squeezed"]))
         nodes.append(helper.make_node("Cast", ["mb_squeezed"], [LABELS_OUTPUT], to=final_type))
-        g.input.append(helper.make_tensor_value_info(SIZE_INPUT, TensorProto.INT64, [ops.spatial_rank]))
+        g.input.append(helper.make_tensor_value_info(SIZE_INPUT, TensorProto.INT64, [ops.spatial_rank + 2]))
         out_type = helper.make_tensor_value_info(LABELS_OUTPUT, final_type, ["N", *[f"s{i}" for i in range(ops.spatial_rank)]])
     g.node.extend(nodes)
     g.initializer.extend(inits)

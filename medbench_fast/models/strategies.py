@@ -19,7 +19,6 @@ import numpy as np
 
 from medbench_fast.data.reader import Volume
 from medbench_fast.models.base import Model, Prediction
-from medbench_fast.models.postgraph import SIZE_INPUT
 from medbench_fast.models.transforms import (
     activate,
     apply_intensity,
@@ -109,7 +108,7 @@ class SliceModel(_Segmenter):
                 batch = resize(batch, s.input_size, order=1)
             x = to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)
             if self.post is not None:  # class indices at the slice grid, from the graph
-                parts.append(self._run_batch([x], clock, {SIZE_INPUT: np.asarray(hw, np.int64)}))
+                parts.append(self._run_batch([x], clock, self.post.size_feed(s.batch_size, hw)))
                 continue
             out = self._run_batch([x], clock)
             if self._argmax_directly(out, hw):
@@ -276,7 +275,7 @@ class WholeVolumeModel(_Segmenter):
     def _execute(self, state, volume, clock):
         x, transform, oriented_shape = state
         if self.post is not None:
-            classes = self._run([x], clock, {SIZE_INPUT: np.asarray(oriented_shape, np.int64)})[0]
+            classes = self._run([x], clock, self.post.size_feed(1, oriented_shape))[0]
         else:
             classes = self._classes(self._scores(self._run([x], clock))[0], oriented_shape)
         if transform is not None:

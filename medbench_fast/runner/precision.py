@@ -68,16 +68,18 @@ def precision_report(run_dir: str | Path, pairs: dict[str, dict[str, str]]) -> d
     run_dir = Path(run_dir)
     metrics = pq.read_table(run_dir / "metrics.parquet", columns=["model", "case_id", "label", "dice", "hd95"]).to_pylist()
     cases = pq.read_table(run_dir / "cases.parquet", columns=["model", "case_id", "success", "inference_s"]).to_pylist()
-    by_key = {(r["model"], r["case_id"], r["label"]): r for r in metrics}
+    by_label: dict[tuple[str, int], dict[str, dict]] = {}
+    for r in metrics:
+        by_label.setdefault((r["model"], r["label"]), {})[r["case_id"]] = r
     label_rows, speed_rows = [], []
     for base, names in sorted(pairs.items()):
         if "fp32" not in names or "fp16" not in names:
             continue
         ref, half = names["fp32"], names["fp16"]
-        labels = sorted({k[2] for k in by_key if k[0] == ref})
+        labels = sorted(label for model, label in by_label if model == ref)
         for label in labels:
-            paired = [(by_key[(ref, c, label)], by_key[(half, c, label)]) for (m, c, lab) in by_key
-                      if m == ref and lab == label and (half, c, label) in by_key]
+            a_rows, b_rows = by_label[(ref, label)], by_label.get((half, label), {})
+            paired = [(a_rows[c], b_rows[c]) for c in sorted(a_rows) if c in b_rows]
             row = {"model": base, "label": label, "cases": len(paired)}
             for metric in ("dice", "hd95"):
                 a = [p[0][metric] for p in paired]

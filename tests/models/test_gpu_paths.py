@@ -14,7 +14,7 @@ from medbench_fast.data.reader import Volume
 from medbench_fast.models import ModelError, create_session, load_model
 from medbench_fast.models.iobinding import DeviceBinding
 from medbench_fast.models.onnx import fixed_input_shapes
-from medbench_fast.models.postgraph import LABELS_OUTPUT, SIZE_INPUT, WEIGHTED_OUTPUT
+from medbench_fast.models.postgraph import LABELS_OUTPUT, WEIGHTED_OUTPUT
 from medbench_fast.models.providers import (
     GpuSettings,
     provider_options,
@@ -142,7 +142,7 @@ def test_graph_postprocessing_equals_host_path(tmp_path, rng, strategy, rank, do
 
 def test_graph_returns_label_bytes_only(make_threshold_onnx, rng):
     model = load_model(make_threshold_onnx(spatial_rank=2, downsample=2), spec=spec_dict({"type": "slice2d"}))
-    out = model.session.run({"image": np.zeros((2, 1, 8, 6), np.float32), SIZE_INPUT: np.asarray([8, 6], np.int64)})
+    out = model.session.run({"image": np.zeros((2, 1, 8, 6), np.float32), **model.post.size_feed(2, (8, 6))})
     assert model.session.output_names == [LABELS_OUTPUT] and out[0].dtype == np.uint8 and out[0].shape == (2, 8, 6)
     sliding = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8]})
     path3 = make_threshold_onnx(name="p.onnx", spatial_rank=3)
@@ -425,3 +425,23 @@ def test_model_through_the_reused_binding_equals_plain_run(make_threshold_onnx, 
         volume = ct(rng, shape=shape)
         np.testing.assert_array_equal(bound.predict(volume).label_map.array, plain.predict(volume).label_map.array)
     assert len(bound.session.binding._entries) == 2
+
+
+@pytest.mark.parametrize("output", [{}, {"activation": "softmax"}, {"resample": "nearest"}, {"activation": "sigmoid"}])
+def test_appended_nodes_hold_no_shape_arithmetic(tmp_path, output):
+    """The CUDA provider leaves shape subgraphs (Shape -> Slice -> Concat ...) to the CPU,
+    which strict providers refuse: the appended nodes must not need one."""
+    import onnx
+
+    from medbench_fast.models.postgraph import append_postprocessing, plan_postprocessing
+
+    path = _three_class_graph(tmp_path / "three.onnx", 2, downsample=2)
+    spec = ModelSpec.from_dict(spec_dict({"type": "slice2d"}, labels={"1": 3}, **output))
+    model = onnx.load(str(path))
+    before = len(model.graph.node)
+    append_postprocessing(model, plan_postprocessing(spec, model))
+    onnx.checker.check_model(model)
+    added = {n.op_type for n in model.graph.node[before:]}
+    assert not added & {"Shape", "Size", "Slice", "Concat", "Gather", "Unsqueeze", "ConstantOfShape"}
+    assert added <= {"ReduceMax", "Sub", "Exp", "ReduceSum", "Div", "Sigmoid", "Resize", "ArgMax", "Greater", "Cast",
+                     "Squeeze"}
