@@ -24,6 +24,7 @@ threaded kernels also beat single-threaded numpy.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -98,6 +99,7 @@ def main() -> None:
     payload = {"repeat": args.repeat, "threads": args.threads, "cases": {}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MEDBENCH_EXPORT_CACHE"] = str(Path(tmp) / "export-cache")  # derived graphs stay out of the user's cache
         for name, (graph_args, strategy, volume) in cases.items():
             path = build(Path(tmp) / f"{name}.onnx", **graph_args)
             model_spec = spec(name, strategy, graph_args["classes"])
