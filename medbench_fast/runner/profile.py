@@ -89,21 +89,29 @@ class GpuMemory:
             return
         self.uuid = gpu["uuid"]
 
+    def process_mib(self) -> float | None:
+        """This process's entry in the device's compute-process list (MiB), or None."""
+        if self._handle is None:
+            return None
+        try:
+            mine = [p.usedGpuMemory for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+                    if p.pid == os.getpid() and p.usedGpuMemory is not None]
+        except self._nvml.NVMLError:
+            return None
+        return float(sum(mine)) / 2**20 if mine else None
+
     def sample(self) -> float | None:
         """Read this process's GPU memory now (MiB) and update the peak."""
         if self._handle is None:
             return None
-        nvml = self._nvml
-        try:
-            mine = [p.usedGpuMemory for p in nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
-                    if p.pid == os.getpid() and p.usedGpuMemory is not None]
-            if mine:
-                used, self.source = float(sum(mine)), "process"
-            else:
-                used, self.source = float(nvml.nvmlDeviceGetMemoryInfo(self._handle).used - self._baseline), "device_delta"
-        except nvml.NVMLError:
-            return None
-        mib = max(used, 0.0) / 2**20
+        mib = self.process_mib()
+        self.source = "process"
+        if mib is None:
+            try:
+                used = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
+            except self._nvml.NVMLError:
+                return None
+            mib, self.source = max(float(used - self._baseline), 0.0) / 2**20, "device_delta"
         self.peak_mib = mib if self.peak_mib is None else max(self.peak_mib, mib)
         return mib
 

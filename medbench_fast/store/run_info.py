@@ -163,12 +163,19 @@ def gpu_info() -> list[dict] | None:
 
 
 def gpus_used() -> list[dict] | None:
-    """The GPUs this process's sessions ran on (name, UUID, memory), or None."""
+    """The GPUs this process's sessions ran on (name, UUID, memory), or None.
+
+    ``process_memory_end_mib``: this process's GPU memory on it when recorded (NVML); with
+    onnxruntime's arena, which keeps what it grew to, that is about the run's peak.
+    """
     session = sys.modules.get("medbench_fast.models.session")
     ordinals = sorted(getattr(session, "DEVICES_USED", ()))
     if not ordinals:
         return None
-    return [{"cuda_ordinal": i, **(visible_gpu(i) or {"uuid": None})} for i in ordinals]
+    from medbench_fast.runner.profile import GpuMemory
+
+    return [{"cuda_ordinal": i, **(visible_gpu(i) or {"uuid": None}),
+             "process_memory_end_mib": GpuMemory(i).process_mib()} for i in ordinals]
 
 
 def hardware() -> dict:

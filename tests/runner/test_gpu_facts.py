@@ -75,9 +75,11 @@ def test_hardware_records_the_device_used(fake_smi, monkeypatch):
     fake_smi()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     monkeypatch.setattr(session, "DEVICES_USED", {0})
+    nvml = FakeNvml(used=30 << 30, processes=[SimpleNamespace(pid=os.getpid(), usedGpuMemory=5 << 30)])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
     hw = run_info.hardware()
     assert hw["gpus_used"] == [{"cuda_ordinal": 0, "index": 1, "uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB",
-                                "driver": "550.54.15", "memory_total_mib": 40960.0}]
+                                "driver": "550.54.15", "memory_total_mib": 40960.0, "process_memory_end_mib": 5120.0}]
     assert len(hw["gpus"]) == 2
     assert hw["onnxruntime_build"]["version"] == onnxruntime.__version__
 
