@@ -74,6 +74,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "node_label": Key("int", 1, help="AI-ENE: reference label whose connected components are the nodes.", minimum=1),
         "spec": Key("map", help="Model spec (JSON spec fields) or overrides of the exported spec."),
         "note": Key("str", help="Free text shown beside the model in reports, e.g. 'untrained'."),
+        "precision": Key("str", choices=("fp32", "fp16"),
+                         help="This model's precision (set for each variant by benchmark.precision; wins over fp16)."),
     },
     "benchmark": {
         "providers": Key("list[str]", ["cpu"], choices=PROVIDERS, help="Execution providers in order of preference."),
@@ -94,6 +96,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "executor_workers": Key("int", help="CPU workers of the processes/ray executor (default 2).", minimum=1),
         "gpus": Key("str", help="GPUs the processes/ray executor pins workers to: ids such as '0,1' or 'all'."),
         "workers_per_gpu": Key("int", 1, help="Workers per GPU (ray: each gets 1/N of a GPU).", minimum=1),
+        "precision": Key("list[str]", choices=("fp32", "fp16"),
+                         help="Run every model at each precision, e.g. [fp32, fp16], and compare them (overrides fp16)."),
+        "strict_providers": Key("bool", help="Stop before the first case unless the first provider is in use for "
+                                             "every model and no node falls back to the CPU (default: on for GPU providers)."),
+        "cudnn_search": Key("str", "exhaustive", choices=("exhaustive", "heuristic", "default"),
+                            help="cuDNN convolution algorithm search (CUDA)."),
+        "tf32": Key("bool", False, help="Allow TF32 tensor cores for float32 work (CUDA, Ampere and newer)."),
+        "postprocess": Key("str", "graph", choices=("graph", "host"),
+                           help="Activation, resize and argmax in the model's graph where the spec allows, or in numpy."),
     },
     "output": {
         "dir": Key("path", "runs", help="Folder that receives one sub-folder per run."),

@@ -16,8 +16,9 @@ if str(TESTS) not in sys.path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own volume cache folder, never the user's."""
+    """Every test gets its own volume and export cache folders, never the user's."""
     monkeypatch.setenv("MEDBENCH_CACHE_DIR", str(tmp_path / "volume-cache"))
+    monkeypatch.setenv("MEDBENCH_EXPORT_CACHE", str(tmp_path / "export-cache"))
 
 
 @pytest.fixture

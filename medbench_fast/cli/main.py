@@ -60,11 +60,12 @@ class LazyGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
+            from medbench_fast.runner.executors.base import WorkerFailed
             from medbench_fast.store.parts import StoreError
 
             if isinstance(exc, OSError):
                 message = describe_os_error(exc)
-            elif isinstance(exc, StoreError):
+            elif isinstance(exc, (StoreError, WorkerFailed)):
                 message = str(exc)
             else:
                 message = f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"

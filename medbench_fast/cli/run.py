@@ -34,11 +34,16 @@ from medbench_fast.cli.options import cache_dir_option, make_cache, no_cache_opt
 @click.option("--shard", help="Run the K-th of N subsets of the cases (K from 1) into --out, e.g. 2/8; "
                               "consolidate with --resume once all have finished.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some (model, case) pairs failed.")
+@click.option("--precision", "precision",
+              help="Overrides benchmark.precision: fp32,fp16 runs every model in both and compares them.")
+@click.option("--strict-providers/--no-strict-providers", default=None,
+              help="Overrides benchmark.strict_providers (default: strict when a GPU provider is requested).")
 @cache_dir_option
 @no_cache_option
 @quiet_option
 def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, providers, resume_dir, overwrite,
-        executor, gpus, workers_per_gpu, executor_workers, shard, allow_failures, cache_dir, no_cache, quiet):
+        executor, gpus, workers_per_gpu, executor_workers, shard, allow_failures, precision, strict_providers,
+        cache_dir, no_cache, quiet):
     """Run every model of the config on every case and write the run folder.
 
     The run folder holds run.json, metrics.parquet, cases.parquet, latency.parquet
@@ -51,10 +56,12 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
       medbench config init > benchmark_config.yaml
       medbench run --config benchmark_config.yaml
       medbench run --config benchmark_config.yaml --max-cases 10 --models baseline --provider cuda,cpu
+      medbench run --config benchmark_config.yaml --provider cuda --precision fp32,fp16
       medbench run --resume runs/20261128T101500Z-3fa2c1
       medbench run --config c.yaml --executor processes --gpus all --provider cuda,cpu
       medbench run --config c.yaml --executor processes --workers 4
       medbench run --config c.yaml --out runs/big --shard 3/8     # one shard of a batch job
+      medbench run --config benchmark_config.yaml --provider cuda --precision fp32,fp16
 
     Exit codes: 0 all pairs succeeded, 1 stopped on an error, 2 usage/config/run-folder
     error, 3 finished with failed pairs (0 with --allow-failures), 130 interrupted.
@@ -63,6 +70,7 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     from medbench_fast.config import load_config, preflight, validate
     from medbench_fast.runner.pipeline import run_benchmark
     from medbench_fast.runner.plan import Shard
+    from medbench_fast.runner.precision import expand_precisions, parse_precisions, recorded_precisions
 
     if resume_dir and out_dir:
         raise click.UsageError("give --resume RUN_DIR or --out RUN_DIR, not both")
@@ -82,8 +90,16 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
         if providers:
             config["benchmark"]["providers"] = [p.strip() for p in providers.split(",") if p.strip()]
             validate({"benchmark": {"providers": config["benchmark"]["providers"]}}, source="--provider")
+        if strict_providers is not None:
+            config["benchmark"]["strict_providers"] = strict_providers
         preflight(config, source=config_path or f"{resume_dir}/run.json")
         names = [m.strip() for m in model_names.split(",")] if model_names else None
+        if precision and resume_dir:
+            raise click.UsageError("--resume runs the recorded models; --precision is recorded with them")
+        pairs = expand_precisions(config, parse_precisions(precision) or config["benchmark"].get("precision"))
+        if names and pairs:
+            names = [v for base in names for v in pairs.get(base, {base: base}).values()]
+        pairs = pairs or recorded_precisions(config)
         scale = _scale_options(config, executor, gpus, workers_per_gpu, executor_workers)
         scale.check()
         shard_of = Shard.parse(shard) if shard else None
@@ -111,6 +127,13 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
 
         print_label_table(result.run_dir)
         print_classification_table(result.run_dir)
+    if len(next(iter(pairs.values()), {})) > 1:
+        from medbench_fast.runner.precision import format_report, precision_report
+
+        report = precision_report(result.run_dir, pairs)
+        result.files.update(precision=result.run_dir / "precision.csv")
+        if not quiet:
+            click.echo(format_report(report))
     click.echo(f"{result.n_cases} (model, case) pairs, {result.n_failed} failed -> {result.run_dir}")
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")

@@ -5,6 +5,12 @@ A :class:`Model` owns one :class:`~medbench_fast.models.session.OrtSession` and 
 -> model-ready arrays; timed as ``preprocess_s``) and ``_execute`` (runs the session through
 :meth:`Model._run` and builds the result). ``inference_s`` is the time spent inside
 ``session.run`` only; everything else in ``_execute`` is ``postprocess_s``.
+
+Fixed shapes: strategies send batches through :meth:`Model._run_batch`, which pads the
+last batch to ``strategy.batch_size`` and drops the padding from the output, so a model
+sees one input shape per case grid. On a GPU, the first call of every new input shape is
+run once untimed before the timed call (cuDNN's algorithm search, a TensorRT engine
+build), and recorded in :attr:`Model.shape_warmups`, never in ``inference_s``.
 """
 
 from __future__ import annotations
@@ -45,10 +51,11 @@ class Prepared:
 
 
 class _Clock:
-    __slots__ = ("inference_s",)
+    __slots__ = ("inference_s", "excluded_s")
 
     def __init__(self):
         self.inference_s = 0.0
+        self.excluded_s = 0.0  # untimed first runs of new shapes
 
 
 class Model:
@@ -63,7 +70,13 @@ class Model:
         self.name = spec.name
         self.providers_in_use = list(session.providers_in_use)
         self.output_kind = "case_scores" if spec.output.kind == "case_scores" else "label_map"
-        self._output_name = spec.output.name or session.output_names[0]
+        self.post = getattr(session, "post", None)
+        self._output_name = self.post.result if self.post else (spec.output.name or session.output_names[0])
+        #: Run each new input shape once untimed first (on by default on a GPU).
+        self.warm_new_shapes = session.device == "cuda"
+        #: ``{"shapes": ..., "seconds": ...}`` per untimed first run of a new shape.
+        self.shape_warmups: list[dict] = []
+        self._seen_shapes: set[tuple] = set()
         if self._output_name not in session.output_names:
             raise ModelError(f"{session.path}: spec output {self._output_name!r} not among the model's outputs "
                              f"{session.output_names}")
@@ -142,7 +155,7 @@ class Model:
         prediction = self._execute(prepared.state, prepared.volume, clock)
         t2 = time.perf_counter()
         prediction.timings = {"preprocess_s": prepared.preprocess_s, "inference_s": clock.inference_s,
-                              "postprocess_s": max(t2 - t1 - clock.inference_s, 0.0)}
+                              "postprocess_s": max(t2 - t1 - clock.inference_s - clock.excluded_s, 0.0)}
         return prediction
 
     def warmup(self, volume: Volume, mask: Volume | None = None, n: int = 1) -> None:
@@ -150,12 +163,41 @@ class Model:
         for _ in range(n):
             self.predict(volume, mask)
 
-    def _run(self, arrays: list[np.ndarray], clock: _Clock) -> np.ndarray:
+    def run_facts(self) -> dict:
+        """What ``run.json`` records about this model's session beyond its providers."""
+        return {"precision": getattr(self.session, "precision", "fp32"),
+                "provider_options": getattr(self.session, "provider_options", {}),
+                "postprocess": "graph" if self.post else "host"}
+
+    def _run(self, arrays: list[np.ndarray], clock: _Clock, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """One timed session call; ``extra``: feeds beyond the spec's inputs (e.g. the output size)."""
         feeds = dict(zip(self.spec.inputs, arrays))
+        if extra:
+            feeds.update(extra)
+        names = [self._output_name]
+        if self.warm_new_shapes:
+            key = tuple((n, v.shape, v.tobytes() if v.dtype.kind in "iu" and v.size <= 8 else None)
+                        for n, v in feeds.items())
+            if key not in self._seen_shapes:
+                t0 = time.perf_counter()
+                self.session.run(feeds, names)
+                seconds = time.perf_counter() - t0
+                clock.excluded_s += seconds
+                self._seen_shapes.add(key)
+                self.shape_warmups.append({"shapes": {n: list(v.shape) for n, v in feeds.items()}, "seconds": seconds})
         t0 = time.perf_counter()
-        out = self.session.run(feeds, [self._output_name])[0]
+        out = self.session.run(feeds, names)[0]
         clock.inference_s += time.perf_counter() - t0
         return out
+
+    def _run_batch(self, arrays: list[np.ndarray], clock: _Clock,
+                   extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """:meth:`_run` on a batch padded with zeros to ``strategy.batch_size`` items; the
+        output keeps the real items only."""
+        n, size = arrays[0].shape[0], self.spec.strategy.batch_size
+        if n < size:
+            arrays = [np.concatenate([a, np.zeros((size - n,) + a.shape[1:], a.dtype)]) for a in arrays]
+        return self._run(arrays, clock, extra)[:n]
 
     def _prepare(self, volume: Volume, mask: Volume | None):
         raise NotImplementedError

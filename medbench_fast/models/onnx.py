@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from medbench_fast.models.base import Model
+from medbench_fast.models.postgraph import plan_postprocessing
+from medbench_fast.models.providers import GpuSettings
 from medbench_fast.models.session import create_session, sniff_model_file
 from medbench_fast.models.spec import ModelError, ModelSpec, spec_path_for
 
@@ -39,20 +41,73 @@ def resolve_spec(path: Path, spec) -> ModelSpec:
 
 
 def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, threads: int | None = None,
-               fp16: bool = False, spin: bool = True) -> Model:
+               fp16: bool = False, spin: bool = True, gpu: GpuSettings | None = None,
+               postprocess: str = "graph") -> Model:
     """Open an ONNX model for inference.
 
     ``path``: an ``.onnx`` file; its spec is ``spec`` (dict or :class:`ModelSpec`) or the
     ``<name>.spec.json`` file beside it. ``providers``: ``tensorrt``/``cuda``/``cpu`` in order
     of preference. ``threads``: intra-op threads. ``fp16``: run in half precision.
-    ``spin``: see :func:`~medbench_fast.models.session.create_session`.
+    ``spin``: see :func:`~medbench_fast.models.session.create_session`. ``gpu``: GPU
+    options (:class:`~medbench_fast.models.providers.GpuSettings`). ``postprocess``:
+    ``graph`` appends activation, resize and argmax (or the blending weight) to the graph
+    where the spec allows (:mod:`~medbench_fast.models.postgraph`); ``host`` keeps them in
+    numpy (``bench/bench_postprocess.py`` measures both).
     Errors (file not ONNX, spec invalid, spec inputs not matching the graph's names, rank
     or fixed sizes) are raised as :class:`ModelError` before any case runs.
     """
+    if postprocess not in ("graph", "host"):
+        raise ModelError(f"postprocess {postprocess!r} is not 'graph' or 'host'")
     p = Path(path)
     sniff_model_file(p)
     model_spec = resolve_spec(p, spec)
     module_name, cls_name = MODEL_CLASSES[model_spec.strategy.type].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    session = create_session(p, providers=providers, threads=threads, fp16=fp16, spin=spin)
+    wants_trt = "tensorrt" in providers
+    may_post = postprocess == "graph" and model_spec.output.kind == "segmentation_logits"
+    graph = _read_graph(p) if (may_post or wants_trt) else None
+    post = plan_postprocessing(model_spec, graph) if postprocess != "host" and graph is not None else None
+    trt_shapes = fixed_input_shapes(model_spec, graph) if wants_trt and graph is not None else None
+    session = create_session(p, providers=providers, threads=threads, fp16=fp16, spin=spin, gpu=gpu, post=post,
+                             trt_shapes=trt_shapes)
     return cls(session, model_spec)
+
+
+def _read_graph(path: Path):
+    """The ONNX graph without its external weights, or None if onnx cannot parse it (the
+    session's own error then names the problem)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError):
+        return None
+
+
+def fixed_input_shapes(spec: ModelSpec, graph) -> dict[str, list[int]] | None:
+    """Input name -> the one shape the model will see (batch padded to ``strategy.batch_size``,
+    1 for ``whole_volume``; dynamic spatial axes from ``input_size``/``patch_size``), for
+    TensorRT's profile shapes; None when a size is known only per case."""
+    s = spec.strategy
+    batch = 1 if s.type == "whole_volume" else s.batch_size
+    sizes = s.patch_size if s.type == "sliding_window" else s.input_size
+    shapes = {}
+    inputs = {v.name: v for v in graph.graph.input}
+    for name in spec.inputs:
+        if name not in inputs:
+            return None
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[name].type.tensor_type.shape.dim]
+        if len(dims) < 3:
+            return None
+        spatial_axes = range(2, len(dims)) if spec.layout == "channels_first" else range(1, len(dims) - 1)
+        channel_axis = 1 if spec.layout == "channels_first" else len(dims) - 1
+        shape = [batch] + dims[1:]
+        shape[channel_axis] = shape[channel_axis] or spec.channels
+        for k, axis in enumerate(spatial_axes):
+            if shape[axis] is None:
+                if sizes is None or k >= len(sizes):
+                    return None
+                shape[axis] = int(sizes[k])
+        shapes[name] = [int(d) for d in shape]
+    return shapes

@@ -1,10 +1,13 @@
 """The one ONNX Runtime session factory.
 
-Providers are named ``tensorrt``, ``cuda`` and ``cpu`` and tried in the order given. After
-the session exists, :attr:`OrtSession.providers_in_use` is read from
-``session.get_providers()``: the GPU wheel lists CUDA even on machines where it falls
-back to CPU, so the requested list is never trusted. A warning names every requested
-provider that is not in use. On CUDA, inputs and outputs go through IO binding.
+Providers are named ``tensorrt``, ``cuda`` and ``cpu`` and tried in the order given
+(:mod:`~medbench_fast.models.providers` holds the rules: CUDA after TensorRT, strict
+checks, cuDNN/TF32 options, TensorRT caches). After the session exists,
+:attr:`OrtSession.providers_in_use` is read from ``session.get_providers()``: the GPU
+wheel lists CUDA even on machines where it falls back to CPU, so the requested list is
+never trusted. Strict sessions (the default for GPU providers) stop with a
+:class:`ModelError` naming the missing libraries; others warn. On a GPU, inputs and
+outputs go through a reused IO binding (:class:`~medbench_fast.models.iobinding.DeviceBinding`).
 """
 
 from __future__ import annotations
@@ -15,14 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench_fast.models.derived import derived_model
+from medbench_fast.models.iobinding import DeviceBinding
+from medbench_fast.models.postgraph import PostOps
+from medbench_fast.models.providers import (
+    GPU_PROVIDERS,
+    PROVIDER_NAMES,
+    GpuSettings,
+    explain_unavailable,
+    file_sha256,
+    full_names,
+    is_strict,
+    load_gpu_libraries,
+    provider_options,
+    provider_order,
+    trt_cache_folder,
+)
 from medbench_fast.models.spec import ModelError
 
-PROVIDER_NAMES = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+_NO_FALLBACK = "fallback to CPU EP has been explicitly disabled"
+#: CUDA ordinals that sessions of this process run on (``run.json`` records these GPUs).
+DEVICES_USED: set[int] = set()
 
 
 def import_onnxruntime():
@@ -53,11 +70,15 @@ def sniff_model_file(path: Path) -> None:
 class OrtSession:
     """An ``onnxruntime.InferenceSession`` with the providers actually in use recorded.
 
-    ``run(feeds)`` takes ``{input name: float32 array}`` and returns the outputs as numpy
-    arrays in ``output_names`` order (all outputs, or ``outputs`` if given).
+    ``run(feeds)`` takes ``{input name: array}`` and returns the outputs as numpy arrays in
+    ``output_names`` order (all outputs, or ``outputs`` if given). ``provider_options``:
+    the options in force per provider in use. ``precision``: ``fp32`` or ``fp16``.
+    ``binding``: the reused IO binding on a GPU (``None`` on the CPU); set
+    ``binding.split = True`` to time host-to-device, device and device-to-host apart.
     """
 
-    def __init__(self, session, path: Path, requested: list[str]):
+    def __init__(self, session, path: Path, requested: list[str], *, provider_options: dict | None = None,
+                 device_id: int = 0, precision: str = "fp32", post: PostOps | None = None, ortvalue=None):
         self.session = session
         self.path = path
         self.providers_requested = requested
@@ -65,7 +86,17 @@ class OrtSession:
         self.inputs = {i.name: i for i in session.get_inputs()}
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
-        self.device = "cuda" if self.providers_in_use[0] in (PROVIDER_NAMES["cuda"], PROVIDER_NAMES["tensorrt"]) else "cpu"
+        self.device = "cuda" if self.providers_in_use[0] in GPU_PROVIDERS else "cpu"
+        self.device_id = device_id
+        self.precision = precision
+        self.post = post
+        in_force = session.get_provider_options() if hasattr(session, "get_provider_options") else provider_options
+        self.provider_options = {k: dict(v) for k, v in (in_force or {}).items() if k in self.providers_in_use}
+        self.binding = None
+        if self.device == "cuda":
+            if ortvalue is None:
+                ortvalue = import_onnxruntime().OrtValue
+            self.binding = DeviceBinding(session, ortvalue, device_id)
 
     def end_profiling(self) -> str | None:
         """Finish onnxruntime profiling (when enabled) and return the JSON file's path."""
@@ -73,26 +104,26 @@ class OrtSession:
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         names = outputs or self.output_names
-        if self.device == "cpu":
+        if self.binding is None:
             return self.session.run(names, feeds)
-        binding = self.session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        for name in names:
-            binding.bind_output(name, "cuda")
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()
+        return self.binding.run(feeds, names)
 
 
 def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int | None = None,
                    graph_optimization: str = "all", fp16: bool = False,
-                   profile_prefix: str | os.PathLike | None = None, spin: bool = True) -> OrtSession:
+                   profile_prefix: str | os.PathLike | None = None, spin: bool = True,
+                   gpu: GpuSettings | None = None, post: PostOps | None = None,
+                   trt_shapes: dict[str, list[int]] | None = None) -> OrtSession:
     """Create an :class:`OrtSession` for the ONNX file ``path``.
 
-    ``providers``: short names in order of preference (``tensorrt``, ``cuda``, ``cpu``);
-    CPU is always appended as the last fallback. ``threads``: intra-op threads (``None`` =
-    onnxruntime's default). ``fp16``: convert float weights and activations to float16
-    (inputs and outputs stay float32); on TensorRT its own fp16 mode is enabled instead.
+    ``providers``: short names in order of preference (``tensorrt``, ``cuda``, ``cpu``).
+    ``threads``: intra-op threads (``None`` = onnxruntime's default). ``fp16``: convert
+    float weights and activations to float16 (inputs and outputs stay float32), whatever
+    the providers, and enable TensorRT's fp16 mode too. ``gpu``: GPU options
+    (:class:`~medbench_fast.models.providers.GpuSettings`: device, cuDNN search, TF32,
+    strict checks, TensorRT cache folder). ``post``: post-processing appended to the graph
+    (:mod:`~medbench_fast.models.postgraph`). ``trt_shapes``: input name -> the fixed shape
+    the model will see, used as TensorRT's profile shapes.
     ``spin``: let idle intra-op threads spin-wait (onnxruntime's default: lowest latency for
     back-to-back runs); ``False`` frees the cores between runs for work overlapped with
     inference (reading, pre/post-processing, metrics), as ``medbench run`` does.
@@ -102,23 +133,35 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     ort = import_onnxruntime()
     p = Path(path)
     sniff_model_file(p)
-    unknown = [name for name in providers if name not in PROVIDER_NAMES]
-    if unknown:
-        raise ModelError(f"unknown provider(s) {unknown}; choose from {list(PROVIDER_NAMES)}")
+    settings = gpu or GpuSettings()
+    settings.validate()
+    requested = full_names(providers)
     if graph_optimization not in GRAPH_OPTIMIZATION:
         raise ModelError(f"graph_optimization {graph_optimization!r} is not one of {GRAPH_OPTIMIZATION}")
-    requested = [PROVIDER_NAMES[name] for name in providers]
+    strict = is_strict(requested, settings)
+    wants_gpu = any(name in GPU_PROVIDERS for name in requested)
+    if wants_gpu:
+        load_gpu_libraries(ort)
     available = set(ort.get_available_providers())
-    chosen: list = []
-    for full in requested:
-        if full not in available:
-            continue
-        if full == PROVIDER_NAMES["tensorrt"] and fp16:
-            chosen.append((full, {"trt_fp16_enable": True}))
-        else:
-            chosen.append(full)
-    if PROVIDER_NAMES["cpu"] not in requested:
-        chosen.append(PROVIDER_NAMES["cpu"])
+    order = provider_order(requested, strict=strict)
+    if strict:
+        absent = [name for name in order if name not in available]
+        if absent:
+            raise ModelError(f"{p.name}: strict providers: {explain_unavailable(ort, absent[0])}. To run on what is "
+                             f"available instead, pass --no-strict-providers (benchmark.strict_providers: false)")
+    else:
+        order = [name for name in order if name in available]
+    tensorrt = PROVIDER_NAMES["tensorrt"] in order
+    sha = file_sha256(p) if (fp16 or post is not None or tensorrt) else ""
+    trt_cache = None
+    if tensorrt:
+        from medbench_fast.models.exports import export_cache_dir
+        from medbench_fast.store.run_info import visible_gpu
+
+        root = Path(settings.trt_cache_dir) if settings.trt_cache_dir else export_cache_dir() / "tensorrt"
+        trt_cache = trt_cache_folder(root, sha, (visible_gpu(settings.device_id) or {}).get("name"))
+        trt_cache.mkdir(parents=True, exist_ok=True)
+    option_list = provider_options(order, settings, fp16=fp16, trt_cache=trt_cache, trt_shapes=trt_shapes)
 
     options = ort.SessionOptions()
     options.graph_optimization_level = {
@@ -129,7 +172,9 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     }[graph_optimization]
     if threads is not None:
         options.intra_op_num_threads = int(threads)
-    options.log_severity_level = 3
+    options.log_severity_level = 2 if wants_gpu else 3  # GPU runs show onnxruntime's node-placement warnings
+    if strict:
+        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -137,25 +182,26 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)
 
-    source: str | bytes = str(p)
-    if fp16 and PROVIDER_NAMES["tensorrt"] not in [c if isinstance(c, str) else c[0] for c in chosen]:
-        source = _to_fp16(p)
+    source = derived_model(p, sha, fp16=fp16, post=post)
     try:
-        session = ort.InferenceSession(source, sess_options=options, providers=chosen)
+        session = ort.InferenceSession(str(source), sess_options=options, providers=order,
+                                       provider_options=option_list)
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if _NO_FALLBACK in str(exc):
+            raise ModelError(f"{p.name}: strict providers: some nodes would run on the CPU "
+                             f"({explain_unavailable(ort, order[0])}). To let them, pass --no-strict-providers "
+                             f"(benchmark.strict_providers: false)") from None
         raise ModelError(f"{p}: cannot be loaded as an ONNX model: {first}") from None
-    result = OrtSession(session, p, requested)
+    result = OrtSession(session, p, requested, provider_options=dict(zip(order, option_list)),
+                        device_id=settings.device_id, precision="fp16" if fp16 else "fp32", post=post)
+    if strict and result.providers_in_use[0] != order[0]:
+        raise ModelError(f"{p.name}: strict providers: {order[0]} requested, {result.providers_in_use[0]} in use: "
+                         f"{explain_unavailable(ort, order[0])}")
+    if result.device == "cuda":
+        DEVICES_USED.add(settings.device_id)
     missing = [full for full in requested if full not in result.providers_in_use]
     if missing:
         warnings.warn(f"{p.name}: requested provider(s) {missing} not in use; running on {result.providers_in_use}",
                       RuntimeWarning, stacklevel=2)
     return result
-
-
-def _to_fp16(path: Path) -> bytes:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
-    return model.SerializeToString()

@@ -7,6 +7,12 @@ outputs are ``(N, C, *spatial)`` scores (``segmentation_logits``, channel-first 
 input layout) or ``(N, *spatial)`` / ``(N, 1, *spatial)`` class indices (``label_map``).
 Scores are resampled to the input grid with ``output.resample`` (``linear`` on scores, or
 ``nearest`` on classes) before the class mapping.
+
+Where the spec allows, that post-processing runs inside the graph
+(:mod:`~medbench_fast.models.postgraph`, ``Model.post``): ``slice2d`` and ``whole_volume``
+then receive class indices at the target grid, ``sliding_window`` receives activated
+patches already multiplied by the blending weight. Batches are padded to the batch size
+(:meth:`Model._run_batch`).
 """
 
 from __future__ import annotations
@@ -121,7 +127,10 @@ class SliceModel(_Segmenter):
             if s.input_size is not None and tuple(s.input_size) != hw:
                 batch = resize(batch, s.input_size, order=1)
             x = to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)
-            out = self._run([x], clock)
+            if self.post is not None:  # class indices at the slice grid, from the graph
+                parts.append(self._run_batch([x], clock, self.post.size_feed(s.batch_size, hw)))
+                continue
+            out = self._run_batch([x], clock)
             if self._argmax_directly(out, hw):
                 parts.append(self._argmax(out))
                 continue
@@ -139,7 +148,6 @@ class SliceModel(_Segmenter):
             classes = resize(classes, volume.shape, order=0)
         return Prediction(label_map=self._label_volume(classes, volume), scores=None)
 
-
     def _classify(self, state, clock) -> Prediction:
         """Image classifier on every slice: class probabilities averaged over slices (object 0 = the volume)."""
         slices, _ = state
@@ -150,7 +158,7 @@ class SliceModel(_Segmenter):
             if s.input_size is not None and tuple(s.input_size) != batch.shape[2:]:
                 batch = resize(batch, s.input_size, order=1)
             x = to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)
-            probs = activate(self._run([x], clock).astype(np.float32), self.spec.output.activation, axis=1)
+            probs = activate(self._run_batch([x], clock).astype(np.float32), self.spec.output.activation, axis=1)
             part = probs.sum(axis=0, dtype=np.float64)
             total = part if total is None else total + part
         mean = total / slices.shape[0]
@@ -175,37 +183,94 @@ class SlidingWindowModel(_Segmenter):
 
     def _execute(self, state, volume, clock):
         image, shape = state
-        s = self.spec.strategy
+        s, o = self.spec.strategy, self.spec.output
         patch = tuple(s.patch_size)
         weight = gaussian_importance(patch, s.sigma_scale)
         spatial = image.shape[1:]
         corners = [(z, y, x) for z in window_starts(spatial[0], patch[0], s.overlap)
                    for y in window_starts(spatial[1], patch[1], s.overlap)
                    for x in window_starts(spatial[2], patch[2], s.overlap)]
-        accumulator = None
-        norm = np.zeros(spatial, dtype=np.float32)
+        # Scores must be kept whole only to resample them linearly back; otherwise planes
+        # are turned into classes as soon as no later patch touches them.
+        keep_scores = o.kind == "segmentation_logits" and o.resample == "linear" and tuple(shape) != volume.shape
+        kept: list[np.ndarray] = []
+        out_classes: list[np.ndarray] = []
+
+        def emit(z0: int, scores: np.ndarray) -> None:
+            scores = scores[:, :max(min(shape[0] - z0, scores.shape[1]), 0), :shape[1], :shape[2]]
+            if keep_scores:
+                kept.append(scores)
+                return
+            if not out_classes:
+                out_classes.append(np.zeros(shape, np.uint8 if scores.shape[0] <= 256 else np.uint16))
+            if scores.shape[1]:
+                out_classes[0][z0:z0 + scores.shape[1]] = self._plane_classes(scores)
+
+        blender = None
         for start in range(0, len(corners), s.batch_size):
             group = corners[start:start + s.batch_size]
             batch = np.stack([image[:, z:z + patch[0], y:y + patch[1], x:x + patch[2]] for z, y, x in group])
-            out = self._run([to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)], clock)
-            scores = self._scores(out)
-            if self.spec.output.kind == "label_map":  # one-hot, so that patches vote; unmapped classes -> 0
-                n_classes = int(max(self.spec.output.labels)) + 1
+            out = self._run_batch([to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)], clock)
+            weighted = self.post is not None  # activation and weight applied in the graph
+            scores = out if weighted else self._scores(out)
+            if o.kind == "label_map":  # one-hot, so that patches vote; unmapped classes -> 0
+                n_classes = int(max(o.labels)) + 1
                 scores = np.where((scores >= 0) & (scores < n_classes), scores, 0)
                 scores = np.eye(n_classes, dtype=np.float32)[scores].transpose(0, 4, 1, 2, 3)
-            if accumulator is None:
-                accumulator = np.zeros((scores.shape[1],) + spatial, dtype=np.float32)
-            for (z, y, x), sc in zip(group, scores):
-                region = (slice(z, z + patch[0]), slice(y, y + patch[1]), slice(x, x + patch[2]))
-                accumulator[(slice(None),) + region] += sc * weight
-                norm[region] += weight
-        accumulator /= norm
-        accumulator = accumulator[(slice(None),) + tuple(slice(0, n) for n in shape)]
-        if self.spec.output.kind == "label_map":
-            classes = resize(np.argmax(accumulator, axis=0), volume.shape, order=0)
-        else:
-            classes = self._classes(accumulator, volume.shape)
-        return Prediction(label_map=self._label_volume(classes, volume), scores=None)
+            if blender is None:
+                blender = _Blender(scores.shape[1], spatial, patch[0], emit)
+            for corner, sc in zip(group, scores):
+                blender.add(corner, sc, weight, weighted=weighted)
+        blender.finish()
+        if keep_scores:
+            return Prediction(label_map=self._label_volume(self._classes(np.concatenate(kept, axis=1), volume.shape),
+                                                           volume), scores=None)
+        return Prediction(label_map=self._label_volume(resize(out_classes[0], volume.shape, order=0), volume),
+                          scores=None)
+
+    def _plane_classes(self, scores: np.ndarray) -> np.ndarray:
+        """Blended ``(C, *spatial)`` scores -> classes (argmax; one channel: above 0.5, or 0 for raw logits)."""
+        if scores.shape[0] == 1 and self.spec.output.kind == "segmentation_logits":
+            return scores[0] > (0.5 if self.spec.output.activation != "none" else 0.0)
+        return np.argmax(scores, axis=0)
+
+
+class _Blender:
+    """Weighted sum of overlapping patches in a z-slab of ``depth`` planes that rolls forward.
+
+    Patches must arrive in non-decreasing z. When a patch would reach past the slab, the
+    planes before it are final: they are normalised by the summed weights and handed to
+    ``emit(z0, scores)``, and the slab moves on. The float32 sums are those of a whole-volume
+    accumulator, added in the same order, in ``depth / Z`` of its memory.
+    """
+
+    def __init__(self, channels: int, grid: tuple[int, ...], depth: int, emit):
+        self.acc = np.zeros((channels, depth) + tuple(grid[1:]), np.float32)
+        self.norm = np.zeros((depth,) + tuple(grid[1:]), np.float32)
+        self.grid, self.depth, self.base, self.emit = tuple(grid), depth, 0, emit
+
+    def add(self, corner, scores: np.ndarray, weight: np.ndarray, *, weighted: bool) -> None:
+        z, y, x = corner
+        if z + scores.shape[1] > self.base + self.depth:
+            self._flush(z)
+        r = z - self.base
+        region = (slice(r, r + scores.shape[1]), slice(y, y + scores.shape[2]), slice(x, x + scores.shape[3]))
+        self.acc[(slice(None),) + region] += scores if weighted else scores * weight
+        self.norm[region] += weight
+
+    def _flush(self, upto: int) -> None:
+        k = upto - self.base
+        self.emit(self.base, self.acc[:, :k] / self.norm[:k])
+        keep = self.depth - k
+        self.acc[:, :keep] = self.acc[:, k:]
+        self.acc[:, keep:] = 0
+        self.norm[:keep] = self.norm[k:]
+        self.norm[keep:] = 0
+        self.base = upto
+
+    def finish(self) -> None:
+        k = min(self.depth, self.grid[0] - self.base)
+        self.emit(self.base, self.acc[:, :k] / self.norm[:k])
 
 
 class WholeVolumeModel(_Segmenter):
@@ -229,8 +294,10 @@ class WholeVolumeModel(_Segmenter):
 
     def _execute(self, state, volume, clock):
         x, transform, oriented_shape = state
-        scores = self._scores(self._run([x], clock))[0]
-        classes = self._classes(scores, oriented_shape)
+        if self.post is not None:
+            classes = self._run([x], clock, self.post.size_feed(1, oriented_shape))[0]
+        else:
+            classes = self._classes(self._scores(self._run([x], clock))[0], oriented_shape)
         if transform is not None:
             classes = np.ascontiguousarray(unreorient(classes, *transform))
         return Prediction(label_map=self._label_volume(classes, volume), scores=None)

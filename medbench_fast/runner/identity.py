@@ -55,7 +55,8 @@ def run_fingerprint(config: dict, entries: list[dict], options) -> Fingerprint:
     if data.get("targets_csv") and Path(data["targets_csv"]).is_file():
         dataset["targets_sha256"] = file_sha256(data["targets_csv"])
     components = {"command": "run", **flatten("dataset", dataset), **flatten("options", _options_components(
-        options, bench["threshold"])), "providers": list(bench["providers"]), "fp16": bool(bench["fp16"])}
+        options, bench["threshold"])), "providers": list(bench["providers"]), "fp16": bool(bench["fp16"]),
+                  **{k: bench.get(k) for k in ("tf32", "cudnn_search", "postprocess")}}
     for entry in entries:
         components.update(flatten(f"models.{entry['name']}", _model_components(entry)))
     return Fingerprint(components)

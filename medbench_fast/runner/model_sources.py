@@ -86,29 +86,41 @@ SOURCES = {"onnx": OnnxSource, "torchscript": TorchScriptSource, "huggingface": 
            "aiene": AieneSource}
 
 
+def gpu_settings(benchmark: dict):
+    """The GPU options of a validated ``benchmark`` config section."""
+    from medbench_fast.models.providers import GpuSettings
+
+    return GpuSettings(cudnn_search=benchmark.get("cudnn_search") or "exhaustive", tf32=bool(benchmark.get("tf32")),
+                       strict=benchmark.get("strict_providers"))
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A config model entry exported to ONNX with its resolved spec (picklable: sent to workers)."""
+    """A config model entry exported to ONNX with its resolved spec and precision (picklable:
+    sent to workers). ``fp16``: the entry's ``precision`` (set by
+    :func:`~medbench_fast.runner.precision.expand_precisions`) wins over ``benchmark.fp16``."""
 
     name: str
     path: str
     spec: dict
+    fp16: bool
 
 
-def resolve_model(entry: dict, *, export_dir: Path) -> ResolvedModel:
+def resolve_model(entry: dict, *, export_dir: Path, benchmark: dict) -> ResolvedModel:
     """Export (cached) the model of a config entry and resolve its spec, without opening a
     session; errors name the model."""
     from medbench_fast.models.onnx import resolve_spec
     from medbench_fast.models.session import sniff_model_file
 
     source = SOURCES[entry["kind"]](entry)
+    fp16 = entry["precision"] == "fp16" if entry.get("precision") else bool(benchmark["fp16"])
     try:
         path, spec = source.onnx(export_dir)
         sniff_model_file(Path(path))
         resolved = resolve_spec(Path(path), spec).to_dict()
     except ModelError as exc:
         raise ModelError(f"model {entry['name']!r}: {exc}") from None
-    return ResolvedModel(entry["name"], str(path), resolved)
+    return ResolvedModel(entry["name"], str(path), resolved, fp16)
 
 
 def open_resolved(resolved: ResolvedModel, *, benchmark: dict, threads: int | None = None):
@@ -117,9 +129,14 @@ def open_resolved(resolved: ResolvedModel, *, benchmark: dict, threads: int | No
 
     try:
         model = load_model(resolved.path, providers=tuple(benchmark["providers"]), spec=resolved.spec,
-                           threads=threads if threads is not None else benchmark["threads"], fp16=benchmark["fp16"],
-                           spin=False)
+                           threads=threads if threads is not None else benchmark["threads"], fp16=resolved.fp16,
+                           spin=False, gpu=gpu_settings(benchmark), postprocess=benchmark.get("postprocess") or "graph")
     except ModelError as exc:
         raise ModelError(f"model {resolved.name!r}: {exc}") from None
     model.name = resolved.name
     return model
+
+
+def open_model(entry: dict, *, export_dir: Path, benchmark: dict):
+    """Export (cached) and open the model of a config entry in this process."""
+    return open_resolved(resolve_model(entry, export_dir=export_dir, benchmark=benchmark), benchmark=benchmark)

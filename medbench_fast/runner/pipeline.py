@@ -59,7 +59,7 @@ def _latency_rows(models: dict, samples: dict[str, list[float]], busy: dict[str,
             continue
         rows.append({"model": name, "provider": info["providers_in_use"][0], "batch_size": 1, "warmup": warmup,
                      "cold_start_s": info.get("cold_start_s"), **summarize(samples[name], busy[name], 1, 0.1),
-                     "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": None})
+                     "peak_rss_mb": peak_rss_mb()})
     return rows
 
 
@@ -143,7 +143,7 @@ def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
     export_dir.mkdir(parents=True, exist_ok=True)
     resolved = {}
     for entry in plan.entries:
-        resolved[entry["name"]] = resolve_model(entry, export_dir=export_dir)
+        resolved[entry["name"]] = resolve_model(entry, export_dir=export_dir, benchmark=plan.config["benchmark"])
         if plan.options.labels:
             from medbench_fast.models.spec import ModelSpec
 
@@ -169,7 +169,8 @@ def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_di
         models[entry["name"]] = model
         info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
                                "session_s": (time.perf_counter_ns() - t0) / 1e9,
-                               "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict()}
+                               "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict(),
+                               **model.run_facts()}
     return CaseWorker(models, info, plan.options, plan.targets, cache, bench["warmup"], seg_dir=seg_dir)
 
 

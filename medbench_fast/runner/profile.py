@@ -3,7 +3,8 @@
 For each batch size: untimed warm-up runs, then timed runs until both ``min_iters`` runs
 and ``min_seconds`` have passed. Each run is timed with ``perf_counter_ns`` around
 ``session.run``, whose outputs are copied to host memory (so GPU work has finished when
-the clock stops). Throughput is items over the wall-clock time of the timed loop, not
+the clock stops). GPU memory is this process's own peak on the device the session
+uses (:class:`GpuMemory`). Throughput is items over the wall-clock time of the timed loop, not
 derived from mean latency. Outliers are never dropped: a coefficient of variation above
 ``cv_threshold`` flags the measurement as unstable instead.
 """
@@ -43,16 +44,76 @@ def peak_rss_mb() -> float | None:
         return None
 
 
-def gpu_memory_mb() -> float | None:
-    """Memory in use on GPU 0 in MiB through NVML, or None where NVML is unavailable."""
+def _nvml():
+    """The initialised ``pynvml`` module (``nvidia-ml-py``), or None without it, its library or a driver."""
     try:
         import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(int(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or 0))
-        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
-    except Exception:  # no NVML library, no GPU, no driver
+    except ImportError:
         return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    return pynvml
+
+
+class GpuMemory:
+    """This process's GPU memory on the device a session uses, in MiB, through NVML.
+
+    Create it before the session (it reads the device's baseline), call :meth:`sample`
+    after work; :attr:`peak_mib` is the largest sample. The device is CUDA ordinal
+    ``ordinal`` resolved to its UUID through ``CUDA_VISIBLE_DEVICES``
+    (:func:`~medbench_fast.store.run_info.visible_gpu`; NVML ignores that variable). A
+    sample is this process's entry in the device's compute-process list
+    (:attr:`source` ``process``); where the driver lists none for it (MIG, containers
+    without the host's PID namespace), the device's used memory minus the baseline
+    (``device_delta``). Everything is None without NVML or a resolvable device.
+    """
+
+    def __init__(self, ordinal: int = 0):
+        from medbench_fast.store.run_info import visible_gpu
+
+        self.peak_mib: float | None = None
+        self.source: str | None = None
+        self.uuid: str | None = None
+        self._nvml = _nvml()
+        self._handle = None
+        gpu = visible_gpu(ordinal) if self._nvml is not None else None
+        if not gpu or not gpu.get("uuid"):
+            return
+        try:
+            self._handle = self._nvml.nvmlDeviceGetHandleByUUID(gpu["uuid"])
+            self._baseline = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
+        except self._nvml.NVMLError:
+            self._handle = None
+            return
+        self.uuid = gpu["uuid"]
+
+    def process_mib(self) -> float | None:
+        """This process's entry in the device's compute-process list (MiB), or None."""
+        if self._handle is None:
+            return None
+        try:
+            mine = [p.usedGpuMemory for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+                    if p.pid == os.getpid() and p.usedGpuMemory is not None]
+        except self._nvml.NVMLError:
+            return None
+        return float(sum(mine)) / 2**20 if mine else None
+
+    def sample(self) -> float | None:
+        """Read this process's GPU memory now (MiB) and update the peak."""
+        if self._handle is None:
+            return None
+        mib = self.process_mib()
+        self.source = "process"
+        if mib is None:
+            try:
+                used = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
+            except self._nvml.NVMLError:
+                return None
+            mib, self.source = max(float(used - self._baseline), 0.0) / 2**20, "device_delta"
+        self.peak_mib = mib if self.peak_mib is None else max(self.peak_mib, mib)
+        return mib
 
 
 def make_inputs(session, batch_size: int, input_shape: list[int] | None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -102,6 +163,7 @@ def profile_model(path: str | os.PathLike, *, providers=("cpu",), batch_sizes=(1
     """
     from medbench_fast.models.session import create_session
 
+    gpu_memory = GpuMemory() if any(p in ("cuda", "tensorrt") for p in providers) else None
     t0 = time.perf_counter_ns()
     session = create_session(path, providers=providers, threads=threads, profile_prefix=ort_profile)
     first_feeds = make_inputs(session, batch_sizes[0], input_shape)
@@ -120,9 +182,12 @@ def profile_model(path: str | os.PathLike, *, providers=("cpu",), batch_sizes=(1
             session.run(feeds)
             samples.append((time.perf_counter_ns() - t) / 1e9)
         wall = (time.perf_counter_ns() - start) / 1e9
+        if gpu_memory is not None:
+            gpu_memory.sample()
         rows.append({"model": Path(path).stem, "provider": session.providers_in_use[0], "batch_size": int(batch),
                      "warmup": int(warmup), "cold_start_s": cold, **summarize(samples, wall, batch, cv_threshold),
-                     "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": gpu_memory_mb() if session.device == "cuda" else None})
+                     "peak_rss_mb": peak_rss_mb(),
+                     "gpu_process_peak_mb": gpu_memory.peak_mib if gpu_memory is not None else None})
     profile_file = session.end_profiling()
     if profile_file:
         rows[0]["ort_profile"] = profile_file

@@ -66,37 +66,122 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def gpu_info() -> list[dict] | None:
-    """Name, driver, memory and CUDA version of each NVIDIA GPU (``nvidia-smi``), or None.
-
-    cuDNN's version is added when torch is already imported (it is never imported for this).
-    """
+def _smi(*args: str) -> str | None:
+    """stdout of ``nvidia-smi args`` or None (not installed, failed, hung)."""
     try:
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
-        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    if query.returncode != 0:
+    return out.stdout if out.returncode == 0 else None
+
+
+def _mib(text: str) -> float | None:
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
         return None
-    cuda = None
-    for token in header.stdout.split("|"):
-        if "CUDA Version:" in token:
-            cuda = token.split("CUDA Version:")[1].split()[0]
-    cudnn = None
-    torch = sys.modules.get("torch")
-    if torch is not None and getattr(torch.backends, "cudnn", None) is not None and torch.cuda.is_available():
-        cudnn = torch.backends.cudnn.version()
+
+
+def nvidia_smi_gpus() -> list[dict] | None:
+    """Every GPU ``nvidia-smi`` lists (``index``, ``uuid``, ``name``, ``driver``,
+    ``memory_total_mib``), or None without nvidia-smi. Lines that are not a GPU row
+    (warnings, blank lines, a changed format) are skipped, never raised on."""
+    text = _smi("--query-gpu=index,uuid,name,driver_version,memory.total", "--format=csv,noheader,nounits")
+    if text is None:
+        return None
     gpus = []
-    for line in query.stdout.strip().splitlines():
-        name, driver, memory = (part.strip() for part in line.split(","))
-        gpus.append({"name": name, "driver": driver, "memory": memory, "cuda": cuda, "cudnn": cudnn})
+    for line in text.splitlines():
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) != 5 or not parts[0].isdigit() or not parts[1].startswith("GPU-"):
+            continue
+        gpus.append({"index": int(parts[0]), "uuid": parts[1], "name": parts[2], "driver": parts[3],
+                     "memory_total_mib": _mib(parts[4])})
     return gpus or None
+
+
+def driver_cuda_version() -> str | None:
+    """The highest CUDA version the driver supports (``nvidia-smi``'s header), or None."""
+    text = _smi() or ""
+    for token in text.split("|"):
+        if "CUDA Version:" in token:
+            rest = token.split("CUDA Version:", 1)[1].split()
+            return rest[0] if rest else None
+    return None
+
+
+def visible_gpu(ordinal: int) -> dict | None:
+    """The GPU that CUDA device ``ordinal`` is, resolved through ``CUDA_VISIBLE_DEVICES``
+    (indices, ``GPU-`` UUIDs or their prefixes, ``MIG-`` instances) to nvidia-smi's row.
+
+    NVML and nvidia-smi ignore ``CUDA_VISIBLE_DEVICES`` and number GPUs in PCI order, so a
+    bare ordinal is matched as an nvidia-smi index only when the variable is unset. A MIG
+    instance is returned as ``{"uuid": "MIG-...", "mig": True}``. None when unresolvable.
+    """
+    gpus = nvidia_smi_gpus() or []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entry = str(ordinal)
+    if env is not None:
+        items = [item.strip() for item in env.split(",") if item.strip()]
+        if ordinal >= len(items):
+            return None
+        entry = items[ordinal]
+    if entry.startswith("MIG-"):
+        return {"uuid": entry, "mig": True}
+    for gpu in gpus:
+        if (entry.isdigit() and gpu["index"] == int(entry)) or (entry.startswith("GPU-") and gpu["uuid"].startswith(entry)):
+            return gpu
+    return None
+
+
+def onnxruntime_build() -> dict | None:
+    """onnxruntime's package and the CUDA/cuDNN/TensorRT versions it was built against
+    (read only when onnxruntime is already imported)."""
+    ort = sys.modules.get("onnxruntime")
+    if ort is None:
+        return None
+    info = getattr(getattr(ort, "capi", None), "build_and_package_info", None)
+    out = {"package": getattr(info, "package_name", None), "version": getattr(ort, "__version__", None),
+           "providers_available": list(ort.get_available_providers())}
+    for key in ("cuda_version", "cudnn_version", "trt_version", "tensorrt_version"):
+        value = getattr(info, key, None) or getattr(ort, key, None)
+        if value:
+            out[key] = str(value)
+    from medbench_fast.models.providers import tensorrt_version
+
+    if "TensorrtExecutionProvider" in out["providers_available"]:
+        out["tensorrt_runtime"] = tensorrt_version()
+    return out
+
+
+def gpu_info() -> list[dict] | None:
+    """Every NVIDIA GPU of the machine (``nvidia-smi``) with the driver's CUDA version, or None."""
+    gpus = nvidia_smi_gpus()
+    if not gpus:
+        return None
+    cuda = driver_cuda_version()
+    return [{**gpu, "driver_cuda": cuda} for gpu in gpus]
+
+
+def gpus_used() -> list[dict] | None:
+    """The GPUs this process's sessions ran on (name, UUID, memory), or None.
+
+    ``process_memory_end_mib``: this process's GPU memory on it when recorded (NVML); with
+    onnxruntime's arena, which keeps what it grew to, that is about the run's peak.
+    """
+    session = sys.modules.get("medbench_fast.models.session")
+    ordinals = sorted(getattr(session, "DEVICES_USED", ()))
+    if not ordinals:
+        return None
+    from medbench_fast.runner.profile import GpuMemory
+
+    return [{"cuda_ordinal": i, **(visible_gpu(i) or {"uuid": None}),
+             "process_memory_end_mib": GpuMemory(i).process_mib()} for i in ordinals]
 
 
 def hardware() -> dict:
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "gpus": gpu_info()}
+            "python": platform.python_version(), "gpus": gpu_info(), "gpus_used": gpus_used(),
+            "onnxruntime_build": onnxruntime_build()}
 
 
 def config_record(text: str | None) -> dict | None:

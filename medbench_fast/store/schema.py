@@ -47,6 +47,6 @@ LATENCY_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("model", pa.string()), ("provider", pa.string()), ("batch_size", pa.int64()),
     ("warmup", pa.int64()), ("iters", pa.int64()), ("cold_start_s", _F),
     ("p50_ms", _F), ("p90_ms", _F), ("p95_ms", _F), ("p99_ms", _F), ("mean_ms", _F), ("std_ms", _F), ("cv", _F),
-    ("throughput_items_per_s", _F), ("peak_rss_mb", _F), ("peak_gpu_mb", _F), ("unstable", pa.bool_()),
+    ("throughput_items_per_s", _F), ("peak_rss_mb", _F), ("gpu_process_peak_mb", _F), ("unstable", pa.bool_()),
     ("samples_ms", pa.list_(_F)),
 ])

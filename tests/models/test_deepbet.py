@@ -25,22 +25,42 @@ SPEC = ROOT / "examples" / "deepbet" / "deepbet_bbox.spec.json"
 
 
 @pytest.fixture(scope="module")
-def deepbet_model(deepbet_models, tmp_path_factory):
+def deepbet_onnx(deepbet_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("deepbet")
     path, spec, _ = export_torchscript(deepbet_models["bbox_model.pt"], out / "deepbet.onnx",
                                        input_shape=[1, 1, 128, 128, 128], spec=SPEC, cache_dir=out / "cache")
-    return load_model(path, threads=2)
+    return path
 
 
-def test_onnx_equals_torchscript(deepbet_model, deepbet_models, brain_scans):
+@pytest.fixture(scope="module")
+def deepbet_model(deepbet_onnx):
+    """Post-processing (resize of the scores back, argmax) inside the graph, the default."""
+    return load_model(deepbet_onnx, threads=2)
+
+
+@pytest.fixture(scope="module")
+def deepbet_host(deepbet_onnx):
+    """The raw logits out of the graph, post-processed in numpy."""
+    return load_model(deepbet_onnx, threads=2, postprocess="host")
+
+
+def test_onnx_equals_torchscript(deepbet_host, deepbet_models, brain_scans):
     _, image, _ = brain_scans[0]
-    x, _, _ = deepbet_model._prepare(load_volume(image), None)  # the model's real preprocessed input
-    ours = deepbet_model.session.run({"image": x})[0]
+    x, _, _ = deepbet_host._prepare(load_volume(image), None)  # the model's real preprocessed input
+    ours = deepbet_host.session.run({"image": x})[0]
     net = torch.jit.load(str(deepbet_models["bbox_model.pt"]), map_location="cpu").eval()
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
     assert ours.shape == (1, 2, 128, 128, 128)
     np.testing.assert_allclose(ours, ref, atol=1e-3, rtol=0)
+
+
+def test_graph_postprocessing_equals_host_on_real_scans(deepbet_model, deepbet_host, brain_scans):
+    assert deepbet_model.post is not None
+    for _, image, _ in brain_scans:
+        volume = load_volume(image)
+        np.testing.assert_array_equal(deepbet_model.predict(volume).label_map.array,
+                                      deepbet_host.predict(volume).label_map.array)
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray, spacing) -> float:

@@ -82,8 +82,11 @@ def test_session_warns_for_provider_not_in_use(make_threshold_onnx):
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("CUDA is available here")
+    from medbench_fast.models.providers import GpuSettings
+
     with pytest.warns(RuntimeWarning, match="CUDAExecutionProvider"):
-        session = create_session(make_threshold_onnx(spatial_rank=2), providers=("cuda", "cpu"))
+        session = create_session(make_threshold_onnx(spatial_rank=2), providers=("cuda", "cpu"),
+                                 gpu=GpuSettings(strict=False))
     assert session.providers_in_use == ["CPUExecutionProvider"]
 
 
@@ -270,44 +273,3 @@ def test_resize_matches_torch_interpolate(rng):
     np.testing.assert_allclose(ours, ref, atol=1e-6)
     near = torch.nn.functional.interpolate(torch.from_numpy(a)[None, None], (8, 4, 13), mode="nearest-exact")[0, 0].numpy()
     np.testing.assert_array_equal(resize(a, (8, 4, 13), order=0), near)
-
-
-def test_cuda_session_uses_io_binding(tmp_path):
-    """On CUDA, inputs are bound from host memory and outputs bound on the device, then copied back."""
-    from types import SimpleNamespace
-
-    from medbench_fast.models.session import OrtSession
-
-    calls = []
-
-    class Binding:
-        def bind_cpu_input(self, name, value):
-            calls.append(("input", name, value.shape))
-
-        def bind_output(self, name, device):
-            calls.append(("output", name, device))
-
-        def copy_outputs_to_cpu(self):
-            return [np.ones(2, np.float32)]
-
-    class FakeSession:
-        def get_providers(self):
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-        def get_inputs(self):
-            return [SimpleNamespace(name="image", shape=["N", 1, 4, 4])]
-
-        def get_outputs(self):
-            return [SimpleNamespace(name="logits")]
-
-        def io_binding(self):
-            return Binding()
-
-        def run_with_iobinding(self, binding):
-            calls.append(("run",))
-
-    session = OrtSession(FakeSession(), tmp_path / "m.onnx", ["CUDAExecutionProvider"])
-    assert session.device == "cuda"
-    out = session.run({"image": np.zeros((1, 1, 4, 4), np.float32)})
-    assert calls == [("input", "image", (1, 1, 4, 4)), ("output", "logits", "cuda"), ("run",)]
-    np.testing.assert_array_equal(out[0], [1, 1])

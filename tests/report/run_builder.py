@@ -90,7 +90,7 @@ def build_run(root: Path, n_cases: int = 10) -> Path:
                              "p95_ms": q[2], "p99_ms": q[3], "mean_ms": float(np.mean(samples)),
                              "std_ms": float(np.std(samples)), "cv": float(np.std(samples) / np.mean(samples)),
                              "throughput_items_per_s": 1000.0 * batch / q[0], "peak_rss_mb": 512.0,
-                             "peak_gpu_mb": None, "unstable": m == HOSTILE, "samples_ms": samples})
+                             "gpu_process_peak_mb": None, "unstable": m == HOSTILE, "samples_ms": samples})
     pq.write_table(pa.Table.from_pylist(lat_rows, schema=LATENCY_SCHEMA), run_dir / "latency.parquet")
     info = json.loads((first / "run.json").read_text())
     info.update(command="run", status="finished", cases_run=3 * n_cases, loop_s=2.5,

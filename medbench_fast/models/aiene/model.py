@@ -80,7 +80,7 @@ class ObjectCropModel(Model):
                 arrays = [a[..., None] for a in arrays]
             else:
                 arrays = [a[:, None] for a in arrays]
-            out = self._run(arrays, clock)
+            out = self._run_batch(arrays, clock)
             for node, row in zip(group, out):
                 entry = {"object_id": node.object_id}
                 entry.update({f"score_{name}": float(v) for name, v in zip(names, row)})

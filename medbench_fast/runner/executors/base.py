@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 EXECUTORS = ("local", "processes", "ray")
 
 
+class WorkerFailed(RuntimeError):
+    """A worker could not start, or hit an error that is not about one case (the run stops)."""
+
+
 @dataclass
 class ExecStats:
     """``loop_s``: wall seconds of the case loop without cold starts (local) or from the first

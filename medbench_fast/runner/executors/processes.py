@@ -16,7 +16,7 @@ import signal
 import time
 from collections import deque
 
-from medbench_fast.runner.executors.base import ExecStats, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
+from medbench_fast.runner.executors.base import ExecStats, WorkerFailed, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
 from medbench_fast.runner.executors.remote import WorkerInit, failed_result, pack, unpack
 from medbench_fast.runner.sink import RunSink
 
@@ -62,10 +62,6 @@ def _cause(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exited with code {exitcode}"
-
-
-class WorkerFailed(RuntimeError):
-    """A worker could not start, or hit an error that is not about one case."""
 
 
 class ProcessExecutor:

@@ -17,7 +17,7 @@ import time
 from collections import deque
 
 from medbench_fast.config import ConfigError
-from medbench_fast.runner.executors.base import ExecStats, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
+from medbench_fast.runner.executors.base import ExecStats, WorkerFailed, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
 from medbench_fast.runner.executors.remote import WorkerInit, failed_result, pack, unpack
 from medbench_fast.runner.sink import RunSink
 
@@ -125,7 +125,7 @@ class RayExecutor:
                         value = ray.get(ref)
                     except ray.exceptions.RayActorError as exc:
                         if a["identity"] is None:
-                            raise RuntimeError(f"Ray actor {a['name']} died while opening its models: {exc}") \
+                            raise WorkerFailed(f"Ray actor {a['name']} died while opening its models: {exc}") \
                                 from None
                         generation += 1
                         retired.append(_record(a, f"actor died: {type(exc).__name__}"))
@@ -141,7 +141,7 @@ class RayExecutor:
                         actors[index] = self._start(ray, a["slot"], generation)
                         continue
                     except ray.exceptions.RayTaskError as exc:  # a model-wide error or a bug in the worker
-                        raise RuntimeError(str(exc.cause if exc.cause is not None else exc)) from None
+                        raise WorkerFailed(str(exc.cause if exc.cause is not None else exc)) from None
                     if kind == "ready":
                         a.update(identity=value, ready_ref=None)
                         first_ready = first_ready or time.perf_counter_ns()

@@ -104,7 +104,8 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
         model = open_resolved(resolved, benchmark=init.benchmark, threads=init.threads)
         models[resolved.name] = model
         info[resolved.name] = {"session_s": (time.perf_counter_ns() - t0) / 1e9,
-                               "providers_in_use": model.providers_in_use, "spec": resolved.spec}
+                               "providers_in_use": model.providers_in_use, "spec": resolved.spec,
+                               **model.run_facts()}
     cache = VolumeCache(init.cache_dir) if init.use_cache else None
     worker = CaseWorker(models, info, init.options, init.targets, cache, init.benchmark["warmup"],
                         seg_dir=Path(init.seg_dir) if init.seg_dir else None)
