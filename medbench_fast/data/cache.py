@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbench_fast.data.reader import Volume, read_sitk, sitk_to_volume
+from medbench_fast.data.reader import Volume, decode_volume
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MEDBENCH_CACHE_DIR"
@@ -96,7 +96,7 @@ class VolumeCache:
         hit = self._read_entry(source)
         if hit is not None:
             return hit
-        volume = sitk_to_volume(read_sitk(source), path)
+        volume = decode_volume(path)
         self._write_entry(source, volume)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 
