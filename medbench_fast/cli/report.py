@@ -40,5 +40,7 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
         files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    except OSError as exc:  # disk full, no permission: the previous reports are kept (atomic writes)
+        raise click.ClickException(f"{run_dir}: cannot write the reports: {exc.strerror or exc}") from None
     for path in files.values():
         click.echo(str(path))

@@ -1,10 +1,19 @@
 """Memory-mapped volume cache: decode a file once, memory-map it afterwards.
 
 Each entry is ``<key>.npy`` (the voxel array, ``(Z, Y, X)``) plus ``<key>.json`` (geometry
-and the source's path, size, mtime and sha256), where ``key`` hashes the source's absolute
-path. An entry is valid while the source's size and modification time (ns) are unchanged;
-a changed source is decoded again. Writers use a unique temporary name and ``os.replace``,
-so concurrent readers and writers never see a partial file.
+and the source's path, fingerprint and sha256), where ``key`` hashes the source's absolute
+path. An entry is valid while the source's fingerprint is unchanged: its size, modification
+time, status-change time (ctime, ns) and inode. Replacing a file (rename, copy, extraction)
+gives it a new inode or ctime even when size and mtime are kept, and ctime cannot be set
+back by users, so a replaced source is always decoded again. A DICOM folder's fingerprint
+covers every file in it.
+
+Writers use a unique temporary name and ``os.replace``, so concurrent readers and writers
+never see a partial file; ``clear`` removes entries one by one and never the folder, so it
+can race readers and writers. The cache never fails a case: a folder that cannot be
+written (read-only, full, removed) is reported once as a warning, and volumes are then read
+without it. Temporary files of killed writers are removed by ``info``, ``clear`` and the
+first write of each :class:`VolumeCache`.
 """
 
 from __future__ import annotations
@@ -13,17 +22,23 @@ import hashlib
 import json
 import mmap
 import os
-import shutil
-import uuid
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from medbench_fast.data.reader import Volume, decode_volume
+from medbench_fast.files import atomic_write
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MEDBENCH_CACHE_DIR"
-_FORMAT = 1
+_FORMAT = 2
+#: Fingerprint fields compared with a cached entry's header.
+_FINGERPRINT = ("size", "mtime_ns", "ctime_ns", "inode")
+#: A temporary file whose writer is gone, or older than this (s), is stale.
+STALE_TEMP_S = 3600.0
 
 
 def default_cache_dir() -> Path:
@@ -35,12 +50,17 @@ def default_cache_dir() -> Path:
 
 
 def source_fingerprint(path: Path) -> dict:
-    """Size (bytes) and newest mtime (ns) of a file, or of all files in a DICOM folder."""
+    """Size (bytes), mtime and ctime (ns) and inode of a file; for a DICOM folder the total
+    size, the newest mtime and ctime, and a digest of every file's name, inode, size and times."""
     if path.is_dir():
-        stats = [p.stat() for p in sorted(path.iterdir()) if p.is_file()]
-        return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        stats = [p.stat() for p in files]
+        listing = "\n".join(f"{p.name}:{s.st_ino}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}" for p, s in zip(files, stats))
+        return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+                "ctime_ns": max((s.st_ctime_ns for s in stats), default=0),
+                "inode": hashlib.sha256(listing.encode()).hexdigest()[:16]}
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
 
 
 def _sha256(path: Path) -> str | None:
@@ -70,14 +90,29 @@ def _map_npy(path: Path) -> np.ndarray:
     return np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
 
 
-def _atomic_write(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+def _writer_gone(tmp: Path) -> bool:
+    """Whether the process that named ``tmp`` (``.<name>.<pid>.<hex>.tmp``) no longer runs here."""
     try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        pid = int(tmp.name.split(".")[-3])
+    except (IndexError, ValueError):
+        return True
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class VolumeCache:
@@ -85,6 +120,9 @@ class VolumeCache:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self._lock = threading.Lock()
+        self._swept = False
+        self.write_error: str | None = None  # set when the folder cannot be written; writes stop
 
     def _paths(self, source: Path) -> tuple[Path, Path]:
         key = hashlib.sha256(str(source).encode()).hexdigest()[:24]
@@ -97,8 +135,20 @@ class VolumeCache:
         if hit is not None:
             return hit
         volume = decode_volume(path)
-        self._write_entry(source, volume)
+        if self.write_error is None:
+            try:
+                self._write_entry(source, volume)
+            except OSError as exc:
+                self._disable_writes(exc)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
+
+    def _disable_writes(self, exc: OSError) -> None:
+        with self._lock:
+            if self.write_error is not None:
+                return
+            self.write_error = f"{self.root}: {exc.strerror or exc}"
+        warnings.warn(f"volume cache {self.write_error}; reading volumes without the cache from now on",
+                      RuntimeWarning, stacklevel=3)
 
     def _read_entry(self, source: Path) -> Volume | None:
         npy, header_path = self._paths(source)
@@ -106,7 +156,7 @@ class VolumeCache:
             header = json.loads(header_path.read_text(encoding="utf-8"))
             if header.get("format") != _FORMAT or header.get("source") != str(source):
                 return None
-            if {k: header[k] for k in ("size", "mtime_ns")} != source_fingerprint(source):
+            if {k: header[k] for k in _FINGERPRINT} != source_fingerprint(source):
                 return None
             array = _map_npy(npy) if header["nbytes"] else np.load(npy)
             if list(array.shape) != header["shape"] or str(array.dtype) != header["dtype"]:
@@ -119,6 +169,9 @@ class VolumeCache:
     def _write_entry(self, source: Path, volume: Volume) -> None:
         npy, header_path = self._paths(source)
         self.root.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            self.remove_stale_temps()
+            self._swept = True
         fingerprint = source_fingerprint(source)
         array = np.ascontiguousarray(volume.array)
         header = {
@@ -131,18 +184,44 @@ class VolumeCache:
             with open(tmp, "wb") as fh:
                 np.save(fh, array)
 
-        _atomic_write(npy, write_npy)
-        _atomic_write(header_path, lambda tmp: tmp.write_text(json.dumps(header, indent=1), encoding="utf-8"))
+        atomic_write(npy, write_npy)
+        atomic_write(header_path, lambda tmp: tmp.write_text(json.dumps(header, indent=1), encoding="utf-8"))
+
+    def remove_stale_temps(self) -> int:
+        """Delete temporary files left by killed writers; return how many were removed."""
+        removed = 0
+        now = time.time()
+        for tmp in self.root.glob(".*.tmp") if self.root.is_dir() else ():
+            try:
+                stale = _writer_gone(tmp) or now - tmp.stat().st_mtime > STALE_TEMP_S
+            except FileNotFoundError:
+                continue
+            removed += stale and _unlink(tmp)
+        return removed
 
     def info(self) -> dict:
-        """Entry count, total bytes and folder of the cache."""
-        entries = list(self.root.glob("*.json")) if self.root.exists() else []
-        size = sum(p.stat().st_size for p in self.root.iterdir()) if self.root.exists() else 0
-        return {"path": str(self.root), "entries": len(entries), "bytes": size}
+        """Entry count, total bytes and folder of the cache (stale temporary files removed first)."""
+        self.remove_stale_temps()
+        entries, size = 0, 0
+        for p in self.root.iterdir() if self.root.is_dir() else ():
+            try:
+                size += p.stat().st_size
+            except FileNotFoundError:  # removed by a concurrent clear
+                continue
+            entries += p.suffix == ".json" and not p.name.startswith(".")
+        return {"path": str(self.root), "entries": entries, "bytes": size}
 
     def clear(self) -> int:
-        """Delete the cache folder; return the number of entries removed."""
-        n = self.info()["entries"]
-        if self.root.exists():
-            shutil.rmtree(self.root)
-        return n
+        """Delete every entry and stale temporary file; return the number of entries removed.
+
+        The folder itself stays, so concurrent readers and writers go on (a reader whose
+        entry vanished decodes the source again).
+        """
+        self.remove_stale_temps()
+        removed = 0
+        for header in list(self.root.glob("*.json")) if self.root.is_dir() else ():
+            removed += _unlink(header)
+            _unlink(header.with_suffix(".npy"))
+        for npy in list(self.root.glob("*.npy")) if self.root.is_dir() else ():  # orphans of a partial write
+            _unlink(npy)
+        return removed

@@ -72,16 +72,16 @@ def parse_header(raw: bytes, name: str) -> NiftiHeader:
             vox_offset, minimum = struct.unpack(endian + "q", raw[168:176])[0], 544
             break
     else:
-        raise VolumeError(f"{name}: not a NIfTI file (header size field is not 348 or 540, "
-                          f"or the header is cut short at {len(raw)} bytes)")
+        raise VolumeError(f"{name}: cannot be read as NIfTI: the header size field is not 348 or 540, "
+                          f"or the header is cut short at {len(raw)} bytes")
     ndim = int(dims[0])
     if not 1 <= ndim <= 7:
-        raise VolumeError(f"{name}: invalid NIfTI header: dim[0] is {ndim}, expected 1 to 7")
+        raise VolumeError(f"{name}: cannot be read as NIfTI: invalid header: dim[0] is {ndim}, expected 1 to 7")
     if any(int(d) < 1 for d in dims[1:1 + ndim]):
-        raise VolumeError(f"{name}: invalid NIfTI header: dimensions {[int(d) for d in dims[1:1 + ndim]]} "
+        raise VolumeError(f"{name}: cannot be read as NIfTI: invalid header: dimensions {[int(d) for d in dims[1:1 + ndim]]} "
                           "must all be >= 1")
     if bitpix <= 0 or bitpix % 8 or not np.isfinite(vox_offset) or vox_offset < 0:
-        raise VolumeError(f"{name}: invalid NIfTI header: bitpix {bitpix}, vox_offset {vox_offset}")
+        raise VolumeError(f"{name}: cannot be read as NIfTI: invalid header: bitpix {bitpix}, vox_offset {vox_offset}")
     n_voxels = int(np.prod([int(d) for d in dims[1:1 + ndim]], dtype=object))
     return NiftiHeader(endian, int(datatype), max(int(vox_offset), minimum), n_voxels * (bitpix // 8))
 
