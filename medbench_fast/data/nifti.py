@@ -24,6 +24,9 @@ from medbench_fast.data.errors import VolumeError
 
 #: NIfTI ``datatype`` codes of floating-point voxels (float32, float64).
 _FLOAT_TYPES = {16: "f4", 64: "f8"}
+#: Bytes per voxel of each NIfTI ``datatype`` (ITK reads by datatype, whatever ``bitpix`` says).
+DATATYPE_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
+                  1536: 16, 1792: 16, 2048: 32, 2304: 4}
 _BLOCK = 1 << 22
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -83,7 +86,8 @@ def parse_header(raw: bytes, name: str) -> NiftiHeader:
     if bitpix <= 0 or bitpix % 8 or not np.isfinite(vox_offset) or vox_offset < 0:
         raise VolumeError(f"{name}: cannot be read as NIfTI: invalid header: bitpix {bitpix}, vox_offset {vox_offset}")
     n_voxels = int(np.prod([int(d) for d in dims[1:1 + ndim]], dtype=object))
-    return NiftiHeader(endian, int(datatype), max(int(vox_offset), minimum), n_voxels * (bitpix // 8))
+    item = max(bitpix // 8, DATATYPE_BYTES.get(int(datatype), 0))
+    return NiftiHeader(endian, int(datatype), max(int(vox_offset), minimum), n_voxels * item)
 
 
 def _gzip_blocks(path: Path) -> Iterator[bytes]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbench_fast.data import nifti
+from medbench_fast.data import metaimage, nifti
 from medbench_fast.data.errors import VolumeError
 
 #: File-name endings recognised as images, longest first (so ``.nii.gz`` wins over ``.gz``).
@@ -76,8 +76,8 @@ def _reindex_zyx(values, dim: int) -> tuple[float, ...]:
 def read_sitk(path: str | os.PathLike):
     """Read ``path`` (file or DICOM folder) into a ``SimpleITK.Image``; errors name the file.
 
-    A NIfTI file must hold every voxel its header announces (ITK would read the missing
-    ones as 0); the check runs before decoding, so a corrupt header never allocates.
+    NIfTI and compressed MetaImage files must hold every voxel their header announces (ITK
+    would make up the missing ones); the checks run before decoding.
     """
     import SimpleITK as sitk
 
@@ -96,6 +96,8 @@ def read_sitk(path: str | os.PathLike):
             raise VolumeError(f"{p}: file is empty (0 bytes)")
         if nifti.is_nifti(p):
             nifti.check_nifti(p)
+        elif metaimage.is_metaimage(p):
+            metaimage.check_metaimage(p)
         return sitk.ReadImage(str(p))
     except VolumeError:
         raise
@@ -147,6 +149,8 @@ def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
         dim = 3
     if dim != 3:
         raise VolumeError(f"{name}: is {dim}D; expected a 3D volume")
+    if 0 in image.GetSize():
+        raise VolumeError(f"{name}: has no voxels (size {image.GetSize()})")
     array = sitk.GetArrayFromImage(image)  # (Z, Y, X)
     direction_xyz = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     direction_zyx = direction_xyz[::-1, ::-1]
