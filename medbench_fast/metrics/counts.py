@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medbench_fast.kernels._jit import PARALLEL_LOCK, threads_for
+from medbench_fast.kernels._jit import parallel_launch
 from medbench_fast.kernels.counts import joint_histogram
 
 #: Distinct label values per chunk tried first; grown x4 up to :data:`MAX_LABELS` on overflow.
@@ -151,7 +151,7 @@ def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
     nchunks = max(1, min(rows, 4 * numba.get_num_threads()))
     cap = _START_CAP
     while True:
-        with PARALLEL_LOCK, threads_for(c_ref.size):
+        with parallel_launch(c_ref.size):
             values, nvalues, hist, rbox, pbox = joint_histogram(c_ref, c_pred, ref_w, pred_w, vpw, _splat(vpw),
                                                                 nchunks, cap)
         if np.all(nvalues >= 0):

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from medbench_fast.kernels._jit import PARALLEL_LOCK
 from medbench_fast.metrics.counts import LabelCounts, as_label_array, label_counts
 from medbench_fast.metrics.overlap import overlap_metrics
 from medbench_fast.metrics.selection import (
@@ -135,11 +134,10 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
         if ref_a.dtype != pred_a.dtype or not (ref_a.flags.c_contiguous and pred_a.flags.c_contiguous):
             ref_a, pred_a = np.ascontiguousarray(ref_a), np.ascontiguousarray(pred_a)
             arrays = ref_a, pred_a
-        with PARALLEL_LOCK:
-            row.update(label_surface_metrics(
-                ref_a, pred_a, row["label"], box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
-                surface=surface, hd95_mode=hd95_mode, metrics=surface_names,
-            ))
+        row.update(label_surface_metrics(
+            ref_a, pred_a, row["label"], box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
+            surface=surface, hd95_mode=hd95_mode, metrics=surface_names,
+        ))
     for row in rows:
         row["nsd_tolerance_mm"] = float(nsd_tolerance_mm) if "nsd" in names else None
         row["label_name"] = None if label_names is None else label_names.get(row["label"])

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from medbench_fast.kernels._jit import threads_for
+from medbench_fast.kernels._jit import parallel_launch
 from medbench_fast.kernels.edt import sq_distances_at
 from medbench_fast.kernels.surface import gather_areas, row_offsets, surfel_codes, voxel_border
 
@@ -127,7 +127,7 @@ def surface_distances(ref, pred, label, *, box, spacing, surface="voxel") -> Sur
         return SurfaceDistances(empty, empty, areas, areas)
     sl = tuple(slice(lo, hi) for lo, hi in bounds)
     r, p = np.asarray(ref)[sl], np.asarray(pred)[sl]
-    with threads_for(r.size):
+    with parallel_launch(r.size):
         return _distances(r, p, label, spacing, surface)
 
 
