@@ -9,6 +9,7 @@ from pathlib import Path
 
 from medbench_fast.config import ConfigError
 from medbench_fast.data.discovery import list_cases
+from medbench_fast.models.base import CASE_OBJECT
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,11 @@ def _rel(manifest: Path, value: str | None) -> str | None:
 
 
 def read_targets(path: str | None) -> dict[tuple[str, int], dict[str, float]]:
-    """``{(case_id, object_id): {target_name: value}}`` from the targets CSV (None: empty)."""
+    """``{(case_id, object_id): {target_name: value}}`` from the targets CSV (None: empty).
+
+    Rows without an ``object_id`` are targets of the whole case (:data:`CASE_OBJECT`);
+    per-object models such as AI-ENE number their objects from 1.
+    """
     if not path:
         return {}
     p = Path(path)
@@ -96,7 +101,7 @@ def read_targets(path: str | None) -> dict[tuple[str, int], dict[str, float]]:
         out = {}
         for line, row in enumerate(reader, start=2):
             try:
-                key = (row["case_id"], int(row.get("object_id") or 1))
+                key = (row["case_id"], int(row.get("object_id") or CASE_OBJECT))
                 out[key] = {n: float(row[n]) for n in names if row[n] not in ("", None)}
             except ValueError as exc:
                 raise ConfigError(f"{p}:{line}: {exc}") from None

@@ -25,6 +25,7 @@ from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, load_volume
 from medbench_fast.metrics.evaluate import evaluate_pair
 from medbench_fast.metrics.selection import resolve_metrics
+from medbench_fast.models.base import CASE_OBJECT
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
 from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.runner.finalize import finalize_run
@@ -133,7 +134,7 @@ class _Writer:
 def _scores_rows(prediction, case_id: str, targets: dict) -> list[dict]:
     rows = []
     for obj in prediction.scores or []:
-        oid = int(obj.get("object_id", 1))
+        oid = int(obj.get("object_id", CASE_OBJECT))
         truth = targets.get((case_id, oid), {})
         for key, value in obj.items():
             if key.startswith("score_"):
