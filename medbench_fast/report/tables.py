@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from medbench_fast.files import atomic_write, write_text_atomic
-
 from medbench_fast.metrics.classification import classification_summary
 from medbench_fast.report.latency import profile_rows, stage_summary, wall_throughput
 from medbench_fast.report.paired import paired_comparisons

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -32,7 +33,7 @@ def _write(path, array):
 def _multi_member_gzip(nii_bytes: bytes, path) -> None:
     """A valid .nii.gz of three gzip members (as ``cat a.gz b.gz c.gz`` makes; ``gzip -t`` passes)."""
     cuts = (0, 200, len(nii_bytes) // 2, len(nii_bytes))
-    path.write_bytes(b"".join(gzip.compress(nii_bytes[a:b]) for a, b in zip(cuts, cuts[1:])))
+    path.write_bytes(b"".join(gzip.compress(nii_bytes[a:b]) for a, b in itertools.pairwise(cuts)))
     assert gzip.decompress(path.read_bytes()) == nii_bytes
 
 

@@ -7,7 +7,13 @@ import pytest
 import SimpleITK as sitk
 from volume_writers import write_dicom_series
 
-from medbench_fast.data.reader import Volume, VolumeError, case_id_from_path, load_volume, write_volume
+from medbench_fast.data.reader import (
+    Volume,
+    VolumeError,
+    case_id_from_path,
+    load_volume,
+    write_volume,
+)
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def test_text_header_fields(fmt, field, value):
 @FUZZ
 @given(fmt=st.sampled_from(FORMATS), data=st.data())
 def test_random_header_bytes(fmt, data):
-    ext, compressed = fmt
+    ext = fmt[0]
     raw = bytearray(FILES[(".nii", False)] if ext.startswith(".nii") else FILES[fmt])
     end = 352 if ext.startswith(".nii") else _header_end(bytes(raw), ext)
     for _ in range(data.draw(st.integers(1, 4))):

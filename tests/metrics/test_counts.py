@@ -128,7 +128,7 @@ def test_bool_and_integral_float_inputs(rng):
 
 @pytest.mark.parametrize("bad, message", [
     (np.full((2, 2, 2), 0.5), "non-integral"),
-    (np.full((2, 2, 2), np.nan), "non-integral"),
+    (np.full((2, 2, 2), np.nan), "NaN or infinite"),
     (np.full((2, 2, 2), -1.0), "negative label"),
     (np.zeros((4, 4)), "3D"),
     (np.zeros((2, 2, 2), np.complex64), "dtype"),

@@ -18,7 +18,12 @@ def _mean_hu_classifier(path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from medbench_fast.models.spec import ModelSpec, OutputSpec, StrategySpec, spec_path_for
+    from medbench_fast.models.spec import (
+        ModelSpec,
+        OutputSpec,
+        StrategySpec,
+        spec_path_for,
+    )
 
     def const(name, value):
         return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
