@@ -1,7 +1,8 @@
 """A folder on a small, nearly full disk for disk-full tests.
 
 Where the tests run as root and may mount, the folder is a real tmpfs of the given size;
-otherwise :func:`small_disk` yields ``False`` and the test injects ``ENOSPC`` instead.
+otherwise (or with ``MEDBENCH_TEST_NO_MOUNT=1``) :func:`small_disk` yields ``False`` and the
+test injects ``ENOSPC`` instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def small_disk(folder: Path, size_kib: int):
     """Mount a ``size_kib`` tmpfs on ``folder`` (created); yield whether that worked."""
     folder.mkdir(parents=True, exist_ok=True)
     mounted = False
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount"):
+    may_mount = hasattr(os, "geteuid") and os.geteuid() == 0 and not os.environ.get("MEDBENCH_TEST_NO_MOUNT")
+    if may_mount and shutil.which("mount"):
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
                                 capture_output=True, check=False)
         mounted = result.returncode == 0
