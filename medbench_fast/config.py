@@ -42,7 +42,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pattern": Key("str", "*", help="Glob pattern selecting image files in image_dir."),
         "labels": Key("list[int]", help="Labels to score (default: every non-zero label present)."),
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),
-        "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id and one column per target."),
+        "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id (leave it out, or empty, "
+                                        "for targets of the whole case) and one column per target."),
         "max_cases": Key("int", help="Use only the first N cases (sorted by case id)."),
     },
     "models": {
