@@ -11,6 +11,7 @@ complete member are ignored, as zlib's ``gzread`` (used by ITK) ignores them.
 
 from __future__ import annotations
 
+import gzip
 import os
 import struct
 import zlib
@@ -108,7 +109,7 @@ def _gzip_blocks(path: Path) -> Iterator[bytes]:
                             return  # trailing bytes after a complete member: ignored, as gzread does
                     decomp, started = zlib.decompressobj(zlib.MAX_WBITS | 16), False
                 try:
-                    out = decomp.decompress(data)
+                    out = decomp.decompress(data, _BLOCK)  # bounded output: label maps compress 100x
                 except zlib.error as exc:
                     raise VolumeError(f"{path}: corrupt gzip data: {exc}") from None
                 started = True
@@ -117,21 +118,17 @@ def _gzip_blocks(path: Path) -> Iterator[bytes]:
                 if decomp.eof:
                     data, decomp, between = decomp.unused_data, None, True
                 else:
-                    data = b""
+                    data = decomp.unconsumed_tail
     if decomp is not None and started and not decomp.eof:
         raise VolumeError(f"{path}: truncated: the gzip data ends inside a compressed member")
 
 
 def _read_header(path: Path, gz: bool) -> bytes:
-    if gz:
-        head = b""
-        for block in _gzip_blocks(path):
-            head += block
-            if len(head) >= 540:
-                break
-        return head[:540]
-    with open(path, "rb") as fh:
-        return fh.read(540)
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            return fh.read(540)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip reports a bad stream as OSError or EOFError
+        raise VolumeError(f"{path}: cannot be read as NIfTI: the gzip stream is corrupt or cut short: {exc}") from None
 
 
 def _gzip_isize(path: Path) -> int:
