@@ -92,34 +92,37 @@ def parse_header(raw: bytes, name: str) -> NiftiHeader:
 
 
 def _gzip_blocks(path: Path) -> Iterator[bytes]:
-    """Decompressed blocks of every member of a gzip file, in order.
+    """Decompressed blocks (at most ``_BLOCK`` bytes each) of every member of a gzip file, in order.
 
     Raises :class:`VolumeError` when the data is corrupt or the last member is cut short.
     """
-    decomp, started, between = None, False, False
+    decomp, between = None, False
     with open(path, "rb") as fh:
         for data in iter(lambda: fh.read(_BLOCK), b""):
-            while data:
+            while True:
                 if decomp is None:
-                    if between:
+                    if between:  # zero padding, another member, or trailing bytes
                         data = data.lstrip(b"\0")
                         if not data:
                             break
                         if not data.startswith(_GZIP_MAGIC[:len(data)]):
                             return  # trailing bytes after a complete member: ignored, as gzread does
-                    decomp, started = zlib.decompressobj(zlib.MAX_WBITS | 16), False
+                    decomp = zlib.decompressobj(zlib.MAX_WBITS | 16)
                 try:
                     out = decomp.decompress(data, _BLOCK)  # bounded output: label maps compress 100x
                 except zlib.error as exc:
                     raise VolumeError(f"{path}: corrupt gzip data: {exc}") from None
-                started = True
                 if out:
                     yield out
                 if decomp.eof:
                     data, decomp, between = decomp.unused_data, None, True
-                else:
-                    data = decomp.unconsumed_tail
-    if decomp is not None and started and not decomp.eof:
+                    if not data:
+                        break
+                    continue
+                data = decomp.unconsumed_tail
+                if not data and len(out) < _BLOCK:  # everything consumed and flushed: read on
+                    break
+    if decomp is not None:
         raise VolumeError(f"{path}: truncated: the gzip data ends inside a compressed member")
 
 

@@ -140,3 +140,18 @@ def test_metaimage_with_invalid_ndims_is_an_error_not_a_crash(tmp_path, volume, 
     with pytest.raises(VolumeError, match="cannot be read as MetaImage") as info:
         load_volume(path)
     assert str(path) in str(info.value)
+
+
+def test_gzip_members_are_read_whole_with_tiny_blocks(tmp_path, monkeypatch):
+    from medbench_fast.data import nifti
+
+    monkeypatch.setattr(nifti, "_BLOCK", 7)  # member boundaries and output draining inside blocks
+    raw = bytes(np.random.default_rng(0).integers(0, 3, 5000, dtype=np.uint8)) + bytes(20000)
+    path = tmp_path / "g.gz"
+    for parts in ([raw], [raw[:10], raw[10:3000], raw[3000:]]):
+        whole = b"".join(gzip.compress(p) for p in parts)
+        path.write_bytes(whole + b"\0\0\0")  # zero padding after the last member is allowed
+        assert b"".join(nifti._gzip_blocks(path)) == raw
+        path.write_bytes(whole[:-5])
+        with pytest.raises(VolumeError, match="truncated"):
+            b"".join(nifti._gzip_blocks(path))
