@@ -134,10 +134,14 @@ class VolumeCache:
         hit = self._read_entry(source)
         if hit is not None:
             return hit
+        try:
+            fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
+        except OSError:
+            fingerprint = None  # missing source: decoding names the problem
         volume = decode_volume(path)
-        if self.write_error is None:
+        if self.write_error is None and fingerprint is not None:
             try:
-                self._write_entry(source, volume)
+                self._write_entry(source, volume, fingerprint)
             except OSError as exc:
                 self._disable_writes(exc)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
@@ -166,13 +170,12 @@ class VolumeCache:
         return Volume(array, tuple(header["spacing"]), tuple(header["origin"]), tuple(header["direction"]),
                       str(source), {"cache": "hit", "sha256": header.get("sha256")})
 
-    def _write_entry(self, source: Path, volume: Volume) -> None:
+    def _write_entry(self, source: Path, volume: Volume, fingerprint: dict) -> None:
         npy, header_path = self._paths(source)
         self.root.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self.remove_stale_temps()
             self._swept = True
-        fingerprint = source_fingerprint(source)
         array = np.ascontiguousarray(volume.array)
         header = {
             "format": _FORMAT, "source": str(source), **fingerprint, "sha256": _sha256(source),
