@@ -25,6 +25,6 @@ def channel_argmax(scores, out):
         for c in range(1, n_channels):
             for s in range(size):
                 v = scores[n, c, s]
-                if v > best[s] or (best[s] != best[s] and v == v):  # a NaN best loses to any number
+                if v > best[s] or (np.isnan(best[s]) and not np.isnan(v)):  # a NaN best loses to any number
                     best[s] = v
                     out[n, s] = c
