@@ -46,7 +46,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pattern": Key("str", "*", help="Glob pattern selecting image files in image_dir."),
         "labels": Key("list[int]", help="Labels to score (default: every non-zero label present).", minimum=1),
         "label_names": Key("map", help="Names of labels, e.g. {1: body, 5: lymph_node}.", example={1: "body"}),
-        "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id and one column per target."),
+        "targets_csv": Key("path", help="Case-level targets: columns case_id, object_id (leave it out, or empty, "
+                                        "for targets of the whole case) and one column per target."),
         "max_cases": Key("int", help="Use only the first N cases (sorted by case id).", minimum=1),
         "dicom_labels": Key("map", help="DICOM-SEG segment / RTSTRUCT ROI to label rules {pattern: label}, first match "
                             "wins: exact name, nocase:NAME, regex:PATTERN, code:SCHEME:VALUE (default: segment / ROI "

@@ -47,7 +47,11 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
         try:
             files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
             break
-        except (FileNotFoundError, StoreError) as exc:
+        except OSError as exc:  # disk full, no permission: the previous reports are kept (atomic writes)
+            if isinstance(exc, FileNotFoundError):
+                raise InputError(str(exc)) from None
+            raise click.ClickException(f"{run_dir}: cannot write the reports: {exc.strerror or exc}") from None
+        except StoreError as exc:
             if attempt == 2 or not (Path(run_dir) / "parts").is_dir():
                 raise InputError(str(exc)) from None
             click.echo(f"{exc}\nrebuilding the run's tables from {Path(run_dir) / 'parts'}", err=True)

@@ -1,10 +1,19 @@
 """Memory-mapped volume cache: decode a file once, memory-map it afterwards.
 
 Each entry is ``<key>.npy`` (the voxel array, ``(Z, Y, X)``) plus ``<key>.json`` (geometry
-and the source's path, size, mtime and sha256), where ``key`` hashes the source's absolute
-path. An entry is valid while the source's size and modification time (ns) are unchanged;
-a changed source is decoded again. Writers use a unique temporary name and ``os.replace``,
-so concurrent readers and writers never see a partial file.
+and the source's path, fingerprint and sha256), where ``key`` hashes the source's absolute
+path. An entry is valid while the source's fingerprint is unchanged: its size, modification
+time, status-change time (ctime, ns) and inode. Replacing a file (rename, copy, extraction)
+gives it a new inode or ctime even when size and mtime are kept, and ctime cannot be set
+back by users, so a replaced source is always decoded again. A DICOM folder's fingerprint
+covers every file in it.
+
+Writers use a unique temporary name and ``os.replace``, so concurrent readers and writers
+never see a partial file; ``clear`` removes entries one by one and never the folder, so it
+can race readers and writers. The cache never fails a case: a folder that cannot be
+written (read-only, full, removed) is reported once as a warning, and volumes are then read
+without it. Temporary files of killed writers are removed by ``info``, ``clear`` and the
+first write of each :class:`VolumeCache`.
 """
 
 from __future__ import annotations
@@ -13,17 +22,23 @@ import hashlib
 import json
 import mmap
 import os
-import shutil
-import uuid
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from medbench_fast.data.reader import Volume, read_sitk, sitk_to_channels, sitk_to_volume
+from medbench_fast.data.reader import Volume, decode_volume
+from medbench_fast.files import atomic_write
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MEDBENCH_CACHE_DIR"
-_FORMAT = 1
+_FORMAT = 2
+#: Fingerprint fields compared with a cached entry's header.
+_FINGERPRINT = ("size", "mtime_ns", "ctime_ns", "inode")
+#: A temporary file whose writer is gone, or older than this (s), is stale.
+STALE_TEMP_S = 3600.0
 
 
 def default_cache_dir() -> Path:
@@ -35,18 +50,26 @@ def default_cache_dir() -> Path:
 
 
 def source_fingerprint(path: Path) -> dict:
-    """Size (bytes) and newest mtime (ns) of a file, or of all files in a DICOM folder."""
+    """Size (bytes), mtime and ctime (ns) and inode of a file; for a DICOM folder the total
+    size, the newest mtime and ctime, and a digest of every file's name, inode, size and times."""
     if path.is_dir():
-        stats = [p.stat() for p in sorted(path.iterdir()) if p.is_file()]
-        return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        stats = [p.stat() for p in files]
+        listing = "\n".join(f"{p.name}:{s.st_ino}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}" for p, s in zip(files, stats))
+        return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+                "ctime_ns": max((s.st_ctime_ns for s in stats), default=0),
+                "inode": hashlib.sha256(listing.encode()).hexdigest()[:16]}
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
 
 
 def _combined_fingerprint(sources: list[Path]) -> dict:
-    """Total size and newest mtime over several files or folders."""
+    """The fingerprint of several files or folders: total size, newest mtime and ctime, and a
+    digest of every one's inode."""
     prints = [source_fingerprint(s) for s in sources]
-    return {"size": sum(p["size"] for p in prints), "mtime_ns": max(p["mtime_ns"] for p in prints)}
+    inodes = ",".join(str(p["inode"]) for p in prints)
+    return {"size": sum(p["size"] for p in prints), "mtime_ns": max(p["mtime_ns"] for p in prints),
+            "ctime_ns": max(p["ctime_ns"] for p in prints), "inode": hashlib.sha256(inodes.encode()).hexdigest()[:16]}
 
 
 def _sha256(path: Path) -> str | None:
@@ -76,14 +99,29 @@ def _map_npy(path: Path) -> np.ndarray:
     return np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
 
 
-def _atomic_write(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+def _writer_gone(tmp: Path) -> bool:
+    """Whether the process that named ``tmp`` (``.<name>.<pid>.<hex>.tmp``) no longer runs here."""
     try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        pid = int(tmp.name.split(".")[-3])
+    except (IndexError, ValueError):
+        return True
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class VolumeCache:
@@ -91,6 +129,9 @@ class VolumeCache:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self._lock = threading.Lock()
+        self._swept = False
+        self.write_error: str | None = None  # set when the folder cannot be written; writes stop
 
     def _paths(self, source: Path) -> tuple[Path, Path]:
         key = hashlib.sha256(str(source).encode()).hexdigest()[:24]
@@ -103,22 +144,42 @@ class VolumeCache:
         hit = self._read_entry(source)
         if hit is not None:
             return hit
-        volume = (sitk_to_channels if channels else sitk_to_volume)(read_sitk(source), path)
-        self._write_entry(source, volume)
+        try:
+            fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
+        except OSError:
+            fingerprint = None  # missing source: decoding names the problem
+        volume = decode_volume(path, channels=channels)
+        self._store(source, volume, fingerprint)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 
     def load_derived(self, key: str, sources: list[Path], decode, *, label: str) -> Volume:
         """Load a volume computed from several files (a DICOM-SEG or RTSTRUCT placed on its
         series), decoding it with ``decode()`` on a miss. ``key`` names the computation (files
-        and options); the entry is valid while every source's size and mtime are unchanged.
+        and options); the entry is valid while every source's fingerprint is unchanged.
         ``label`` is the volume's ``path``; JSON-serialisable ``meta`` is kept with the entry."""
         fingerprint = _combined_fingerprint(sources)
         hit = self._read_entry(key, fingerprint)
         if hit is not None:
             return Volume(hit.array, hit.spacing, hit.origin, hit.direction, label, hit.meta)
         volume = decode()
-        self._write_entry(key, volume, fingerprint, meta=volume.meta)
+        self._store(key, volume, fingerprint, meta=volume.meta)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, label, {**volume.meta, "cache": "miss"})
+
+    def _store(self, source: Path | str, volume: Volume, fingerprint: dict | None, meta: dict | None = None) -> None:
+        """Write an entry; a folder that cannot be written turns the cache's writes off (warned once)."""
+        if self.write_error is None and fingerprint is not None:
+            try:
+                self._write_entry(source, volume, fingerprint, meta)
+            except OSError as exc:
+                self._disable_writes(exc)
+
+    def _disable_writes(self, exc: OSError) -> None:
+        with self._lock:
+            if self.write_error is not None:
+                return
+            self.write_error = f"{self.root}: {exc.strerror or exc}"
+        warnings.warn(f"volume cache {self.write_error}; reading volumes without the cache from now on",
+                      RuntimeWarning, stacklevel=3)
 
     def _read_entry(self, source: Path | str, fingerprint: dict | None = None) -> Volume | None:
         npy, header_path = self._paths(source)
@@ -126,7 +187,7 @@ class VolumeCache:
             header = json.loads(header_path.read_text(encoding="utf-8"))
             if header.get("format") != _FORMAT or header.get("source") != str(source):
                 return None
-            if {k: header[k] for k in ("size", "mtime_ns")} != (fingerprint or source_fingerprint(source)):
+            if {k: header[k] for k in _FINGERPRINT} != (fingerprint or source_fingerprint(source)):
                 return None
             array = _map_npy(npy) if header["nbytes"] else np.load(npy)
             if list(array.shape) != header["shape"] or str(array.dtype) != header["dtype"]:
@@ -136,10 +197,12 @@ class VolumeCache:
         return Volume(array, tuple(header["spacing"]), tuple(header["origin"]), tuple(header["direction"]),
                       str(source), {**header.get("meta", {}), "cache": "hit", "sha256": header.get("sha256")})
 
-    def _write_entry(self, source: Path | str, volume: Volume, fingerprint: dict | None = None, meta: dict | None = None) -> None:
+    def _write_entry(self, source: Path | str, volume: Volume, fingerprint: dict, meta: dict | None = None) -> None:
         npy, header_path = self._paths(source)
         self.root.mkdir(parents=True, exist_ok=True)
-        fingerprint = fingerprint or source_fingerprint(source)
+        if not self._swept:
+            self.remove_stale_temps()
+            self._swept = True
         array = np.ascontiguousarray(volume.array)
         header = {
             "format": _FORMAT, "source": str(source), **fingerprint,
@@ -152,18 +215,44 @@ class VolumeCache:
             with open(tmp, "wb") as fh:
                 np.save(fh, array)
 
-        _atomic_write(npy, write_npy)
-        _atomic_write(header_path, lambda tmp: tmp.write_text(json.dumps(header, indent=1), encoding="utf-8"))
+        atomic_write(npy, write_npy)
+        atomic_write(header_path, lambda tmp: tmp.write_text(json.dumps(header, indent=1), encoding="utf-8"))
+
+    def remove_stale_temps(self) -> int:
+        """Delete temporary files left by killed writers; return how many were removed."""
+        removed = 0
+        now = time.time()
+        for tmp in self.root.glob(".*.tmp") if self.root.is_dir() else ():
+            try:
+                stale = _writer_gone(tmp) or now - tmp.stat().st_mtime > STALE_TEMP_S
+            except FileNotFoundError:
+                continue
+            removed += stale and _unlink(tmp)
+        return removed
 
     def info(self) -> dict:
-        """Entry count, total bytes and folder of the cache."""
-        entries = list(self.root.glob("*.json")) if self.root.exists() else []
-        size = sum(p.stat().st_size for p in self.root.iterdir()) if self.root.exists() else 0
-        return {"path": str(self.root), "entries": len(entries), "bytes": size}
+        """Entry count, total bytes and folder of the cache (stale temporary files removed first)."""
+        self.remove_stale_temps()
+        entries, size = 0, 0
+        for p in self.root.iterdir() if self.root.is_dir() else ():
+            try:
+                size += p.stat().st_size
+            except FileNotFoundError:  # removed by a concurrent clear
+                continue
+            entries += p.suffix == ".json" and not p.name.startswith(".")
+        return {"path": str(self.root), "entries": entries, "bytes": size}
 
     def clear(self) -> int:
-        """Delete the cache folder; return the number of entries removed."""
-        n = self.info()["entries"]
-        if self.root.exists():
-            shutil.rmtree(self.root)
-        return n
+        """Delete every entry and stale temporary file; return the number of entries removed.
+
+        The folder itself stays, so concurrent readers and writers go on (a reader whose
+        entry vanished decodes the source again).
+        """
+        self.remove_stale_temps()
+        removed = 0
+        for header in list(self.root.glob("*.json")) if self.root.is_dir() else ():
+            removed += _unlink(header)
+            _unlink(header.with_suffix(".npy"))
+        for npy in list(self.root.glob("*.npy")) if self.root.is_dir() else ():  # orphans of a partial write
+            _unlink(npy)
+        return removed

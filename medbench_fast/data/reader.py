@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench_fast.data import metaimage, nifti
+from medbench_fast.data.errors import VolumeError
+
 #: File-name endings recognised as images, longest first (so ``.nii.gz`` wins over ``.gz``).
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-class VolumeError(ValueError):
-    """A volume cannot be read or is not valid for its use; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,11 @@ def _reindex_zyx(values, dim: int) -> tuple[float, ...]:
 
 
 def read_sitk(path: str | os.PathLike):
-    """Read ``path`` (file or DICOM folder) into a ``SimpleITK.Image``; errors name the file."""
+    """Read ``path`` (file or DICOM folder) into a ``SimpleITK.Image``; errors name the file.
+
+    NIfTI and compressed MetaImage files must hold every voxel their header announces (ITK
+    would make up the missing ones); the checks run before decoding.
+    """
     import SimpleITK as sitk
 
     p = Path(path)
@@ -99,10 +102,11 @@ def read_sitk(path: str | os.PathLike):
             return reader.Execute()
         if p.stat().st_size == 0:
             raise VolumeError(f"{p}: file is empty (0 bytes)")
-        image = sitk.ReadImage(str(p))
-        if p.name.lower().endswith(".nii.gz"):
-            check_nifti_gz_complete(p)
-        return image
+        if nifti.is_nifti(p):
+            nifti.check_nifti(p)
+        elif metaimage.is_metaimage(p):
+            metaimage.check_metaimage(p)
+        return sitk.ReadImage(str(p))
     except VolumeError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every I/O failure as RuntimeError
@@ -111,42 +115,31 @@ def read_sitk(path: str | os.PathLike):
         raise VolumeError(f"{p}: cannot be read as an image (truncated or corrupt?): {detail.strip()}") from None
 
 
-def check_nifti_gz_complete(path: Path) -> None:
-    """Raise :class:`VolumeError` when a ``.nii.gz`` file is cut short.
+def check_finite(volume: Volume) -> None:
+    """Raise :class:`VolumeError` when a float volume holds NaN or infinite voxels.
 
-    ITK decodes a truncated gzip stream without complaint (the missing voxels read as 0).
-    The gzip trailer's ISIZE field (uncompressed size mod 2**32) must equal the NIfTI
-    header's ``vox_offset`` plus the voxel data size; a truncated file ends elsewhere.
+    For a float NIfTI file the raw voxels are checked too: ITK reads NaN and infinity there
+    as 0, so only a decoded array without zeros is known to be clean.
     """
-    import gzip
-    import struct
+    array = volume.array
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    path = Path(volume.path) if volume.path else None
+    if not bad and path is not None and nifti.is_nifti(path) and not np.all(array):
+        header = nifti.check_nifti(path)
+        bad = nifti.count_non_finite(path, header)
+    if bad:
+        raise VolumeError(f"{volume.path or '<image>'}: {bad} voxel value(s) are NaN or infinite; "
+                          "expected finite numbers")
 
-    with gzip.open(path, "rb") as fh:
-        header = fh.read(540)
-    with open(path, "rb") as fh:
-        fh.seek(-4, os.SEEK_END)
-        isize = struct.unpack("<I", fh.read(4))[0]
-    for endian in "<>":
-        sizeof_hdr = struct.unpack(endian + "i", header[:4])[0]
-        if sizeof_hdr == 348:  # NIfTI-1
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
-            break
-        if sizeof_hdr == 540:  # NIfTI-2
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
-            dims = struct.unpack(endian + "8q", header[16:80])
-            vox_offset = struct.unpack(endian + "q", header[168:176])[0]
-            break
-    else:
-        raise VolumeError(f"{path}: not a NIfTI file (bad header size field)")
-    n_voxels = 1
-    for d in dims[1: 1 + max(1, min(int(dims[0]), 7))]:
-        n_voxels *= max(int(d), 1)
-    expected = max(vox_offset, 352 if sizeof_hdr == 348 else 544) + n_voxels * bitpix // 8
-    if isize != expected % 2**32:
-        raise VolumeError(f"{path}: truncated or corrupt: gzip stream holds {isize} bytes, "
-                          f"the NIfTI header announces {expected}")
+
+def decode_volume(path: str | os.PathLike, *, channels: bool = False) -> Volume:
+    """Decode a file or DICOM folder with SimpleITK into a checked :class:`Volume`
+    (``channels``: a 4D file is ``(C, Z, Y, X)``)."""
+    volume = (sitk_to_channels if channels else sitk_to_volume)(read_sitk(path), path)
+    check_finite(volume)
+    return volume
 
 
 def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
@@ -165,6 +158,8 @@ def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
         dim = 3
     if dim != 3:
         raise VolumeError(f"{name}: is {dim}D; expected a 3D volume")
+    if 0 in image.GetSize():
+        raise VolumeError(f"{name}: has no voxels (size {image.GetSize()})")
     array = sitk.GetArrayFromImage(image)  # (Z, Y, X)
     direction_xyz = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     direction_zyx = direction_xyz[::-1, ::-1]
@@ -232,4 +227,4 @@ def load_volume(path: str | os.PathLike, *, cache=None, channels: bool = False) 
         return load_dicom_path(path, cache=cache)
     if cache is not None:
         return cache.load(path, channels=channels)
-    return (sitk_to_channels if channels else sitk_to_volume)(read_sitk(path), path)
+    return decode_volume(path, channels=channels)

@@ -5,7 +5,8 @@ Kernels import :data:`PARALLEL` (multi-threaded ``prange`` kernels) or :data:`SE
 GIL, so a thread pool can overlap kernels with I/O and inference, and cache compiled code
 on disk. numba's cache does not notice edits in *other* files a kernel calls into; clear it
 with ``medbench cache clear --jit`` (or delete the ``__pycache__`` folders) after such edits.
-Callers hold :data:`PARALLEL_LOCK` while a parallel kernel runs: numba's ``workqueue``
+Callers launch parallel kernels inside :func:`parallel_launch`, which holds
+:data:`PARALLEL_LOCK` while the kernel runs: numba's ``workqueue``
 threading layer (the fallback where neither OpenMP nor TBB is available) aborts on concurrent
 launches, and the kernels already use every core, so serialising them costs nothing while
 reading and inference go on in other threads. ``fastmath`` stays off: metric values must be bit-reproducible and NaN-aware.
@@ -52,3 +53,12 @@ def threads_for(voxels: int):
         yield
     finally:
         numba.set_num_threads(before)
+
+
+@contextmanager
+def parallel_launch(voxels: int):
+    """Hold :data:`PARALLEL_LOCK` and choose the thread count (:func:`threads_for`) around the
+    launch of :data:`PARALLEL` kernels on ``voxels`` voxels; every public function that runs
+    one does so inside this, so they are safe to call from many threads at once."""
+    with PARALLEL_LOCK, threads_for(voxels):
+        yield

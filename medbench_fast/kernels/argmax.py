@@ -13,7 +13,8 @@ def channel_argmax(scores, out):
 
     ``scores``: C-contiguous float array ``(N, C, S)``; ``out``: unsigned integer array
     ``(N, S)`` wide enough for ``C - 1``. Ties go to the lowest channel (as ``np.argmax``);
-    NaN scores never win. Reads each channel plane contiguously, unlike ``np.argmax(axis=1)``.
+    NaN scores never win, in any channel (0 where every channel is NaN). Reads each channel
+    plane contiguously, unlike ``np.argmax(axis=1)``.
     """
     n_batch, n_channels, size = scores.shape
     best = np.empty(size, scores.dtype)
@@ -24,6 +25,6 @@ def channel_argmax(scores, out):
         for c in range(1, n_channels):
             for s in range(size):
                 v = scores[n, c, s]
-                if v > best[s]:
+                if v > best[s] or (np.isnan(best[s]) and not np.isnan(v)):  # a NaN best loses to any number
                     best[s] = v
                     out[n, s] = c

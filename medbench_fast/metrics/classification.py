@@ -2,7 +2,10 @@
 
 ``scores`` are predicted probabilities of the positive class, ``targets`` 0/1 truths; a case
 is called positive when ``score >= threshold``. Pairs with a NaN score or target are
-dropped. AUC and its interval are None when one class is absent.
+dropped. AUC and its interval are None when one class is absent. An interval needs at least
+:data:`MIN_CLASS_CASES` cases of each class and a non-degenerate DeLong variance; otherwise
+it is None and :func:`auc_ci_note` says why (a DeLong interval of (1.0, 1.0) from a handful
+of perfectly separated cases would claim a certainty the sample cannot give).
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.stats
 
 Z_95 = 1.959963984540054
+#: Fewest positives and fewest negatives for an AUC interval (DeLong and the bootstrap are
+#: large-sample methods; with fewer, the interval is reported as missing, with the reason).
+MIN_CLASS_CASES = 10
 
 
 def _clean(scores, targets) -> tuple[np.ndarray, np.ndarray]:
@@ -26,25 +33,13 @@ def _clean(scores, targets) -> tuple[np.ndarray, np.ndarray]:
     return s, t.astype(bool)
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties averaged."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], xs.size]
-    avg = (starts + ends + 1) / 2.0
-    ranks = np.empty(x.size)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
-
-
 def roc_auc(scores, targets) -> float | None:
     """Area under the ROC curve: P(score_pos > score_neg) + P(tie) / 2 (Mann-Whitney)."""
     s, t = _clean(scores, targets)
     n1, n0 = int(t.sum()), int((~t).sum())
     if n1 == 0 or n0 == 0:
         return None
-    ranks = _midranks(s)
+    ranks = scipy.stats.rankdata(s)
     return float((ranks[t].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
@@ -59,8 +54,8 @@ def delong_variance(scores, targets) -> tuple[float, float] | None:
     n1, n0 = pos.size, neg.size
     if n1 == 0 or n0 == 0:
         return None
-    tz = _midranks(np.concatenate([pos, neg]))
-    tx, ty = _midranks(pos), _midranks(neg)
+    tz = scipy.stats.rankdata(np.concatenate([pos, neg]))
+    tx, ty = scipy.stats.rankdata(pos), scipy.stats.rankdata(neg)
     auc = (tz[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0)
     v10 = (tz[:n1] - tx) / n0
     v01 = 1.0 - (tz[n1:] - ty) / n1
@@ -69,30 +64,42 @@ def delong_variance(scores, targets) -> tuple[float, float] | None:
     return float(auc), float(s10 / n1 + s01 / n0)
 
 
+def auc_ci_note(scores, targets) -> str | None:
+    """Why there is no AUC interval for this sample, or None when there is one."""
+    s, t = _clean(scores, targets)
+    n1, n0 = int(t.sum()), int((~t).sum())
+    if n1 == 0 or n0 == 0:
+        return "one class is absent"
+    if min(n1, n0) < MIN_CLASS_CASES:
+        return (f"too few cases for an interval: {n1} positive and {n0} negative, "
+                f"at least {MIN_CLASS_CASES} of each needed")
+    if delong_variance(s, t)[1] <= 0.0:
+        return "no interval: the DeLong variance is 0 (the classes are perfectly separated or every score is tied)"
+    return None
+
+
+def _auc_of_groups(pos: np.ndarray, neg: np.ndarray, axis: int = -1) -> np.ndarray:
+    """AUC of positives ``pos`` against negatives ``neg`` along ``axis`` (Mann-Whitney U / n1 n0)."""
+    u = scipy.stats.mannwhitneyu(pos, neg, axis=axis, method="asymptotic").statistic
+    return u / (pos.shape[axis] * neg.shape[axis])
+
+
 def auc_ci(scores, targets, *, method: str = "delong", n_resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """95 % interval of the ROC AUC: ``delong`` (normal, clipped to [0, 1]) or ``bootstrap``
-    (percentile, stratified by class, seeded)."""
-    s, t = _clean(scores, targets)
-    if method == "delong":
-        res = delong_variance(s, t)
-        if res is None:
-            return None
-        auc, var = res
-        half = Z_95 * math.sqrt(max(var, 0.0))
-        return max(0.0, auc - half), min(1.0, auc + half)
-    if method != "bootstrap":
+    (``scipy.stats.bootstrap`` percentile interval, resampling each class apart, seeded).
+    None where :func:`auc_ci_note` gives a reason."""
+    if method not in ("delong", "bootstrap"):
         raise ValueError(f"method: {method!r} is not one of delong, bootstrap")
-    pos, neg = s[t], s[~t]
-    if pos.size == 0 or neg.size == 0:
+    s, t = _clean(scores, targets)
+    if auc_ci_note(s, t) is not None:
         return None
-    rng = np.random.default_rng(seed)
-    aucs = np.empty(n_resamples)
-    labels = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
-    for b in range(n_resamples):
-        sample = np.r_[pos[rng.integers(0, pos.size, pos.size)], neg[rng.integers(0, neg.size, neg.size)]]
-        aucs[b] = roc_auc(sample, labels)
-    lo, hi = np.percentile(aucs, [2.5, 97.5])
-    return float(lo), float(hi)
+    if method == "delong":
+        auc, var = delong_variance(s, t)
+        half = Z_95 * math.sqrt(var)
+        return max(0.0, auc - half), min(1.0, auc + half)
+    res = scipy.stats.bootstrap((s[t], s[~t]), _auc_of_groups, n_resamples=n_resamples, method="percentile",
+                                rng=seed, vectorized=True)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -143,6 +150,7 @@ def classification_summary(scores, targets, *, threshold: float = 0.5, ci: str =
     return {
         "n": int(s.size), "positives": int(t.sum()), "negatives": int((~t).sum()),
         "auc": roc_auc(s, t), "auc_ci95": None if interval is None else list(interval), "auc_ci_method": ci,
+        "auc_ci_note": auc_ci_note(s, t),
         "brier": brier_score(s, t),
         "at_threshold": threshold_metrics(s, t, threshold),
         "at_youden": None if youden is None else threshold_metrics(s, t, youden),

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medbench_fast.kernels._jit import PARALLEL_LOCK, threads_for
+from medbench_fast.kernels._jit import parallel_launch
 from medbench_fast.kernels.counts import joint_histogram
 
 #: Distinct label values per chunk tried first; grown x4 up to :data:`MAX_LABELS` on overflow.
 _START_CAP = 64
 #: Most distinct label values a pair may hold (semantic label maps, not instance maps).
 MAX_LABELS = 1024
+#: Largest label value (labels are counted as int64).
+MAX_LABEL_VALUE = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,25 @@ def as_label_array(array: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected a 3D label map (Z, Y, X), got shape {arr.shape}")
     if arr.dtype == np.bool_:
         return arr.view(np.uint8)
+    if arr.dtype == np.uint64:  # the kernels count in int64: larger values are refused, the rest viewed
+        hi = int(arr.max()) if arr.size else 0
+        if hi > MAX_LABEL_VALUE:
+            raise ValueError(f"{name}: label {hi} is out of range; labels must be integers from 0 to {MAX_LABEL_VALUE}")
+        return arr.view(np.int64)
     if np.issubdtype(arr.dtype, np.integer):
         return arr
     if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.rint(arr)):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise ValueError(f"{name}: floating-point label map holds {arr.size - np.count_nonzero(finite)} "
+                             "NaN or infinite value(s); expected integer labels")
+        if not np.array_equal(arr, np.rint(arr)):
             raise ValueError(f"{name}: floating-point label map holds non-integral values; expected integer labels")
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
         if lo < 0:
-            raise ValueError(f"{name}: negative label {int(lo)}; labels must be >= 0")
+            raise ValueError(f"{name}: negative label {lo:g}; labels must be >= 0")
+        if hi > MAX_LABEL_VALUE:
+            raise ValueError(f"{name}: label {hi:g} is out of range; labels must be integers from 0 to {MAX_LABEL_VALUE}")
         return arr.astype(np.min_scalar_type(int(hi)))
     raise ValueError(f"{name}: dtype {arr.dtype} is not a label map dtype (integer, bool or integral float)")
 
@@ -142,7 +155,7 @@ def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
     nchunks = max(1, min(rows, 4 * numba.get_num_threads()))
     cap = _START_CAP
     while True:
-        with PARALLEL_LOCK, threads_for(c_ref.size):
+        with parallel_launch(c_ref.size):
             values, nvalues, hist, rbox, pbox = joint_histogram(c_ref, c_pred, ref_w, pred_w, vpw, _splat(vpw),
                                                                 nchunks, cap)
         if np.all(nvalues >= 0):

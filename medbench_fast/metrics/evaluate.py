@@ -9,19 +9,22 @@ their negative id as ``label``; their counts come from the same joint histogram.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from medbench_fast.kernels._jit import PARALLEL_LOCK
+from medbench_fast.metrics.conventions import (
+    BOTH_EMPTY_SURFACE,
+    check_spacing,
+    check_tolerance,
+)
 from medbench_fast.metrics.counts import LabelCounts, as_label_array, label_counts
 from medbench_fast.metrics.overlap import overlap_metrics
 from medbench_fast.metrics.regions import Region, make_regions
 from medbench_fast.metrics.selection import (
     EMPTY_MODES,
     HD95_MODES,
-    SURFACE_METRIC_NAMES,
+    SURFACE_METRICS,
     SURFACE_MODES,
     check_choice,
     resolve_metrics,
@@ -35,24 +38,7 @@ ROW_FIELDS = (
     "ref_empty", "pred_empty",
 )
 #: Metrics set to NaN on both-empty rows under ``empty="nan"``.
-NAN_WHEN_BOTH_EMPTY = ("dice", "iou", "volume_similarity") + SURFACE_METRIC_NAMES
-#: Surface metrics of a label absent from both maps (METRICS.md).
-BOTH_EMPTY_SURFACE = {"hd": 0.0, "hd95": 0.0, "assd": 0.0, "masd": 0.0, "nsd": 1.0}
-
-
-def check_spacing(spacing, ndim: int = 3) -> tuple[float, ...]:
-    """Validate ``spacing`` (mm per axis): ``ndim`` finite positive numbers, widened to float64."""
-    if spacing is None:
-        raise ValueError("spacing: required (mm per axis, in array axis order)")
-    try:
-        values = tuple(float(s) for s in spacing)
-    except TypeError:
-        raise ValueError(f"spacing: expected {ndim} numbers, got {spacing!r}") from None
-    if len(values) != ndim:
-        raise ValueError(f"spacing: expected {ndim} values (one per axis), got {len(values)}")
-    if not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"spacing: every value must be finite and > 0, got {values}")
-    return values
+NAN_WHEN_BOTH_EMPTY = ("dice", "iou", "volume_similarity") + SURFACE_METRICS
 
 
 def _check_labels(labels: Iterable[int] | None, counts: LabelCounts) -> list[int]:
@@ -108,8 +94,7 @@ def evaluate_pair(
     check_choice("surface", surface, SURFACE_MODES)
     check_choice("hd95_mode", hd95_mode, HD95_MODES)
     check_choice("empty", empty, EMPTY_MODES)
-    if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
-        raise ValueError(f"nsd_tolerance_mm: expected a finite value >= 0, got {nsd_tolerance_mm}")
+    check_tolerance("nsd_tolerance_mm", nsd_tolerance_mm)
     ref_a, pred_a = as_label_array(ref, "ref"), as_label_array(pred, "pred")
     if ref_a.shape != pred_a.shape:
         raise ValueError(f"ref and pred shapes differ: {ref_a.shape} vs {pred_a.shape}")
@@ -131,7 +116,7 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
     is absent from both maps (then ``arrays`` may be None)."""
     members = _members(labels, regions)
     rows = _count_rows(counts, labels, members, spacing, names)
-    surface_names = tuple(n for n in SURFACE_METRIC_NAMES if n in names)
+    surface_names = tuple(n for n in SURFACE_METRICS if n in names)
     for row, values in zip(rows, members if surface_names else ()):
         box = counts.union_box(values)
         if box is None:
@@ -144,11 +129,10 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
             ref_a, pred_a = np.ascontiguousarray(ref_a), np.ascontiguousarray(pred_a)
             arrays = ref_a, pred_a
         ref_m, pred_m, label, box = _masks_in_box(ref_a, pred_a, values, box)
-        with PARALLEL_LOCK:
-            row.update(label_surface_metrics(
-                ref_m, pred_m, label, box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
-                surface=surface, hd95_mode=hd95_mode, metrics=surface_names,
-            ))
+        row.update(label_surface_metrics(
+            ref_m, pred_m, label, box=box, spacing=spacing, tolerance_mm=nsd_tolerance_mm,
+            surface=surface, hd95_mode=hd95_mode, metrics=surface_names,
+        ))
     region_names = {r.id: r.name for r in regions}
     for row in rows:
         row["nsd_tolerance_mm"] = float(nsd_tolerance_mm) if "nsd" in names else None

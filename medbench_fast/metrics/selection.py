@@ -1,4 +1,4 @@
-"""Metric names, groups and the user's selection of them."""
+"""Metric names, groups and mode names (written once here), and the user's selection of them."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ from collections.abc import Iterable
 
 from medbench_fast.metrics.overlap import EXTRA_METRICS, OVERLAP_METRICS
 
-SURFACE_METRIC_NAMES = ("hd", "hd95", "assd", "masd", "nsd")
+#: Surface metrics, in the column order of ``metrics.parquet``.
+SURFACE_METRICS = ("hd", "hd95", "assd", "masd", "nsd")
 VOLUME_METRICS = ("ref_volume_ml", "pred_volume_ml")
 GROUPS = {
     "counts": OVERLAP_METRICS + VOLUME_METRICS,
-    "surface": SURFACE_METRIC_NAMES,
+    "surface": SURFACE_METRICS,
 }
 #: Computed when the user names nothing.
 DEFAULT_METRICS = GROUPS["counts"] + GROUPS["surface"]
 ALL_NAMES = DEFAULT_METRICS + EXTRA_METRICS
 
+#: Surface representations, HD95 conventions and both-empty conventions (METRICS.md).
 SURFACE_MODES = ("voxel", "surfel")
 HD95_MODES = ("max", "pooled")
 EMPTY_MODES = ("one", "nan")

@@ -15,22 +15,32 @@ one empty     +inf                   0.0
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from medbench_fast.kernels._jit import threads_for
+from medbench_fast.kernels._jit import parallel_launch
 from medbench_fast.kernels.edt import sq_distances_at
-from medbench_fast.kernels.surface import gather_areas, row_offsets, surfel_codes, voxel_border
-
-#: Surface metrics, in the column order of ``metrics.parquet``.
-SURFACE_METRICS = ("hd", "hd95", "assd", "masd", "nsd")
-SURFACE_MODES = ("voxel", "surfel")
-HD95_MODES = ("max", "pooled")
-#: Relative slack of "within tolerance": ``d <= tau * (1 + NSD_SLACK)``.
-NSD_SLACK = 1e-6
+from medbench_fast.kernels.surface import (
+    gather_areas,
+    row_offsets,
+    surfel_codes,
+    voxel_border,
+)
+from medbench_fast.metrics.conventions import (
+    BOTH_EMPTY_SURFACE,
+    NSD_SLACK,
+    ONE_EMPTY_SURFACE,
+    check_spacing,
+    check_tolerance,
+)
+from medbench_fast.metrics.selection import (
+    HD95_MODES,
+    SURFACE_METRICS,
+    SURFACE_MODES,
+    check_choice,
+)
 
 
 @dataclass(frozen=True)
@@ -52,18 +62,6 @@ class SurfaceDistances:
     pred_areas: np.ndarray | None = None
 
 
-def _check_spacing(spacing) -> tuple[float, float, float]:
-    if spacing is None:
-        raise ValueError("spacing is required: 3 positive floats, mm per array axis (Z, Y, X)")
-    try:
-        s = np.asarray(spacing, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        s = np.empty(0)
-    if s.shape != (3,) or not np.all(np.isfinite(s)) or not np.all(s > 0):
-        raise ValueError(f"spacing must be 3 finite positive floats (mm per axis), got {spacing!r}")
-    return tuple(float(v) for v in s)
-
-
 def _check_inputs(ref, pred, label, box, surface):
     if isinstance(label, (float, np.floating)) or not isinstance(label, (int, np.integer)):
         raise TypeError(f"label must be an integer label value, got {label!r}")
@@ -72,8 +70,7 @@ def _check_inputs(ref, pred, label, box, surface):
             raise ValueError(f"{name} must be a 3D array (Z, Y, X), got shape {getattr(arr, 'shape', None)}")
     if ref.shape != pred.shape:
         raise ValueError(f"ref and pred must have equal shapes, got {ref.shape} and {pred.shape}")
-    if surface not in SURFACE_MODES:
-        raise ValueError(f"surface must be one of {SURFACE_MODES}, got {surface!r}")
+    check_choice("surface", surface, SURFACE_MODES)
     if box is None:
         return None
     try:
@@ -89,7 +86,9 @@ def _check_inputs(ref, pred, label, box, surface):
 def _surfel_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
     """Area in mm² of the surface elements of each 2x2x2 neighbour code (DeepMind table)."""
     try:
-        from surface_distance.lookup_tables import create_table_neighbour_code_to_surface_area
+        from surface_distance.lookup_tables import (
+            create_table_neighbour_code_to_surface_area,
+        )
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("surface='surfel' needs the 'surface-distance' package (pip install surface-distance)") from exc
     table = np.asarray(create_table_neighbour_code_to_surface_area(spacing), dtype=np.float64)
@@ -119,7 +118,7 @@ def surface_distances(ref, pred, label, *, box, spacing, surface="voxel") -> Sur
     element of the other mask always lies inside it, so no margin is needed (surfel corners
     extend the box by one corner, with background outside).
     """
-    spacing = _check_spacing(spacing)
+    spacing = check_spacing(spacing)
     bounds = _check_inputs(ref, pred, label, box, surface)
     empty = np.empty(0, np.float64)
     if bounds is None:
@@ -127,7 +126,7 @@ def surface_distances(ref, pred, label, *, box, spacing, surface="voxel") -> Sur
         return SurfaceDistances(empty, empty, areas, areas)
     sl = tuple(slice(lo, hi) for lo, hi in bounds)
     r, p = np.asarray(ref)[sl], np.asarray(pred)[sl]
-    with threads_for(r.size):
+    with parallel_launch(r.size):
         return _distances(r, p, label, spacing, surface)
 
 
@@ -167,9 +166,9 @@ def _weighted_percentile(d: np.ndarray, w: np.ndarray, q: float) -> float:
 def _reduce(sd: SurfaceDistances, tolerance_mm: float, hd95_mode: str, metrics) -> dict[str, float]:
     d_r, d_p = sd.ref_to_pred, sd.pred_to_ref
     if d_r.size == 0 and d_p.size == 0:
-        return {m: (1.0 if m == "nsd" else 0.0) for m in metrics}
+        return {m: BOTH_EMPTY_SURFACE[m] for m in metrics}
     if d_r.size == 0 or d_p.size == 0:
-        return {m: (0.0 if m == "nsd" else math.inf) for m in metrics}
+        return {m: ONE_EMPTY_SURFACE[m] for m in metrics}
     voxel = sd.ref_areas is None
     w_r = np.ones(d_r.size) if voxel else sd.ref_areas
     w_p = np.ones(d_p.size) if voxel else sd.pred_areas
@@ -230,10 +229,7 @@ def label_surface_metrics(ref, pred, label, *, box, spacing, tolerance_mm=1.0,
     unknown = [m for m in metrics if m not in SURFACE_METRICS]
     if unknown:
         raise ValueError(f"metrics must be names out of {SURFACE_METRICS}, got {unknown}")
-    if hd95_mode not in HD95_MODES:
-        raise ValueError(f"hd95_mode must be one of {HD95_MODES}, got {hd95_mode!r}")
-    tau = float(tolerance_mm)
-    if not (math.isfinite(tau) and tau >= 0):
-        raise ValueError(f"tolerance_mm must be a finite non-negative float, got {tolerance_mm!r}")
+    check_choice("hd95_mode", hd95_mode, HD95_MODES)
+    tau = check_tolerance("tolerance_mm", tolerance_mm)
     sd = surface_distances(ref, pred, label, box=box, spacing=spacing, surface=surface)
     return _reduce(sd, tau, hd95_mode, metrics)

@@ -25,6 +25,11 @@ from medbench_fast.models.session import OrtSession
 from medbench_fast.models.spec import ModelError, ModelSpec
 
 
+#: ``object_id`` of a case-level score that describes the whole case (per-object models such
+#: as AI-ENE number their objects from 1). Targets CSV rows without ``object_id`` join it.
+CASE_OBJECT = 0
+
+
 @dataclass
 class Prediction:
     """A model's output for one case.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from medbench_fast.data.reader import Volume
-from medbench_fast.models.base import Model, Prediction
+from medbench_fast.models.base import CASE_OBJECT, Model, Prediction
 from medbench_fast.models.transforms import (
     activate,
     apply_channel_intensity,
@@ -162,7 +162,7 @@ class SliceModel(_Segmenter):
             part = probs.sum(axis=0, dtype=np.float64)
             total = part if total is None else total + part
         mean = total / slices.shape[0]
-        entry = {"object_id": 0}
+        entry = {"object_id": CASE_OBJECT}
         entry.update({f"score_{name}": float(v) for name, v in zip(self.spec.output.score_names, mean)})
         entry.update({"voxels": int(slices.shape[0] * np.prod(slices.shape[2:])), "slices": int(slices.shape[0])})
         return Prediction(label_map=None, scores=[entry])

@@ -167,7 +167,10 @@ def classification_section(summary: dict, models: list[str]) -> Section | None:
         for target, c in summary["classification"].get(model, {}).items():
             at, yo = c["at_threshold"], c["at_youden"] or {}
             ci = c.get("auc_ci95")
-            auc_extra = f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>' if ci else ""
+            note = c.get("auc_ci_note")
+            auc_extra = (f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>' if ci
+                         else f'<span class="ci" title="{h(note)}">no interval</span>' if note and c["auc"] is not None
+                         else "")
             rows.append("<tr>" + text_cell(model, "model") + text_cell(target)
                         + num_cell(c["positives"], 0) + num_cell(c["negatives"], 0)
                         + num_cell(c["auc"], 3, auc_extra) + num_cell(c["brier"], 3)

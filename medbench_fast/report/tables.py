@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from medbench_fast.files import atomic_write, write_text_atomic
 from medbench_fast.metrics.classification import classification_summary
 from medbench_fast.report.latency import profile_rows, stage_summary, wall_throughput
 from medbench_fast.report.conventions import convention_differences, label_sets
@@ -36,6 +37,27 @@ FORMATS = ("csv", "json", "html")
 WORST_DISTANCE = ("inf", "diagonal")
 #: The seed prototype's per-case CSV columns.
 SEED_CASE_COLUMNS = ("case_id", "model", "inference_time", "success", "image_shape", "seg_shape")
+
+
+#: First characters that make spreadsheets evaluate a CSV cell as a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(text: str | None) -> str | None:
+    """``text`` prefixed with ``'`` when a spreadsheet would run it as a formula, else unchanged."""
+    return "'" + text if text and text.startswith(FORMULA_STARTS) else text
+
+
+def neutralise_table(table: pa.Table) -> pa.Table:
+    """``table`` with :func:`neutralise_cell` applied to every string column (for CSV only)."""
+    pattern = r"^[=+\-@\t\r]"  # FORMULA_STARTS
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = table.column(i)
+            risky = pc.match_substring_regex(column, pattern)
+            fixed = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            table = table.set_column(i, field, fixed)
+    return table
 
 
 def _json_safe(value):
@@ -150,7 +172,8 @@ def seed_cases_csv(cases: pa.Table) -> str:
     for r in cases.select(["case_id", "model", "inference_s", "success", "shape"]).to_pylist():
         shape = _shape_text(r["shape"])
         time_s = "" if r["inference_s"] is None else repr(float(r["inference_s"]))
-        writer.writerow([r["case_id"], r["model"], time_s, bool(r["success"]), shape, shape])
+        writer.writerow([neutralise_cell(r["case_id"]), neutralise_cell(r["model"]), time_s, bool(r["success"]),
+                         shape, shape])
     return buf.getvalue()
 
 
@@ -158,7 +181,12 @@ def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, forma
                          worst_distance: str = "inf", threshold: float = 0.5,
                          allow_conflicts: bool = False) -> dict[str, Path]:
     """Write the requested report ``formats`` of ``tables`` into ``out_dir``; return the paths by kind
-    (``allow_conflicts``: see :func:`summarize`)."""
+    (``allow_conflicts``: see :func:`summarize`).
+
+    Each file is written atomically (a failed write keeps the previous file). In the CSV
+    files, text cells that a spreadsheet would run as a formula get a leading ``'``; the
+    Parquet files keep the text as it is.
+    """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"formats: {sorted(unknown)} not among {', '.join(FORMATS)}")
@@ -167,21 +195,22 @@ def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, forma
     files: dict[str, Path] = {}
     if "csv" in formats:
         files["csv"] = out_dir / "results.csv"
-        pcsv.write_csv(tables.metrics.replace_schema_metadata(None), files["csv"])
+        metrics = neutralise_table(tables.metrics.replace_schema_metadata(None))
+        atomic_write(files["csv"], lambda tmp: pcsv.write_csv(metrics, tmp))
         files["cases_csv"] = out_dir / "cases.csv"
-        files["cases_csv"].write_text(seed_cases_csv(tables.cases), encoding="utf-8")
+        write_text_atomic(files["cases_csv"], seed_cases_csv(tables.cases))
     if "json" in formats or "html" in formats:
         summary, per_case = summarize(tables, worst_distance=worst_distance, threshold=threshold,
                                       allow_conflicts=allow_conflicts)
         summary = _json_safe(summary)
     if "json" in formats:
         files["summary"] = out_dir / "summary.json"
-        files["summary"].write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+        write_text_atomic(files["summary"], json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
     if "html" in formats:
         from medbench_fast.report.html import render_leaderboard
 
         files["html"] = out_dir / "leaderboard.html"
-        files["html"].write_text(render_leaderboard(summary, per_case, tables.info), encoding="utf-8")
+        write_text_atomic(files["html"], render_leaderboard(summary, per_case, tables.info))
     return files
 
 

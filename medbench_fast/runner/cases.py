@@ -15,6 +15,7 @@ from medbench_fast.data.layouts import (
     LayoutError, channel_problem, find_dataset_json, group_channel_files, looks_like_channel_files, read_layout,
 )
 from medbench_fast.data.reader import Volume, case_id_from_path
+from medbench_fast.models.base import CASE_OBJECT
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,11 @@ def _rel(manifest: Path, value: str | None) -> str | None:
 
 
 def read_targets(path: str | None) -> dict[tuple[str, int], dict[str, float]]:
-    """``{(case_id, object_id): {target_name: value}}`` from the targets CSV (None: empty)."""
+    """``{(case_id, object_id): {target_name: value}}`` from the targets CSV (None: empty).
+
+    Rows without an ``object_id`` are targets of the whole case (:data:`CASE_OBJECT`);
+    per-object models such as AI-ENE number their objects from 1.
+    """
     if not path:
         return {}
     p = Path(path)
@@ -179,7 +184,7 @@ def read_targets(path: str | None) -> dict[tuple[str, int], dict[str, float]]:
         out = {}
         for line, row in enumerate(reader, start=2):
             try:
-                key = (row["case_id"], int(row.get("object_id") or 1))
+                key = (row["case_id"], int(row.get("object_id") or CASE_OBJECT))
                 out[key] = {n: float(row[n]) for n in names if row[n] not in ("", None)}
             except ValueError as exc:
                 raise ConfigError(f"{p}:{line}: {exc}") from None

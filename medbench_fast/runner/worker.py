@@ -23,6 +23,7 @@ from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, load_volume
 from medbench_fast.metrics.evaluate import evaluate_pair
+from medbench_fast.models.base import CASE_OBJECT
 from medbench_fast.runner.cases import RunCase, load_case_image
 
 
@@ -74,7 +75,7 @@ def scores_rows(prediction, case_id: str, targets: dict) -> list[dict]:
     """Case-level outputs as ``scores.parquet`` rows, joined to the targets by (case, object)."""
     rows = []
     for obj in prediction.scores or []:
-        oid = int(obj.get("object_id", 1))
+        oid = int(obj.get("object_id", CASE_OBJECT))
         truth = targets.get((case_id, oid), {})
         for key, value in obj.items():
             if key.startswith("score_"):

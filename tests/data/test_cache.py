@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
+from disk_full import enospc, fill, small_disk
 
-from medbench_fast.data.cache import VolumeCache, default_cache_dir
+from medbench_fast.data.cache import STALE_TEMP_S, VolumeCache, default_cache_dir
 from medbench_fast.data.reader import Volume, write_volume
 
 
@@ -75,11 +80,14 @@ def test_concurrent_writers_and_readers(tmp_path, source):
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    VolumeCache(root).clear()  # a writer racing the readers
-    for t in threads:
-        t.join()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a write that fell back to reading without the cache fails here
+        for t in threads:
+            t.start()
+        for _ in range(10):
+            VolumeCache(root).clear()  # racing the readers and writers
+        for t in threads:
+            t.join()
     assert not errors and set(results) == {expected}
     assert not list(root.glob(".*tmp")) if root.exists() else True
 
@@ -91,3 +99,130 @@ def test_clear_and_location(tmp_path, source, monkeypatch):
     cache.load(source)
     assert cache.clear() == 1
     assert cache.info()["entries"] == 0
+
+
+def _sources(tmp_path, rng, n=3):
+    out = []
+    for i in range(n):
+        path = tmp_path / f"src{i}.nii.gz"
+        array = rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)
+        write_volume(Volume(array, spacing=(3.0, 0.8, 0.8)), path)
+        out.append((path, array))
+    return out
+
+
+def _load_all_warns_once(cache, sources):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for path, array in sources:
+            got = cache.load(path)
+            np.testing.assert_array_equal(got.array, array)
+            assert got.meta["cache"] == "miss"
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and str(cache.root) in messages[0], messages
+    return messages[0]
+
+
+def test_full_cache_disk_falls_back_to_reading(tmp_path, rng, monkeypatch):
+    sources = _sources(tmp_path, rng)
+    with small_disk(tmp_path / "disk", 64) as real:
+        if real:
+            fill(tmp_path / "disk", 2048)  # room for a header, not for a volume
+        else:
+            monkeypatch.setattr(np, "save", enospc)
+        message = _load_all_warns_once(VolumeCache(tmp_path / "disk" / "cache"), sources)
+        assert "No space left on device" in message
+        assert not list((tmp_path / "disk" / "cache").glob(".*.tmp"))
+
+
+def test_cache_folder_that_cannot_be_created_falls_back(tmp_path, rng):
+    (tmp_path / "not-a-folder").write_text("x")
+    _load_all_warns_once(VolumeCache(tmp_path / "not-a-folder" / "cache"), _sources(tmp_path, rng))
+
+
+def test_read_only_cache_folder_falls_back(tmp_path, rng):
+    sources = _sources(tmp_path, rng)
+    root = tmp_path / "ro"
+    with small_disk(root, 64) as real:
+        if real:
+            subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+        elif os.geteuid() == 0:
+            pytest.skip("root ignores file modes and cannot mount here")
+        else:
+            root.chmod(0o555)
+        _load_all_warns_once(VolumeCache(root), sources)
+
+
+def test_vanishing_cache_folder_never_fails_a_read(tmp_path, source):
+    cache = VolumeCache(tmp_path / "c")
+    cache.load(source)
+    for p in (tmp_path / "c").iterdir():
+        p.unlink()
+    (tmp_path / "c").rmdir()
+    assert cache.load(source).meta["cache"] == "miss"
+    assert cache.load(source).meta["cache"] == "hit"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temp_files_of_killed_writers_are_removed(tmp_path, source):
+    root = tmp_path / "c"
+    cache = VolumeCache(root)
+    cache.load(source)
+    before = cache.info()
+    other_source = tmp_path / "other.nii.gz"
+    other_source.write_bytes(source.read_bytes())
+    # a writer killed with kill -9 while writing
+    killed = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, numpy as np\n"
+        "from medbench_fast.data import cache\n"
+        "def slow(fh, a):\n"
+        "    fh.write(b'x' * 100000); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
+        "np.save = slow\n"
+        f"cache.VolumeCache({str(root)!r}).load({str(other_source)!r})\n")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    other = root / f".abc.npy.{_dead_pid()}.{'0' * 32}.tmp"
+    old = root / f".def.npy.{os.getpid()}.{'1' * 32}.tmp"
+    live = root / f".ghi.npy.{os.getpid()}.{'2' * 32}.tmp"
+    try:
+        assert killed.stdout.readline().strip() == "writing"
+    finally:
+        killed.kill()
+        killed.wait()
+        killed.stdout.close()
+    orphans = [p for p in root.glob(".*.tmp")]
+    assert len(orphans) == 1 and orphans[0].stat().st_size >= 100000
+    for p in (other, old, live):
+        p.write_bytes(b"y" * 1000)
+    os.utime(old, (time.time() - 2 * STALE_TEMP_S,) * 2)
+    after = cache.info()  # removes the stale ones before counting
+    assert after["entries"] == before["entries"] == 1
+    assert after["bytes"] == before["bytes"] + 1000
+    assert sorted(root.glob(".*.tmp")) == [live]
+
+
+def test_source_replaced_with_same_size_and_mtime_is_decoded_again(tmp_path, rng):
+    path = tmp_path / "img.nii"  # uncompressed: equal shapes give equal sizes
+    first = rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)
+    write_volume(Volume(first, spacing=(1.0, 1.0, 1.0)), path)
+    cache = VolumeCache(tmp_path / "c")
+    np.testing.assert_array_equal(cache.load(path).array, first)
+    st = path.stat()
+    second = (first + 1) % 5
+    write_volume(Volume(second, spacing=(1.0, 1.0, 1.0)), tmp_path / "new.nii")
+    os.replace(tmp_path / "new.nii", path)  # replaced by rename (a new inode) ...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... with the old mtime
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    got = cache.load(path)
+    assert got.meta["cache"] == "miss"
+    np.testing.assert_array_equal(got.array, second)
+    with open(path, "r+b") as fh:  # rewritten in place (same inode), mtime set back
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([int(second.ravel()[-1] + 1) % 5]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    got = cache.load(path)
+    assert got.meta["cache"] == "miss" and int(got.array.ravel()[-1]) == (int(second.ravel()[-1]) + 1) % 5

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from volume_writers import write_dicom_series
 
-from medbench_fast.data.reader import Volume, VolumeError, case_id_from_path, load_volume, write_volume
+from medbench_fast.data.reader import (
+    Volume,
+    VolumeError,
+    case_id_from_path,
+    load_volume,
+    write_volume,
+)
 
 
 @pytest.fixture
@@ -72,3 +80,78 @@ def test_2d_image_is_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(VolumeError, match="file not found"):
         load_volume(tmp_path / "nope.nii.gz")
+
+
+def test_truncated_uncompressed_nii_states_expected_and_found(tmp_path, volume):
+    path = tmp_path / "short.nii"
+    write_volume(volume, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])  # ITK would read the last voxels as 0
+    with pytest.raises(VolumeError, match=f"announces {len(data)} bytes .* holds {len(data) - 10}") as info:
+        load_volume(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz", ".nrrd", ".mha"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_voxels_are_refused_in_every_format(tmp_path, ext, bad):
+    array = np.zeros((3, 4, 5), np.float32)
+    array[1, 2, 3] = bad  # SimpleITK reads NaN and inf in NIfTI as 0
+    path = tmp_path / f"float{ext}"
+    write_volume(Volume(array, spacing=(1.0, 1.0, 1.0)), path)
+    with pytest.raises(VolumeError, match="1 voxel value\\(s\\) are NaN or infinite") as info:
+        load_volume(path)
+    assert str(path) in str(info.value)
+
+
+def test_finite_float_nifti_with_zeros_is_read(tmp_path):
+    array = np.zeros((3, 4, 5), np.float64)
+    array[0, 0, :] = [0.5, -1.25, 3.0, 1e30, -1e-30]
+    write_volume(Volume(array, spacing=(1.0, 1.0, 1.0)), tmp_path / "f.nii.gz")
+    np.testing.assert_array_equal(load_volume(tmp_path / "f.nii.gz").array, array)
+
+
+def test_multi_member_gzip_nifti_is_read(tmp_path, volume):
+    write_volume(volume, tmp_path / "plain.nii")
+    raw = (tmp_path / "plain.nii").read_bytes()
+    path = tmp_path / "multi.nii.gz"
+    path.write_bytes(gzip.compress(raw[:100]) + gzip.compress(raw[100:400]) + gzip.compress(raw[400:]))
+    assert gzip.decompress(path.read_bytes()) == raw  # what gzip -t checks
+    np.testing.assert_array_equal(load_volume(path).array, volume.array)
+    path.write_bytes(path.read_bytes()[:-30])  # the last member cut short
+    with pytest.raises(VolumeError, match="truncated"):
+        load_volume(path)
+
+
+def test_compressed_metaimage_announcing_more_voxels_is_refused(tmp_path, volume):
+    path = tmp_path / "more.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(volume.array), str(path), useCompression=True)
+    data = path.read_bytes().replace(b"DimSize = 7 6 5", b"DimSize = 7 6 6")
+    path.write_bytes(data)  # ITK would make up the sixth slice
+    with pytest.raises(VolumeError, match="announces 504 bytes of voxel data, the compressed data holds 420"):
+        load_volume(path)
+
+
+@pytest.mark.parametrize("ndims", ["-1", "-5 4 3", "0", "eleven"])
+def test_metaimage_with_invalid_ndims_is_an_error_not_a_crash(tmp_path, volume, ndims):
+    path = tmp_path / "dims.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(volume.array), str(path))
+    path.write_bytes(path.read_bytes().replace(b"NDims = 3", f"NDims = {ndims}".encode()))
+    with pytest.raises(VolumeError, match="cannot be read as MetaImage") as info:
+        load_volume(path)
+    assert str(path) in str(info.value)
+
+
+def test_gzip_members_are_read_whole_with_tiny_blocks(tmp_path, monkeypatch):
+    from medbench_fast.data import nifti
+
+    monkeypatch.setattr(nifti, "_BLOCK", 7)  # member boundaries and output draining inside blocks
+    raw = bytes(np.random.default_rng(0).integers(0, 3, 5000, dtype=np.uint8)) + bytes(20000)
+    path = tmp_path / "g.gz"
+    for parts in ([raw], [raw[:10], raw[10:3000], raw[3000:]]):
+        whole = b"".join(gzip.compress(p) for p in parts)
+        path.write_bytes(whole + b"\0\0\0")  # zero padding after the last member is allowed
+        assert b"".join(nifti._gzip_blocks(path)) == raw
+        path.write_bytes(whole[:-5])
+        with pytest.raises(VolumeError, match="truncated"):
+            b"".join(nifti._gzip_blocks(path))

@@ -128,15 +128,24 @@ def test_bool_and_integral_float_inputs(rng):
 
 @pytest.mark.parametrize("bad, message", [
     (np.full((2, 2, 2), 0.5), "non-integral"),
-    (np.full((2, 2, 2), np.nan), "non-integral"),
+    (np.full((2, 2, 2), np.nan), "NaN or infinite"),
     (np.full((2, 2, 2), -1.0), "negative label"),
     (np.zeros((4, 4)), "3D"),
     (np.zeros((2, 2, 2), np.complex64), "dtype"),
+    (np.full((2, 2, 2), np.iinfo(np.uint64).max, np.uint64), "label 18446744073709551615 is out of range"),
+    (np.full((2, 2, 2), 1e20, np.float32), "label 1e\\+20 is out of range"),
 ])
 def test_bad_prediction_arrays_name_the_argument(bad, message):
     with pytest.raises(ValueError, match=message) as info:
         label_counts(np.zeros(bad.shape if bad.ndim == 3 else (2, 2, 2), np.uint8), bad)
     assert str(info.value).startswith("pred")
+
+
+def test_uint64_labels_within_int64_are_counted():
+    ref = np.zeros((2, 3, 4), np.uint64)
+    ref[0, 0, :2] = 2**40
+    counts = label_counts(ref, np.zeros((2, 3, 4), np.int64))
+    assert counts.values.tolist() == [0, 2**40] and counts.hist[1, 0] == 2
 
 
 def test_negative_integer_labels_are_refused():

@@ -24,3 +24,17 @@ def test_wide_outputs_use_uint16():
     out = np.empty((1, 4), np.uint16)
     channel_argmax(scores, out)
     assert out.tolist() == [[0, 0, 299, 0]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_never_wins_in_any_channel(dtype):
+    rng = np.random.default_rng(7)
+    scores = rng.normal(size=(2, 4, 50)).astype(dtype)
+    scores[rng.random(scores.shape) < 0.3] = np.nan  # NaN in channel 0 too
+    scores[1, :, 0] = np.nan  # every channel NaN
+    out = np.empty((2, 50), np.uint8)
+    channel_argmax(scores, out)
+    expected = np.argmax(np.where(np.isnan(scores), -np.inf, scores), axis=1)
+    expected[1, 0] = 0
+    assert np.isnan(scores[:, 0]).any()
+    np.testing.assert_array_equal(out, expected)

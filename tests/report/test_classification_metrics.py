@@ -6,12 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medbench_fast.metrics.classification import (
     Z_95,
     auc_ci,
+    auc_ci_note,
     brier_score,
     classification_summary,
     delong_variance,
@@ -82,10 +84,51 @@ def test_auc_ci_delong_and_bootstrap(rng):
         auc_ci(s, t, method="wald")
 
 
-def test_perfect_separation_is_clipped():
+def test_delong_auc_is_the_mann_whitney_statistic(rng):
+    s, t = _sample(rng, n=80, ties=True)
+    u = scipy.stats.mannwhitneyu(s[t == 1], s[t == 0]).statistic
+    assert delong_variance(s, t)[0] == pytest.approx(u / ((t == 1).sum() * (t == 0).sum()), rel=1e-12)
+
+
+def test_published_example_hanley_mcneil_1982():
+    """Hanley & McNeil (1982), Radiology 143:29-36, Table 1: 109 CT images rated 1 (definitely
+    normal) to 5 (definitely abnormal); published AUC 0.893, standard error 0.032 (their
+    formula). DeLong's standard error of the same data is close to it."""
+    normal = np.repeat([1, 2, 3, 4, 5], [33, 6, 6, 11, 2])
+    abnormal = np.repeat([1, 2, 3, 4, 5], [3, 2, 2, 11, 33])
+    s = np.r_[normal, abnormal].astype(float)
+    t = np.r_[np.zeros(normal.size), np.ones(abnormal.size)]
+    auc, var = delong_variance(s, t)
+    assert round(auc, 3) == 0.893
+    assert var == pytest.approx(delong_direct(s, t), rel=1e-12)
+    assert abs(math.sqrt(var) - 0.032) < 0.002
+    lo, hi = auc_ci(s, t)
+    assert (lo, hi) == pytest.approx((auc - Z_95 * math.sqrt(var), auc + Z_95 * math.sqrt(var)))
+
+
+def test_small_or_separated_samples_have_no_interval():
     s, t = [0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]
     assert roc_auc(s, t) == 1.0
-    assert auc_ci(s, t) == (1.0, 1.0)
+    assert auc_ci(s, t) is None and auc_ci(s, t, method="bootstrap") is None
+    assert "too few cases" in auc_ci_note(s, t) and "2 positive and 2 negative" in auc_ci_note(s, t)
+    summary = classification_summary(s, t)
+    assert summary["auc"] == 1.0 and summary["auc_ci95"] is None and "too few" in summary["auc_ci_note"]
+    big_s = np.r_[np.linspace(0, 0.4, 30), np.linspace(0.6, 1, 30)]
+    big_t = np.r_[np.zeros(30), np.ones(30)]
+    assert auc_ci(big_s, big_t) is None and "perfectly separated" in auc_ci_note(big_s, big_t)
+
+
+def test_interval_reflects_sample_size_and_is_clipped():
+    widths = []
+    for n in (40, 160, 640):
+        s, t = _sample(np.random.default_rng(n), n=n)
+        lo, hi = auc_ci(s, t)
+        assert auc_ci_note(s, t) is None and lo < roc_auc(s, t) < hi
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    s = np.r_[np.linspace(0, 0.5, 12), np.linspace(0.45, 1, 12)]  # nearly separated
+    t = np.r_[np.zeros(12), np.ones(12)]
+    assert auc_ci(s, t)[1] == 1.0
 
 
 def test_threshold_metrics_by_hand():

@@ -15,7 +15,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from medbench_fast.runner.executors.base import ExecStats, progress_bar
 from medbench_fast.runner.sink import RunSink
-from medbench_fast.runner.worker import CaseResult, CaseWorker, ModelOutcome, worker_identity
+from medbench_fast.runner.worker import (
+    CaseResult,
+    CaseWorker,
+    ModelOutcome,
+    worker_identity,
+)
 
 
 class LocalExecutor:

@@ -15,9 +15,22 @@ import queue
 import signal
 import time
 from collections import deque
+from contextlib import contextmanager
 
-from medbench_fast.runner.executors.base import ExecStats, WorkerFailed, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
-from medbench_fast.runner.executors.remote import WorkerInit, failed_result, pack, unpack
+from medbench_fast.runner.executors.base import (
+    ExecStats,
+    WorkerFailed,
+    WorkerSlot,
+    loop_without_cold_starts,
+    merge_model_info,
+    progress_bar,
+)
+from medbench_fast.runner.executors.remote import (
+    WorkerInit,
+    failed_result,
+    pack,
+    unpack,
+)
 from medbench_fast.runner.sink import RunSink
 
 #: How often the driver checks its workers while waiting for results (seconds).
@@ -26,7 +39,11 @@ POLL_S = 0.2
 
 def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
     """A worker process: open the models, then score the cases sent to ``inbox`` until None."""
-    from medbench_fast.runner.executors.remote import ignore_sigint, open_worker, pin_gpu
+    from medbench_fast.runner.executors.remote import (
+        ignore_sigint,
+        open_worker,
+        pin_gpu,
+    )
 
     ignore_sigint()
     pin_gpu(slot.gpu)
@@ -55,6 +72,23 @@ def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
         results.put(("done", slot.index, pack(result, init.metrics_schema, worker.model_info)))
 
 
+@contextmanager
+def _visible_gpu(gpu: str | None):
+    """``CUDA_VISIBLE_DEVICES`` set to ``gpu`` in this process while a worker is spawned."""
+    if gpu is None:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 def _cause(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -79,7 +113,8 @@ class ProcessExecutor:
         init = replace(self.init, threads=slot.threads if slot.threads is not None else self.init.threads)
         proc = self.ctx.Process(target=_worker_main, args=(slot, init, inbox, results), daemon=True,
                                 name=f"medbench-worker-{slot.index}")
-        proc.start()
+        with _visible_gpu(slot.gpu):  # the child starts with it, before any import
+            proc.start()
         return {"slot": slot, "proc": proc, "inbox": inbox, "ready": False, "task": None, "identity": None,
                 "cases_done": 0, "model_info": {}}
 

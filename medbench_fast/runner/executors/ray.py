@@ -17,8 +17,20 @@ import time
 from collections import deque
 
 from medbench_fast.config import ConfigError
-from medbench_fast.runner.executors.base import ExecStats, WorkerFailed, WorkerSlot, loop_without_cold_starts, merge_model_info, progress_bar
-from medbench_fast.runner.executors.remote import WorkerInit, failed_result, pack, unpack
+from medbench_fast.runner.executors.base import (
+    ExecStats,
+    WorkerFailed,
+    WorkerSlot,
+    loop_without_cold_starts,
+    merge_model_info,
+    progress_bar,
+)
+from medbench_fast.runner.executors.remote import (
+    WorkerInit,
+    failed_result,
+    pack,
+    unpack,
+)
 from medbench_fast.runner.sink import RunSink
 
 #: Seconds to wait for a cluster address to answer before giving up.

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from medbench_fast.runner.worker import CaseResult, CaseWorker, ModelOutcome, worker_identity
+from medbench_fast.runner.worker import (
+    CaseResult,
+    CaseWorker,
+    ModelOutcome,
+    worker_identity,
+)
 
 #: Case rows travel without these (they are added by the sink).
 _CASE_ONLY = ("run_id",)
