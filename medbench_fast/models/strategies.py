@@ -134,6 +134,8 @@ class SliceModel(_Segmenter):
             part = probs.sum(axis=0, dtype=np.float64)
             total = part if total is None else total + part
         mean = total / slices.shape[0]
+        if self.spec.output.score_classes:
+            mean = mean[self.spec.output.score_classes]
         entry = {"object_id": 0}
         entry.update({f"score_{name}": float(v) for name, v in zip(self.spec.output.score_names, mean)})
         entry.update({"voxels": int(np.prod(slices.shape)), "slices": int(slices.shape[0])})
