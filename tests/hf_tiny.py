@@ -53,7 +53,8 @@ def _vit_hybrid(side):
                 backbone_featmap_shape=[1, 32, side // 16, side // 16])  # the backbone's output stride is 16
 
 
-#: (task, model_type) -> config keyword arguments (a callable for nested configs).
+#: (task, model_type) -> config keyword arguments (a callable of the side for nested configs);
+#: ``None`` for the architectures medbench refuses (``hf_export.NOT_POSSIBLE``).
 TINY: dict[tuple[str, str], object] = {
     (SEG, "beit"): _BEIT,
     (SEG, "data2vec-vision"): _BEIT,
@@ -72,7 +73,7 @@ TINY: dict[tuple[str, str], object] = {
     (CLS, "cvt"): dict(embed_dim=[8, 16, 24], num_heads=[1, 1, 2], depth=[1, 2, 3]),
     (CLS, "data2vec-vision"): _VIT,
     (CLS, "deit"): _VIT,
-    (CLS, "dinat"): dict(embed_dim=8, depths=[1, 1], num_heads=[1, 2], kernel_size=3, dilations=[[1], [1]]),
+    (CLS, "dinat"): None,  # needs natten
     (CLS, "dinov2"): _VIT,
     (CLS, "dinov2_with_registers"): dict(_VIT, num_register_tokens=2),
     (CLS, "donut-swin"): _SWIN,
@@ -97,7 +98,7 @@ TINY: dict[tuple[str, str], object] = {
     (CLS, "mobilenet_v2"): dict(image_size=SIDE, depth_multiplier=0.25),
     (CLS, "mobilevit"): _MOBILEVIT,
     (CLS, "mobilevitv2"): _MOBILEVITV2,
-    (CLS, "nat"): dict(embed_dim=8, depths=[1, 1], num_heads=[1, 2], kernel_size=3),
+    (CLS, "nat"): None,  # needs natten
     (CLS, "perceiver"): dict(num_latents=8, d_latents=16, d_model=16, num_self_attends_per_block=1,
                              num_self_attention_heads=2, num_cross_attention_heads=1, image_size=SIDE),
     (CLS, "poolformer"): dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),

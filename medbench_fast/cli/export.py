@@ -81,6 +81,7 @@ def export(aiene, hf, task, positive_class, torchscript, input_shape, spec, out,
         raise click.ClickException(str(exc)) from None
     source = "cache" if hit else "converted"
     if "parity_max_abs_diff" in model_spec.source:
-        source += f" with {model_spec.source['export']}, max |ONNX - PyTorch| {model_spec.source['parity_max_abs_diff']:.1e}"
+        found = model_spec.source
+        source += f" with {found['export']}, max |ONNX - PyTorch| {found['parity_max_abs_diff']:.1e}"
     click.echo(f"{path} ({source}); spec: {path.with_name(path.stem + '.spec.json')}; "
                f"inputs {model_spec.inputs}, strategy {model_spec.strategy.type}, output {model_spec.output.kind}")

@@ -165,9 +165,11 @@ def load_torch_model(folder: Path, task: str, classes: int | None = None):
     from transformers.models.auto import modeling_auto
 
     if task == "semantic-segmentation":
-        auto, mapping = transformers.AutoModelForSemanticSegmentation, modeling_auto.MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
+        auto = transformers.AutoModelForSemanticSegmentation
+        mapping = modeling_auto.MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
     else:
-        auto, mapping = transformers.AutoModelForImageClassification, modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+        auto = transformers.AutoModelForImageClassification
+        mapping = modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
     known = {name for names in mapping.values() for name in ((names,) if isinstance(names, str) else names)}
     named = (json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or [None])[0]
     loader = getattr(transformers, named) if named in known else auto
@@ -177,23 +179,21 @@ def load_torch_model(folder: Path, task: str, classes: int | None = None):
         raise ModelError(f"{folder}: transformers cannot load it for {task}: {_first_line(exc)}") from None
 
 
-class PixelsToLogits:
-    """``torch.nn.Module`` factory: the thin wrapper ``pixel_values -> logits`` the exports share."""
+def pixels_to_logits(model, model_type: str, processor: dict):
+    """The thin ``torch.nn.Module`` ``pixel_values -> logits`` around ``model`` (its input adapter inside)."""
+    import torch
 
-    def __new__(cls, model, model_type: str, processor: dict):
-        import torch
+    adapter = INPUT_ADAPTERS.get(model_type, _pixels)
 
-        adapter = INPUT_ADAPTERS.get(model_type, _pixels)
+    class PixelsToLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, pixel_values):
+            return adapter(self.model, pixel_values, processor)
 
-            def forward(self, pixel_values):
-                return adapter(self.model, pixel_values, processor)
-
-        return Wrapper().eval()
+    return PixelsToLogits().eval()
 
 
 def optimum_task(model_type: str, task: str) -> str | None:
@@ -257,8 +257,8 @@ def export_checked(folder: Path, onnx_path: Path, *, task: str, model_type: str,
     """Export ``folder``'s model to ``onnx_path`` (optimum, else torch.onnx) and check it against PyTorch.
 
     ``input_shape``: ``(C, H, W)`` the image processor produces; ``classes``: the config's
-    number of labels. Raises :class:`ModelError`
-    naming the architecture when it cannot be exported or no export matches PyTorch.
+    number of labels. Raises :class:`ModelError` naming the architecture when it cannot be
+    exported or no export matches PyTorch.
     """
     import torch
 
@@ -267,11 +267,11 @@ def export_checked(folder: Path, onnx_path: Path, *, task: str, model_type: str,
                          f"{NOT_POSSIBLE[model_type]}")
     with _quiet():
         model = load_torch_model(folder, task, classes)
-        wrapper = PixelsToLogits(model, model_type, processor)
+        wrapper = pixels_to_logits(model, model_type, processor)
         example = torch.zeros((2, *input_shape))
         try:
             with torch.no_grad():
-                classes = int(wrapper(example).shape[1])
+                outputs = int(wrapper(example).shape[1])
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise ModelError(f"{folder}: the {model_type} model fails on a {list(input_shape)} input (channels and "
                              f"size from the config and image processor): {_first_line(exc)}") from None
@@ -282,7 +282,7 @@ def export_checked(folder: Path, onnx_path: Path, *, task: str, model_type: str,
                 _optimum_export(folder, onnx_path, name, opset)
                 diff = parity(onnx_path, wrapper, input_shape)
                 if diff <= PARITY_ATOL:
-                    return ExportResult("optimum", name, diff, classes, notes)
+                    return ExportResult("optimum", name, diff, outputs, notes)
                 notes.append(f"optimum ({name}) differs from PyTorch by {diff:.2e}")
             except Exception as exc:  # optimum raises many types; the torch.onnx path below is the fallback
                 notes.append(f"optimum ({name}) failed: {_first_line(exc)}")
@@ -297,4 +297,4 @@ def export_checked(folder: Path, onnx_path: Path, *, task: str, model_type: str,
     if diff > PARITY_ATOL:
         raise ModelError(f"{folder}: architecture {model_type!r}: the ONNX export differs from PyTorch by {diff:.2e} "
                          f"(max abs on fp32 logits; limit {PARITY_ATOL:g}) ({'; '.join(notes)})")
-    return ExportResult("torch.onnx", None, diff, classes, notes)
+    return ExportResult("torch.onnx", None, diff, outputs, notes)

@@ -8,7 +8,8 @@ would see, divided by 255), rescaled as the processor does, replicated to the mo
 channels, resized to the processor's size and normalised. Segmentation logits (SegFormer:
 1/4 resolution) are resized to the slice, argmaxed, and class ``c`` maps to dataset label
 ``c``; classification averages the softmax over slices into case scores named by
-``id2label`` (a 2-class model: one score, the positive class's). How the ONNX file is made and checked: :mod:`.hf_export`.
+``id2label`` (a 2-class model: one score, the positive class's). How the ONNX file is made
+and checked: :mod:`.hf_export`.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
             raise ModelError(f"{folder}: config.json id2label names {named} classes but the model outputs {classes} "
                              f"logits")
         spec.source.update(export=result.path, optimum_task=result.optimum_task,
-                           parity_max_abs_diff=result.max_abs_diff)
+                           parity_max_abs_diff=result.max_abs_diff, export_notes=result.notes)
         return spec
 
     return cached_export("huggingface", [folder], options, out, build, cache_dir=cache_dir, force=force)

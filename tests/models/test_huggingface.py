@@ -147,13 +147,26 @@ def test_hf_errors(tmp_path, vit_dir, segformer_dir):
         hf_spec(segformer_dir, "semantic-segmentation", name="x", positive_class="liver")
 
 
-def test_parity_failure_names_architecture_and_difference(segformer_dir, tmp_path, monkeypatch):
+def test_parity_failure_names_architecture_and_difference(vit_dir, tmp_path, monkeypatch):
     from medbench_fast.models import hf_export
 
-    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass
-    with pytest.raises(ModelError, match=r"architecture 'segformer': the ONNX export differs from PyTorch by "
-                                         r"\d\.\d\de[-+]\d+ .*optimum \(semantic-segmentation\) differs"):
-        export_hf(segformer_dir, tmp_path / "o", task="semantic-segmentation", cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass: optimum, then torch.onnx, both refused
+    with pytest.raises(ModelError, match=r"architecture 'vit': the ONNX export differs from PyTorch by "
+                                         r"\d\.\d\de[-+]\d+ .*optimum \(image-classification\) differs from PyTorch by"):
+        export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("*/model.onnx"))  # nothing cached
+
+
+def test_task_alias_and_unknown_architecture(segformer_dir, tmp_path):
+    """optimum's task name is accepted; a model type transformers lacks is an error naming it."""
+    spec = export_hf(segformer_dir, tmp_path / "o", task="image-segmentation", cache_dir=tmp_path / "cache")[1]
+    assert spec.source["task"] == "semantic-segmentation" and spec.source["optimum_task"] == "semantic-segmentation"
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text('{"model_type": "no-such-net", "id2label": {"0": "a", "1": "b"}}')
+    (odd / "preprocessor_config.json").write_text('{"size": {"height": 8, "width": 8}}')
+    with pytest.raises(ModelError, match="transformers cannot load it for image-classification: .*no-such-net"):
+        export_hf(odd, tmp_path / "o2", task="image-classification", cache_dir=tmp_path / "cache")
 
 
 def test_export_hf_cli(vit_dir, tmp_path):
