@@ -6,8 +6,8 @@ Each architecture is a tiny random-weight model built from its config class for
 ``--side`` x ``--side`` inputs (default 512, one CT slice; ImageGPT and Perceiver keep
 their 32 x 32 processor size), saved with its image processor, exported, checked against
 PyTorch (the export refuses a max |ONNX - PyTorch| above 1e-4), then timed at batch 1:
-ONNX Runtime (CPU provider) against PyTorch eager on the same input, warm medians.
-Absolute times are those of tiny widths; the ratio is the figure to read.
+ONNX Runtime (CPU provider) against PyTorch eager on the same input, one thread each, warm
+medians. Absolute times are those of tiny widths; the ratio is the figure to read.
 
 Run: ``python bench/bench_hf_coverage.py [--side 512] [--repeat 5] [--only vit,upernet]``.
 Writes ``bench/results/hf_coverage.json`` and prints the README table.
@@ -36,6 +36,8 @@ from medbench_fast.models.huggingface import export_hf  # noqa: E402
 from medbench_fast.models.spec import ModelError  # noqa: E402
 
 ID2LABEL = {0: "background", 1: "organ", 2: "lesion"}
+#: Threads of each engine: one, so that a shared, oversubscribed host slows both alike.
+THREADS = 1
 
 
 def architectures() -> list[tuple[str, str]]:
@@ -64,7 +66,9 @@ def measure(task: str, model_type: str, root: Path, side: int, repeat: int) -> d
     export_s = time.perf_counter() - t0
     shape = (1, spec.channels, *spec.strategy.input_size)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = THREADS
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     processor = json.loads((folder / "preprocessor_config.json").read_text())
     net = pixels_to_logits(load_torch_model(folder, task, len(ID2LABEL)), model_type, processor)
     tx = torch.from_numpy(x)
@@ -107,6 +111,9 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     warnings.simplefilter("ignore")
+    import torch
+
+    torch.set_num_threads(THREADS)
     only = set(args.only.split(",")) if args.only else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,8 +141,8 @@ def main() -> None:
         from importlib import metadata
 
         versions = {name: metadata.version(name) for name in ("transformers", "optimum-onnx", "onnxscript", "onnx")}
-        write_results("hf_coverage", {"side": args.side, "repeat": args.repeat, "versions": versions,
-                                      "summary": summary, "rows": rows})
+        write_results("hf_coverage", {"side": args.side, "repeat": args.repeat, "threads": THREADS,
+                                      "versions": versions, "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def _pixel_steps(processor: dict, channels: int, hu_window, where: Path) -> list
     steps = [IntensityStep(op="window", range=[float(hu_window[0]), float(hu_window[1])])]
     kind = processor.get("image_processor_type", "")
     scale, shift = 255.0, 0.0
-    if processor.get("do_rescale", "rescale_factor" in processor):
+    if processor.get("do_rescale", not kind.startswith("ImageGPTImageProcessor")):  # the processors' default
         scale *= float(processor.get("rescale_factor", 1 / 255))
         shift = -1.0 if processor.get("rescale_offset") else 0.0
     if kind.startswith("ImageGPTImageProcessor") and processor.get("do_normalize", True):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medbench_fast.data.reader import Volume
-from medbench_fast.models import ModelError, load_model
+from medbench_fast.models import ModelError, ModelSpec, load_model
 from medbench_fast.models.huggingface import export_hf, hf_spec
 from medbench_fast.models.transforms import resize
 
@@ -189,3 +189,10 @@ def test_export_hf_cli(vit_dir, tmp_path):
     assert load_model(tmp_path / "neg" / "model.onnx").spec.output.score_names == ["normal"]
     unknown = CliRunner().invoke(cli, args + ["--positive-class", "tumour"])
     assert unknown.exit_code != 0 and "positive class 'tumour' is not among" in unknown.output
+
+
+def test_score_classes_validated(vit_dir):
+    spec = hf_spec(vit_dir, "image-classification", name="v").to_dict()
+    spec["output"]["score_classes"] = [0, 1]  # two columns, one name
+    with pytest.raises(ModelError, match="output.score_classes: needs one output column index"):
+        ModelSpec.from_dict(spec)
