@@ -32,16 +32,17 @@ PARITY_ATOL = 1e-4
 #: Batch sizes of the parity check (1, and one that differs from the export example's 2).
 PARITY_BATCHES = (1, 3)
 
+_NATTEN = ("its neighbourhood attention runs in the natten extension's custom kernels, which have no ONNX "
+           "operators (and natten is not installable here)")
 #: model_type -> why no ONNX ``pixel_values -> logits`` model can be made of it.
 NOT_POSSIBLE = {
-    "dinat": "its neighbourhood attention runs in the natten extension's custom kernels, which have no ONNX "
-             "operators (and natten is not installable here)",
-    "nat": "its neighbourhood attention runs in the natten extension's custom kernels, which have no ONNX "
-           "operators (and natten is not installable here)",
+    "dinat": _NATTEN,
+    "nat": _NATTEN,
     "shieldgemma2": "it is a Gemma 3 language model that rates an image against text policy prompts: it needs "
                     "text input and a tokenizer, not only pixels",
-    "timm_wrapper": "its network is a timm model chosen by name at load time; timm (and its torchvision "
-                    "dependency) is not part of this install",
+    "timm_wrapper": "its network is built by the timm library from a name at load time; timm needs "
+                    "torchvision, whose PyPI build loads only beside a CUDA build of torch, not the CPU torch "
+                    "this project pins",
 }
 
 #: Our task -> optimum's task names for it, in order of preference.
