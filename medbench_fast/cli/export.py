@@ -18,8 +18,10 @@ def _shape(ctx, param, value):
 @click.command("export")
 @click.option("--aiene", "aiene", type=click.Path(dir_okay=False), help="AI-ENE Keras-2 .h5 file.")
 @click.option("--hf", "hf", metavar="ID_OR_DIR", help="Hugging Face model folder, or Hub id (fetched at export time).")
-@click.option("--task", type=click.Choice(["semantic-segmentation", "image-classification"]),
-              help="Task for --hf.")
+@click.option("--task", type=click.Choice(["semantic-segmentation", "image-classification", "image-segmentation"]),
+              help="Task for --hf (image-segmentation: optimum's name for semantic-segmentation).")
+@click.option("--positive-class", metavar="NAME_OR_INDEX",
+              help="--hf image-classification: the class whose probability is the case score [2 classes: class 1].")
 @click.option("--torchscript", "torchscript", type=click.Path(dir_okay=False), help="TorchScript .pt file.")
 @click.option("--input-shape", callback=_shape, help="Trace shape for --torchscript: N,C,D,H,W or N,C,H,W.")
 @click.option("--spec", "spec", type=click.Path(dir_okay=False, exists=True),
@@ -33,8 +35,8 @@ def _shape(ctx, param, value):
 @click.option("--cache-dir", envvar="MEDBENCH_EXPORT_CACHE", type=click.Path(file_okay=False),
               help="Export cache folder [env MEDBENCH_EXPORT_CACHE; default ~/.cache/medbench-fast/exports].")
 @click.option("--force", is_flag=True, help="Convert again even if the cache holds this export.")
-def export(aiene, hf, task, torchscript, input_shape, spec, out, name, node_label, min_voxels, hu_window, axis,
-           cache_dir, force):
+def export(aiene, hf, task, positive_class, torchscript, input_shape, spec, out, name, node_label, min_voxels,
+           hu_window, axis, cache_dir, force):
     """Export a model to ONNX plus its spec; nothing needs TensorFlow.
 
     Exports are cached by the hash of the source file(s) and options, so running the same
@@ -46,6 +48,8 @@ def export(aiene, hf, task, torchscript, input_shape, spec, out, name, node_labe
       medbench export --torchscript bbox_model.pt --input-shape 1,1,128,128,128 \\
           --spec examples/deepbet/deepbet_bbox.spec.json --out models/deepbet.onnx
       medbench export --hf ./segformer-b0-ct --task semantic-segmentation --out models/segformer
+      medbench export --hf ./vit-nodule --task image-classification --positive-class malignant \\
+          --out models/vit-nodule
     """
     from medbench_fast.models.spec import ModelError
 
@@ -72,9 +76,12 @@ def export(aiene, hf, task, torchscript, input_shape, spec, out, name, node_labe
 
             window = [float(v) for v in hu_window.split(",")]
             path, model_spec, hit = export_hf(hf, out, task=task, name=name, hu_window=window, axis=axis,
-                                              cache_dir=cache_dir, force=force)
+                                              cache_dir=cache_dir, force=force, positive_class=positive_class)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
     source = "cache" if hit else "converted"
+    if "parity_max_abs_diff" in model_spec.source:
+        found = model_spec.source
+        source += f" with {found['export']}, max |ONNX - PyTorch| {found['parity_max_abs_diff']:.1e}"
     click.echo(f"{path} ({source}); spec: {path.with_name(path.stem + '.spec.json')}; "
                f"inputs {model_spec.inputs}, strategy {model_spec.strategy.type}, output {model_spec.output.kind}")

@@ -102,7 +102,8 @@ class OutputSpec:
     ``kind``: ``segmentation_logits`` (``N, C, *spatial`` scores, argmaxed), ``label_map``
     (class indices) or ``case_scores`` (``N, K``, one row per object). ``labels`` maps
     model class index -> dataset label value (classes not listed become 0). ``score_names``
-    names the ``K`` case scores. ``name`` picks the ONNX output (default: the first).
+    names the ``K`` case scores; ``score_classes``, when given, says which output columns
+    they are (e.g. ``[1]``: only the positive class of a 2-class classifier). ``name`` picks the ONNX output (default: the first).
     ``resample``: ``nearest`` (label map) or ``linear`` (scores) when mapping back to the
     input grid.
     """
@@ -111,6 +112,7 @@ class OutputSpec:
     activation: str = "none"
     labels: dict[int, int] = field(default_factory=dict)
     score_names: list[str] = field(default_factory=list)
+    score_classes: list[int] = field(default_factory=list)
     name: str | None = None
     resample: str = "linear"
 
@@ -227,6 +229,8 @@ class ModelSpec:
             raise bad("output.labels", "segmentation models need a class -> label mapping")
         if o.kind == "case_scores" and not o.score_names:
             raise bad("output.score_names", "case_scores models need score names")
+        if o.score_classes and (len(o.score_classes) != len(o.score_names) or min(o.score_classes) < 0):
+            raise bad("output.score_classes", "needs one output column index (>= 0) per score name")
         if any(v < 0 or v > 65535 for v in o.labels.values()):
             raise bad("output.labels", "label values must be in [0, 65535]")
         if self.target_spacing is not None and (len(self.target_spacing) != 3 or min(self.target_spacing) <= 0):

@@ -162,6 +162,8 @@ class SliceModel(_Segmenter):
             part = probs.sum(axis=0, dtype=np.float64)
             total = part if total is None else total + part
         mean = total / slices.shape[0]
+        if self.spec.output.score_classes:
+            mean = mean[self.spec.output.score_classes]
         entry = {"object_id": CASE_OBJECT}
         entry.update({f"score_{name}": float(v) for name, v in zip(self.spec.output.score_names, mean)})
         entry.update({"voxels": int(slices.shape[0] * np.prod(slices.shape[2:])), "slices": int(slices.shape[0])})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medbench_fast.data.reader import Volume
-from medbench_fast.models import ModelError, load_model
+from medbench_fast.models import ModelError, ModelSpec, load_model
 from medbench_fast.models.huggingface import export_hf, hf_spec
 from medbench_fast.models.transforms import resize
 
@@ -93,7 +93,9 @@ def test_segformer_slicewise_on_volume(segformer_dir, segformer_onnx, rng):
 
 def test_vit_classifier(vit_dir, tmp_path, rng):
     path, spec, hit = export_hf(vit_dir, tmp_path / "vit", task="image-classification", cache_dir=tmp_path / "cache")
-    assert spec.output.kind == "case_scores" and spec.output.score_names == ["normal", "abnormal_finding"]
+    # 2 classes: one case score, P(class 1), named by the config
+    assert spec.output.kind == "case_scores" and spec.output.score_names == ["abnormal_finding"]
+    assert spec.output.score_classes == [1] and spec.source["export"] == "optimum"
     assert spec.channels == 1 and spec.strategy.input_size == [16, 16]
     model = load_model(path)
     assert model.output_kind == "case_scores"
@@ -104,8 +106,12 @@ def test_vit_classifier(vit_dir, tmp_path, rng):
     np.testing.assert_allclose(model.session.run({"pixel_values": x})[0], ref, atol=1e-5)
     volume = Volume(array=rng.integers(-1000, 1000, size=(4, 16, 16)).astype(np.int16), spacing=(1.0, 1.0, 1.0))
     scores = model.predict(volume).scores
-    assert len(scores) == 1 and scores[0]["slices"] == 4
-    assert scores[0]["score_normal"] + scores[0]["score_abnormal_finding"] == pytest.approx(1.0, abs=1e-6)
+    assert len(scores) == 1 and scores[0]["slices"] == 4 and "score_normal" not in scores[0]
+    x = (np.clip(volume.array.astype(np.float32), -1000, 1000) + 1000) / 2000
+    x = (x[:, None] - 0.5) / 0.25
+    with torch.no_grad():
+        want = torch.softmax(net(pixel_values=torch.from_numpy(x)).logits, dim=1)[:, 1].mean().item()
+    assert scores[0]["score_abnormal_finding"] == pytest.approx(want, abs=1e-5)
     assert export_hf(vit_dir, tmp_path / "vit2", task="image-classification", cache_dir=tmp_path / "cache")[2]
     assert spec.source["fixed_input_size"] == [16, 16]
     wrong = spec.to_dict()
@@ -114,11 +120,55 @@ def test_vit_classifier(vit_dir, tmp_path, rng):
         load_model(path, spec=wrong)
 
 
-def test_hf_errors(tmp_path):
+def test_positive_class(vit_dir):
+    spec = hf_spec(vit_dir, "image-classification", name="v", positive_class="normal")
+    assert spec.output.score_names == ["normal"] and spec.output.score_classes == [0]
+    assert hf_spec(vit_dir, "image-classification", name="v", positive_class="0").output.score_classes == [0]
+    by_label = hf_spec(vit_dir, "image-classification", name="v", positive_class="Abnormal finding")
+    assert by_label.output.score_names == ["abnormal_finding"] and by_label.output.score_classes == [1]
+    with pytest.raises(ModelError, match=r"positive class 'tumour' is not among .*\['normal', 'Abnormal finding'\]"):
+        hf_spec(vit_dir, "image-classification", name="v", positive_class="tumour")
+
+
+def test_hf_errors(tmp_path, vit_dir, segformer_dir):
     with pytest.raises(ModelError, match="no config.json"):
         hf_spec(tmp_path, "semantic-segmentation", name="x")
     with pytest.raises(ModelError, match="task 'detection'"):
         export_hf(tmp_path, tmp_path / "o", task="detection")
+    no_processor = tmp_path / "no-processor"
+    no_processor.mkdir()
+    (no_processor / "config.json").write_bytes((vit_dir / "config.json").read_bytes())
+    with pytest.raises(ModelError, match="no preprocessor_config.json: the image processor"):
+        hf_spec(no_processor, "image-classification", name="x")
+    # a 3-value mean/std for a 1-channel model: the processor does not fit the config
+    (no_processor / "preprocessor_config.json").write_text('{"size": {"height": 16, "width": 16}, '
+                                                           '"image_mean": [0.5, 0.5, 0.5], "image_std": [1, 1, 1]}')
+    with pytest.raises(ModelError, match="image_mean has 3 values but config.json says the model takes 1 channel"):
+        hf_spec(no_processor, "image-classification", name="x")
+    with pytest.raises(ModelError, match="positive class applies to image-classification"):
+        hf_spec(segformer_dir, "semantic-segmentation", name="x", positive_class="liver")
+
+
+def test_parity_failure_names_architecture_and_difference(vit_dir, tmp_path, monkeypatch):
+    from medbench_fast.models import hf_export
+
+    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass: optimum, then torch.onnx, both refused
+    with pytest.raises(ModelError, match=r"architecture 'vit': the ONNX export differs from PyTorch by "
+                                         r"\d\.\d\de[-+]\d+ .*optimum \(image-classification\) differs from PyTorch by"):
+        export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("*/model.onnx"))  # nothing cached
+
+
+def test_task_alias_and_unknown_architecture(segformer_dir, tmp_path):
+    """optimum's task name is accepted; a model type transformers lacks is an error naming it."""
+    spec = export_hf(segformer_dir, tmp_path / "o", task="image-segmentation", cache_dir=tmp_path / "cache")[1]
+    assert spec.source["task"] == "semantic-segmentation" and spec.source["optimum_task"] == "semantic-segmentation"
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text('{"model_type": "no-such-net", "id2label": {"0": "a", "1": "b"}}')
+    (odd / "preprocessor_config.json").write_text('{"size": {"height": 8, "width": 8}}')
+    with pytest.raises(ModelError, match="transformers cannot load it for image-classification: .*no-such-net"):
+        export_hf(odd, tmp_path / "o2", task="image-classification", cache_dir=tmp_path / "cache")
 
 
 def test_export_hf_cli(vit_dir, tmp_path):
@@ -132,5 +182,19 @@ def test_export_hf_cli(vit_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "vit" / "model.onnx").is_file() and (tmp_path / "vit" / "model.spec.json").is_file()
     assert load_model(tmp_path / "vit" / "model.onnx").spec.intensity[0].range == [-500.0, 500.0]
+    assert "with optimum, max |ONNX - PyTorch|" in result.output
     missing = CliRunner().invoke(cli, ["export", "--hf", str(vit_dir), "--out", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "--task" in missing.output
+    chosen = CliRunner().invoke(cli, args + ["--positive-class", "normal", "--out", str(tmp_path / "neg")],
+                                catch_exceptions=False)
+    assert chosen.exit_code == 0, chosen.output
+    assert load_model(tmp_path / "neg" / "model.onnx").spec.output.score_names == ["normal"]
+    unknown = CliRunner().invoke(cli, args + ["--positive-class", "tumour"])
+    assert unknown.exit_code != 0 and "positive class 'tumour' is not among" in unknown.output
+
+
+def test_score_classes_validated(vit_dir):
+    spec = hf_spec(vit_dir, "image-classification", name="v").to_dict()
+    spec["output"]["score_classes"] = [0, 1]  # two columns, one name
+    with pytest.raises(ModelError, match="output.score_classes: needs one output column index"):
+        ModelSpec.from_dict(spec)
