@@ -55,6 +55,8 @@ class PartWriter:
         for stale in self.folder.glob(f".{self.prefix}*.tmp"):  # left by a killed writer of this namespace
             stale.unlink(missing_ok=True)
         self.schema = _stamp(schema, fingerprint, run_id)
+        # pyarrow imports pandas (when installed) on its first from_pylist: pay it here, not in a timed loop
+        pa.Table.from_pylist([], schema=self.schema)
         self._seq = len(list(self.folder.glob(f"{self.prefix}*.parquet")))
 
     def write(self, rows: list[dict]) -> Path | None:
