@@ -184,7 +184,8 @@ class ProcessExecutor:
             self._stop(workers)
             bar.close()
         wall = (time.perf_counter_ns() - first_ready) / 1e9 if first_ready else 0.0
-        stats.workers = retired + [_record(w, None) for w in workers.values() if w["identity"]]
+        stats.workers = retired + [_record(w, None if w["proc"].exitcode in (None, 0) else _cause(w["proc"].exitcode))
+                                   for w in workers.values() if w["identity"]]
         infos = [w["model_info"] for w in workers.values()] + retired_info
         stats.model_info = merge_model_info(infos)
         stats.loop_s = loop_without_cold_starts(wall, infos)
