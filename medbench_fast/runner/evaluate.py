@@ -178,7 +178,7 @@ def evaluate_folders(
             _evaluate_pairs(pairs, run_dir, options, info["run_id"], fingerprint.digest, model=model,
                             workers=workers, cache=cache, progress=progress, batch_size=batch_size)
             files = finalize_run(run_dir, info={**info, "status": "finished"}, options=options,
-                                 schema=_schema(options), fingerprint=fingerprint.digest,
+                                 schema=metrics_schema(options.metrics), fingerprint=fingerprint.digest,
                                  worst_distance=worst_distance)
         except BaseException as exc:
             run_info.record_failure(run_dir, exc)
@@ -188,10 +188,6 @@ def evaluate_folders(
     return EvaluateResult(run_dir, info["run_id"], cases.num_rows, n_failed, files)
 
 
-def _schema(options: EvaluateOptions):
-    return metrics_schema(tuple(m for m in options.metrics if m == "dice_smoothed"))
-
-
 def _evaluate_pairs(pairs: list[CasePair], run_dir: Path, options: EvaluateOptions, run_id: str, fingerprint: str, *,
                     model: str, workers: int | None, cache: VolumeCache | None, progress: bool | None,
                     batch_size: int) -> None:
@@ -199,7 +195,7 @@ def _evaluate_pairs(pairs: list[CasePair], run_dir: Path, options: EvaluateOptio
     from medbench_fast.runner.sink import RunSink
     from medbench_fast.runner.worker import CaseResult, ModelOutcome
 
-    sink = RunSink(run_dir, _schema(options), batch_size, fingerprint=fingerprint, run_id=run_id)
+    sink = RunSink(run_dir, metrics_schema(options.metrics), batch_size, fingerprint=fingerprint, run_id=run_id)
     workers = max(1, workers or os.cpu_count() or 1)
     show = sys.stderr.isatty() if progress is None else progress
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medbench-eval") as pool, \

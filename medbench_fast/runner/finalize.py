@@ -88,7 +88,7 @@ def rebuild_tables(run_dir: str | Path) -> list[Path]:
         surface=recorded["surface_mode"], hd95_mode=recorded["hd95_mode"], empty=recorded["empty_mode"],
         label_names={int(k): v for k, v in names.items()} if names else None,
         geometry_rtol=float(recorded["geometry_rtol"]))
-    schema = metrics_schema(tuple(m for m in options.metrics if m == "dice_smoothed"))
+    schema = metrics_schema(options.metrics)
     files, _ = consolidate(run_dir, options=options, schema=schema, fingerprint=fingerprint, run_id=info["run_id"])
     return sorted(files.values())
 

@@ -248,7 +248,7 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     joining = shard is not None
     done = done_pairs(run_dir, fingerprint.digest) if (resume or joining) else set()
     todo = plan.todo(done)
-    schema = metrics_schema(tuple(m for m in plan.options.metrics if m == "dice_smoothed"))
+    schema = metrics_schema(plan.options.metrics)
     executor = _make_executor(plan, resolved, scale, cache, run_id=run_id, placement=placement, schema=schema,
                               seg_dir=_seg_dir(plan, run_dir))
     sink = RunSink(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id,
@@ -387,6 +387,6 @@ def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, mo
                 "cases_run": sum(s.get("cases_run", 0) for s in shards),
                 "loop_s": max((s.get("loop_s") or 0.0) for s in shards),
                 "write_s": sum(s.get("write_s") or 0.0 for s in shards)}
-        schema = metrics_schema(tuple(m for m in plan.options.metrics if m == "dice_smoothed"))
+        schema = metrics_schema(plan.options.metrics)
         latency = _latency_rows(model_info, samples, busy, config["benchmark"]["warmup"])
         return _finalize(run_dir, info, plan, schema, fingerprint.digest, latency, model_info)

@@ -29,7 +29,9 @@ CASES_SCHEMA = pa.schema([
 
 
 def metrics_schema(extra: tuple[str, ...] = ()) -> pa.Schema:
-    """:data:`METRICS_SCHEMA` plus the requested optional columns."""
+    """:data:`METRICS_SCHEMA` plus the requested optional columns (``extra``: names of
+    :data:`EXTRA_METRIC_FIELDS`; other names are ignored, so a run's metric list may be given)."""
+    extra = tuple(m for m in extra if m in EXTRA_METRIC_FIELDS)
     schema = METRICS_SCHEMA
     for name in extra:
         schema = schema.append(pa.field(name, EXTRA_METRIC_FIELDS[name]))

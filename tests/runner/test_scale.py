@@ -299,3 +299,36 @@ def test_estimate_refuses_gpus_from_a_cpu_run(tmp_path):
     assert "ran on the CPU" in _invoke(["estimate", str(run), "--cases", "10", "--gpus", "2"], code=2).output
     result = json.loads(_invoke(["estimate", str(run), "--cases", "100", "--workers", "2", "--json"]).output)
     assert result["limited_by"] in ("workers", "cpu") and result["cases_per_s"] == pytest.approx(2 / 0.6)
+
+
+def test_a_dead_workers_case_is_retried_once_then_a_failed_row():
+    from collections import deque
+
+    from medbench_fast.runner.cases import RunCase
+    from medbench_fast.runner.executors.remote import RetryOnce
+
+    class Sink:
+        def __init__(self):
+            self.results = []
+
+        def add(self, result):
+            self.results.append(result)
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    waiting, sink, bar = deque(), Sink(), Bar()
+    retry = RetryOnce(waiting, sink, bar)
+    task = (RunCase("c1", "/data/c1.nii.gz", "/labels/c1.nii.gz"), ("a", "b"))
+    retry.worker_died(None, "idle")
+    assert not waiting and not sink.results
+    retry.worker_died(task, "worker process killed by SIGKILL")
+    assert list(waiting) == [task] and not sink.results
+    retry.worker_died(waiting.popleft(), "worker process killed by SIGKILL")
+    (result,) = sink.results
+    assert bar.n == 1 and [o.case_row["model"] for o in result.outcomes] == ["a", "b"]
+    assert all(not o.case_row["success"] and o.case_row["error"] == "worker process killed by SIGKILL on this "
+               "case, twice" for o in result.outcomes)

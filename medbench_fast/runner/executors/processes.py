@@ -26,8 +26,8 @@ from medbench_fast.runner.executors.base import (
     progress_bar,
 )
 from medbench_fast.runner.executors.remote import (
+    RetryOnce,
     WorkerInit,
-    failed_result,
     pack,
     unpack,
 )
@@ -125,8 +125,8 @@ class ProcessExecutor:
         retired: list[dict] = []
         retired_info: list[dict] = []
         waiting = deque(todo)
-        attempts: dict[str, int] = {}
         bar = progress_bar(len(todo), progress)
+        retry = RetryOnce(waiting, sink, bar)
         first_ready = None
 
         def handle(kind, index, payload) -> None:
@@ -168,14 +168,7 @@ class ProcessExecutor:
                         raise WorkerFailed(f"worker {index} {cause} while opening its models")
                     retired.append(_record(w, cause))
                     retired_info.append(w["model_info"])
-                    if w["task"] is not None:
-                        case, names = w["task"]
-                        attempts[case.case_id] = attempts.get(case.case_id, 0) + 1
-                        if attempts[case.case_id] > 1:
-                            sink.add(failed_result(case, names, f"worker process {cause} on this case, twice"))
-                            bar.update(1)
-                        else:
-                            waiting.appendleft((case, names))
+                    retry.worker_died(w["task"], f"worker process {cause}")
                     workers[index] = self._start(w["slot"], results)
         except KeyboardInterrupt:
             stats.interrupted = True

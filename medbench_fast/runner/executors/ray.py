@@ -26,8 +26,8 @@ from medbench_fast.runner.executors.base import (
     progress_bar,
 )
 from medbench_fast.runner.executors.remote import (
+    RetryOnce,
     WorkerInit,
-    failed_result,
     pack,
     unpack,
 )
@@ -118,8 +118,8 @@ class RayExecutor:
         retired: list[dict] = []
         retired_info: list[dict] = []
         waiting = deque(todo)
-        attempts: dict[str, int] = {}
         bar = progress_bar(len(todo), progress)
+        retry = RetryOnce(waiting, sink, bar)
         first_ready = None
         try:
             while waiting or any(a["task"] is not None for a in actors.values()):
@@ -142,14 +142,7 @@ class RayExecutor:
                         generation += 1
                         retired.append(_record(a, f"actor died: {type(exc).__name__}"))
                         retired_info.append(a["model_info"])
-                        if a["task"] is not None:
-                            case, names = a["task"]
-                            attempts[case.case_id] = attempts.get(case.case_id, 0) + 1
-                            if attempts[case.case_id] > 1:
-                                sink.add(failed_result(case, names, "Ray actor died on this case, twice"))
-                                bar.update(1)
-                            else:
-                                waiting.appendleft((case, names))
+                        retry.worker_died(a["task"], "Ray actor died")
                         actors[index] = self._start(ray, a["slot"], generation)
                         continue
                     except ray.exceptions.RayTaskError as exc:  # a model-wide error or a bug in the worker

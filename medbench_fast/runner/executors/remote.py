@@ -96,6 +96,27 @@ def failed_result(case, names, error: str) -> CaseResult:
     return CaseResult(case.case_id, outcomes)
 
 
+class RetryOnce:
+    """The case of a worker that died goes back to the front of ``waiting`` once; the second
+    time it becomes failed rows naming the cause (written by ``sink``, counted on ``bar``)."""
+
+    def __init__(self, waiting, sink, bar):
+        self.waiting, self.sink, self.bar = waiting, sink, bar
+        self.attempts: dict[str, int] = {}
+
+    def worker_died(self, task, cause: str) -> None:
+        """``task``: the ``(case, model names)`` the worker held, or None when it was idle."""
+        if task is None:
+            return
+        case, names = task
+        self.attempts[case.case_id] = self.attempts.get(case.case_id, 0) + 1
+        if self.attempts[case.case_id] > 1:
+            self.sink.add(failed_result(case, names, f"{cause} on this case, twice"))
+            self.bar.update(1)
+        else:
+            self.waiting.appendleft(task)
+
+
 def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
     """Open the models of ``init`` in this process; returns the worker and its identity record."""
     import time
