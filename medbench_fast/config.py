@@ -216,6 +216,13 @@ def _section(values, schema: dict[str, Key], where: str, base: Path) -> dict:
                     raise ConfigError(f"{path}: {v!r} is not one of {', '.join(map(str, spec.choices))}")
         if spec.kind in ("int", "float", "list[int]") and value is not None:
             _check_numbers(path, value if isinstance(value, list) else [value], spec)
+        if key == "labels" and value is not None:
+            from medbench_fast.metrics.regions import check_label
+
+            try:
+                value = [check_label(v, path) for v in value]
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if key == "label_names" and value is not None:
             value = _label_names(path, value)
         if key == "dicom_labels" and value is not None:

@@ -22,7 +22,7 @@ from medbench_fast.data.discovery import CasePair, pair_cases
 from medbench_fast.data.layouts import DatasetLayout, find_dataset_json, read_layout
 from medbench_fast.data.reader import VolumeError, load_volume
 from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
-from medbench_fast.metrics.regions import Region, make_regions
+from medbench_fast.metrics.regions import Region, check_label, make_regions
 from medbench_fast.metrics.selection import (
     EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
 )
@@ -51,6 +51,8 @@ class EvaluateOptions:
         check_choice("surface", self.surface, SURFACE_MODES)
         check_choice("hd95_mode", self.hd95_mode, HD95_MODES)
         check_choice("empty", self.empty, EMPTY_MODES)
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(check_label(v, "labels") for v in self.labels))
         object.__setattr__(self, "regions", make_regions(self.regions, known_labels=self.labels))
 
     def pair_kwargs(self) -> dict:
