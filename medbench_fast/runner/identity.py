@@ -76,7 +76,8 @@ def _has_results(run_dir: Path) -> bool:
     return any((run_dir / "parts").glob("*/part-*.parquet"))
 
 
-def _holds_run(run_dir: Path) -> bool:
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run (its ``run.json`` or parts): no other command writes there."""
     return (run_dir / "run.json").exists() or (run_dir / "parts").exists()
 
 
@@ -137,7 +138,7 @@ class RunFolder:
                 raise RunFolderError(f"{self.path}: --resume continues the recorded run; the given settings "
                                      f"change its fingerprint:\n  " + "\n  ".join(diffs))
             return recorded
-        if _holds_run(self.path):
+        if holds_run(self.path):
             if overwrite or not _has_results(self.path):  # a run that stopped before its first case is replaced
                 self._replace()
                 return {}
