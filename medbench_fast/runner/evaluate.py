@@ -169,6 +169,12 @@ def evaluate_folders(
     if case_ids is not None:
         case_ids = sorted(set(case_ids))
         pairs = [p for p in pairs if p.case_id in set(case_ids)]
+    if not pairs:
+        from medbench_fast.config import ConfigError
+        from medbench_fast.data.reader import IMAGE_EXTENSIONS
+
+        raise ConfigError(f"no cases found: no image file ({', '.join(IMAGE_EXTENSIONS)}), DICOM series or DICOM "
+                          f"object in {pred_dir} or {ref_dir}" + (" among the given case ids" if case_ids else ""))
     fingerprint = evaluate_fingerprint(pred_dir, ref_dir, model, options, case_ids)
     with RunFolder(run_dir, command="evaluate") as folder:
         folder.open(fingerprint, overwrite=overwrite)
