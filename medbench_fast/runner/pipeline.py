@@ -86,7 +86,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
     if resume and _recorded_shards(Path(run_dir)):
         return _finalize_shards(Path(run_dir), config, config_text=config_text, models=models)
     plan = RunPlan.from_config(config, models=models, shard=shard)
-    placement = _preflight_executor(scale, config["benchmark"]["threads"])
+    placement = _preflight_executor(scale, config["benchmark"]["threads"], len(plan.cases))
     run_id = run_info.new_run_id()
     run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
     identity = run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
@@ -118,23 +118,25 @@ class _Placement:
 
     slots: list | None = None
     address: str | None = None
+    connected_s: float = 0.0  # seconds spent connecting to the Ray cluster at ``address``
 
 
-def _preflight_executor(scale: ScaleOptions, threads: int | None) -> _Placement:
+def _preflight_executor(scale: ScaleOptions, threads: int | None, cases: int) -> _Placement:
     """Check what the executor needs before anything is written: the GPUs asked for exist,
-    Ray imports and its address answers."""
+    Ray imports, and the cluster at its address answers (within a total deadline) and is
+    connected to."""
     if scale.executor == "processes":
         from medbench_fast.runner.scale import process_slots
 
-        return _Placement(slots=process_slots(scale, threads=threads))
+        return _Placement(slots=process_slots(scale, threads=threads, cases=cases))
     if scale.executor != "ray":
         return _Placement()
-    from medbench_fast.runner.executors.ray import check_address, import_ray, ray_address
+    from medbench_fast.runner.executors.ray import check_address, connect, import_ray, ray_address
 
     import_ray()
     address = ray_address(scale.ray_address)
     check_address(address)
-    return _Placement(address=address)
+    return _Placement(address=address, connected_s=connect(address) if address else 0.0)
 
 
 def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
@@ -196,10 +198,11 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
     from medbench_fast.runner.scale import ray_slots
 
     address = placement.address
-    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address))
+    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address), cases=len(plan.cases))
     local_gpus = None if address or scale.gpus is None else math.ceil(sum(s.num_gpus for s in slots) - 1e-9)
     return RayExecutor(init, slots, address=address, run_id=run_id,
-                       local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus)
+                       local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus,
+                       connected_s=placement.connected_s)
 
 
 def _ray_gpus(scale: ScaleOptions, address: str | None) -> float | None:
