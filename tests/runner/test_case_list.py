@@ -104,7 +104,7 @@ def _nnunet(tmp_path, ending=".nii.gz"):
     return root
 
 
-@pytest.mark.parametrize("layout", ["empty_folder", "pattern", "nnunet_file_ending"])
+@pytest.mark.parametrize("layout", ["empty_folder", "pattern", "nnunet_file_ending", "manifest"])
 def test_run_on_a_dataset_without_cases_is_refused(tmp_path, bench_assets, write_config, layout):
     config = write_config(tmp_path, bench_assets)
     text = config.read_text()
@@ -118,6 +118,12 @@ def test_run_on_a_dataset_without_cases_is_refused(tmp_path, bench_assets, write
         text = text.replace("seg_dir:", "pattern: '*.mha'\n  seg_dir:")
         want = f"{bench_assets}/data/images: no image file (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, or DICOM " \
                f"series folder) matches pattern '*.mha'"
+    elif layout == "manifest":
+        manifest = tmp_path / "cases.csv"
+        manifest.write_text("case_id,image,reference\n")
+        text = text.replace(f"image_dir: {bench_assets}/data/images", f"manifest: {manifest}")
+        text = text.replace(f"  seg_dir: {bench_assets}/data/labels\n", "")
+        want = f"{manifest} lists no case"
     else:
         root = _nnunet(tmp_path)
         meta = json.loads((root / "dataset.json").read_text())
