@@ -1,21 +1,21 @@
 """Stale-lock takeover is atomic: of many processes that find the same stale lock, exactly
 one takes it over. The window between judging the lock stale and replacing it is widened
-on purpose (every taker sleeps there), so an unguarded takeover lets several win."""
+on purpose (each taker sleeps there for a different time), so an unguarded takeover lets
+several win, one after the other."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
 from click.testing import CliRunner
 
-from medbench_fast.store import lock as lock_module
 from medbench_fast.store.lock import RunLock, RunLockedError
 
 TAKERS = 8
@@ -32,40 +32,53 @@ def _write_stale_lock(folder, pid) -> None:
                                               "command": "medbench run", "since": "2026-01-01T00:00:00Z"}))
 
 
-def _taker(folder: str, start, results, release) -> None:
+TAKER = textwrap.dedent("""\
+    import os, sys, time
+    from pathlib import Path
+    from medbench_fast.store import lock
+    from medbench_fast.store.lock import RunLock, RunLockedError
+
+    folder, index = Path(sys.argv[1]), sys.argv[2]
     original = RunLock._stale
 
-    def slow_stale(self, holder):  # widen the read-judge-replace window
-        stale = original(self, holder)
-        time.sleep(0.15)
+    def slow_stale(self, holder):  # widen the window between judging the lock stale and replacing it,
+        stale = original(self, holder)  # a different width for each taker so that they replace in turn
+        time.sleep(0.05 + 0.04 * int(index))
         return stale
 
-    lock_module.RunLock._stale = slow_stale
-    start.wait()
+    lock.RunLock._stale = slow_stale
+    (folder.parent / f"ready-{index}").touch()
+    while not (folder.parent / "start").exists():
+        time.sleep(0.002)
     try:
         RunLock(folder, command="medbench run").acquire()
     except RunLockedError:
-        results.put("refused")
-        return
-    results.put("won")
-    release.wait(30)  # hold the lock (never released: the process exits holding it)
+        print("refused", flush=True)
+        sys.exit(0)
+    print("won", flush=True)
+    sys.stdin.read()  # hold the lock until the test closes stdin
+    """)
 
 
 def test_many_concurrent_takers_of_a_stale_lock_have_one_winner(tmp_path):
-    _write_stale_lock(tmp_path, _dead_pid())
-    ctx = multiprocessing.get_context("fork")
-    start, release, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_taker, args=(str(tmp_path), start, results, release)) for _ in range(TAKERS)]
-    for p in procs:
-        p.start()
-    start.set()
-    outcomes = [results.get(timeout=60) for _ in procs]
-    release.set()
-    for p in procs:
-        p.join(30)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _write_stale_lock(folder, _dead_pid())
+    procs = [subprocess.Popen([sys.executable, "-c", TAKER, str(folder), str(i)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for i in range(TAKERS)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("ready-*"))) < TAKERS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (tmp_path / "start").touch()
+        outcomes = [p.stdout.readline().strip() for p in procs]
+        holder = json.loads((folder / ".lock").read_text())
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(30)
     assert sorted(outcomes) == ["refused"] * (TAKERS - 1) + ["won"]
-    holder = json.loads((tmp_path / ".lock").read_text())
-    assert holder["pid"] in {p.pid for p in procs}
+    assert holder["pid"] == procs[outcomes.index("won")].pid
 
 
 @pytest.mark.parametrize("pid", ["abc", None, -5, True])
