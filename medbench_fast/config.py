@@ -396,10 +396,10 @@ def _bounded_loader():
                 total = _expanded_nodes(node, {})
             except RecursionError:
                 raise _TooLarge("nested too deep") from None
+            if total == math.inf:
+                raise _TooLarge("an alias refers to a node that holds it (a recursive alias)")
             if total > MAX_CONFIG_NODES:
-                raise _TooLarge(f"its aliases expand to {'a recursive' if total == math.inf else total} "
-                                f"node{'' if total == 1 else 's'} (at most {MAX_CONFIG_NODES}); "
-                                f"is it an alias bomb?")
+                raise _TooLarge(f"its aliases expand to more than {MAX_CONFIG_NODES} nodes (an alias bomb?)")
             return self.construct_document(node)
 
     return BoundedLoader

@@ -36,12 +36,12 @@ def _check(tmp_path, text: str | bytes, *, code: int = 2):
 @pytest.mark.parametrize("depth", [8, 9, 12])
 def test_alias_bomb_is_refused_quickly(tmp_path, depth):
     out = _check(tmp_path, _bomb(depth))
-    assert "aliases expand to" in out and "at most 200000" in out
+    assert "its aliases expand to more than 200000 nodes (an alias bomb?)" in out
 
 
 def test_recursive_alias_is_refused(tmp_path):
     out = _check(tmp_path, "dataset: &d\n  regions: *d\n")
-    assert "aliases expand to a recursive node" in out or "not valid YAML" in out
+    assert "an alias refers to a node that holds it (a recursive alias)" in out
 
 
 def test_many_aliases_below_the_bound_still_load(tmp_path):
