@@ -16,8 +16,31 @@ from pathlib import Path
 from typing import Any
 
 
+#: Bounds of a config file: its size, and its nodes once every alias is expanded (an alias
+#: bomb of a few hundred bytes expands to billions of nodes).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 200_000
+#: Longest error message; the rest is cut (a value shown in a message is cut first).
+MAX_MESSAGE_CHARS = 1000
+
+
 class ConfigError(ValueError):
-    """An invalid config file; the message names the file, the key path and the problem."""
+    """An invalid config file; the message names the file, the key path and the problem
+    (cut to :data:`MAX_MESSAGE_CHARS`)."""
+
+    def __init__(self, message: str):
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters cut)"
+        super().__init__(message)
+
+
+def _shown(value) -> str:
+    """A value as a message shows it: its repr, bounded in depth, items and length."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = 80, 80, 8, 8, 3
+    return r.repr(value)
 
 
 @dataclass(frozen=True)
@@ -209,13 +232,20 @@ def _section(values, schema: dict[str, Key], where: str, base: Path) -> dict:
         if value is None and spec.required:
             raise ConfigError(f"{path}: required ({spec.help})")
         if not _type_ok(spec.kind, value):
-            raise ConfigError(f"{path}: expected {spec.kind}, got {value!r}")
+            raise ConfigError(f"{path}: expected {spec.kind}, got {_shown(value)}")
         if spec.choices and value is not None:
             for v in value if isinstance(value, list) else [value]:
                 if v not in spec.choices:
                     raise ConfigError(f"{path}: {v!r} is not one of {', '.join(map(str, spec.choices))}")
         if spec.kind in ("int", "float", "list[int]") and value is not None:
             _check_numbers(path, value if isinstance(value, list) else [value], spec)
+        if key == "labels" and value is not None:
+            from medbench_fast.metrics.regions import check_label
+
+            try:
+                value = [check_label(v, path) for v in value]
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if key == "label_names" and value is not None:
             value = _label_names(path, value)
         if key == "dicom_labels" and value is not None:
@@ -329,12 +359,68 @@ def load_config(path: str | os.PathLike) -> tuple[dict, str]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
-    text = p.read_text(encoding="utf-8")
+    data = p.read_bytes()
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {len(data)} bytes; a config file holds at most {MAX_CONFIG_BYTES} bytes")
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r}); "
+                          f"save the config as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=_bounded_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    except _TooLarge as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deep") from None
     return validate(raw, source=str(p), base=p.resolve().parent), text
+
+
+class _TooLarge(Exception):
+    """A YAML document that expands past :data:`MAX_CONFIG_NODES` (an alias bomb) or is nested too deep."""
+
+
+def _bounded_loader():
+    """``yaml.SafeLoader`` that counts the document's nodes with every alias expanded before
+    building it, and refuses more than :data:`MAX_CONFIG_NODES` (or an alias of itself)."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        def get_single_data(self):
+            node = self.get_single_node()
+            if node is None:
+                return None
+            try:
+                total = _expanded_nodes(node, {})
+            except RecursionError:
+                raise _TooLarge("nested too deep") from None
+            if total == math.inf:
+                raise _TooLarge("an alias refers to a node that holds it (a recursive alias)")
+            if total > MAX_CONFIG_NODES:
+                raise _TooLarge(f"its aliases expand to more than {MAX_CONFIG_NODES} nodes (an alias bomb?)")
+            return self.construct_document(node)
+
+    return BoundedLoader
+
+
+def _expanded_nodes(node, memo: dict) -> float:
+    """Nodes of ``node`` with aliases expanded (a node reached twice counts twice); inf when
+    an alias refers to a node that holds it. ``memo``: id -> count (None while counting)."""
+    key = id(node)
+    if key in memo:
+        return math.inf if memo[key] is None else memo[key]
+    memo[key] = None
+    total = 1
+    if isinstance(node.value, list):
+        for item in node.value:
+            for child in item if isinstance(item, tuple) else (item,):
+                total += _expanded_nodes(child, memo)
+                if total > MAX_CONFIG_NODES:
+                    break
+    memo[key] = total
+    return total
 
 
 def example_config() -> str:

@@ -53,6 +53,8 @@ def write_nnunet(root: Path, cases: dict, channel_names, *, split: str = "Ts", r
         labels = {"background": 0, **{k: v for k, v in BRATS_REGIONS.items() if len(v) > 1}, "enhancing tumor": 3}
     meta = {"channel_names": {str(i): n for i, n in enumerate(channel_names)}, "labels": labels,
             "numTraining": 0, "file_ending": ending}
+    if regions:  # nnU-Net's region-based datasets list the label values their regions are painted with
+        meta["regions_class_order"] = [2, 1, 3]
     (root / "dataset.json").write_text(json.dumps(meta, indent=1))
     for case_id, (label, channels) in cases.items():
         for i, name in enumerate(channel_names):

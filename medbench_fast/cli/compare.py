@@ -91,7 +91,12 @@ def compare(run_dirs, out_dir, worst_distance, threshold, allow_conflicts):
     if len(run_dirs) < 2:
         raise click.UsageError("give at least two run folders")
     from medbench_fast.cli.errors import InputError
+    from medbench_fast.runner.identity import holds_run
     from medbench_fast.store.parts import StoreError
+
+    if out_dir and holds_run(Path(out_dir)):
+        raise InputError(f"{out_dir}: holds a run (run.json); --out writes the comparison's reports and would "
+                         f"replace that run's: choose another folder")
 
     try:
         tables = merge_runs([load_run(d) for d in run_dirs], _run_names(run_dirs))

@@ -14,9 +14,12 @@ def parse_labels(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected comma-separated integers such as 1,2,5",
                                  param_hint="--labels") from None
-    if any(label < 0 for label in labels):
-        raise click.BadParameter("labels must be >= 0", param_hint="--labels")
-    return labels
+    from medbench_fast.metrics.regions import check_label
+
+    try:
+        return tuple(check_label(label, "--labels") for label in labels)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--labels: "), param_hint="--labels") from None
 
 
 def parse_label_names(text: str | None) -> dict[int, str] | None:

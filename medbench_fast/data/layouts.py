@@ -66,16 +66,17 @@ class DatasetLayout:
     regions: dict[str, tuple[int, ...]]
     file_ending: str
     raw: dict
+    labels: tuple[int, ...] = ()  # every foreground label value the file defines
 
     @property
     def root(self) -> Path:
         return self.json_path.parent
 
     def scoring(self) -> dict:
-        """``labels`` (every foreground label, region members included), ``label_names`` and
-        ``regions`` to score, as the config keys of the same names take them."""
-        members = {v for values in self.regions.values() for v in values}
-        return {"labels": sorted(set(self.label_names) | members) or None, "label_names": dict(self.label_names),
+        """``labels`` (every foreground label the file defines), ``label_names`` and ``regions``
+        to score, as the config keys of the same names take them (regions name only those
+        labels: :func:`read_layout` checks it)."""
+        return {"labels": sorted(self.labels) or None, "label_names": dict(self.label_names),
                 "regions": {k: list(v) for k, v in self.regions.items()} or None}
 
     def cases(self, split: str) -> list[LayoutCase]:
@@ -228,10 +229,34 @@ def read_layout(path: str | os.PathLike, kind: str | None = None) -> DatasetLayo
         if not isinstance(ending, str) or not ending.startswith("."):
             raise LayoutError(f"{json_path}: file_ending: expected a file ending such as '.nii.gz', got {ending!r}")
         names, regions = _nnunet_labels(raw.get("labels"), json_path)
+        labels = _defined_labels(names, regions, raw.get("regions_class_order"), json_path)
     else:
         ending = ""
         names, regions = _decathlon_labels(raw.get("labels"), json_path), {}
-    return DatasetLayout(kind, json_path.resolve(), channels, names, regions, ending, raw)
+        labels = tuple(sorted(names))
+    return DatasetLayout(kind, json_path.resolve(), channels, names, regions, ending, raw, labels)
+
+
+def _defined_labels(names: dict[int, str], regions: dict, order, path: Path) -> tuple[int, ...]:
+    """The label values an nnU-Net ``dataset.json`` defines: each single-valued ``labels``
+    entry and, for region-based datasets, the values of ``regions_class_order`` (the labels
+    the regions are painted with). Every region must name only these: the same check
+    (:func:`~medbench_fast.metrics.regions.make_regions`) as regions from the config or
+    ``--regions``, so a value no label defines is never scored as a label of its own."""
+    from medbench_fast.metrics.regions import make_regions
+
+    defined = set(names)
+    if order is not None:
+        if not isinstance(order, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                   for v in order):
+            raise LayoutError(f"{path}: regions_class_order: expected a list of label values > 0, got {order!r}")
+        defined |= set(order)
+    try:
+        make_regions(regions, known_labels=defined, where="labels")
+    except ValueError as exc:
+        hint = "" if order is not None else " (a region-based dataset lists its label values in regions_class_order)"
+        raise LayoutError(f"{path}: {exc}{hint}") from None
+    return tuple(sorted(defined))
 
 
 def _channel_names(value, path: Path, key: str) -> tuple[str, ...]:

@@ -27,17 +27,34 @@ class Region:
     id: int
 
 
+#: The largest label value accepted anywhere (label maps are integer images; int64 holds every one).
+LABEL_MAX = 2**63 - 1
+
+
+def check_label(value, where: str) -> int:
+    """``value`` as a foreground label value (an integer 1..LABEL_MAX); ``ValueError`` naming ``where``.
+
+    The one rule for label values given by the user (``--labels``, ``dataset.labels``,
+    regions from the config, ``--regions`` or a ``dataset.json``): 0 is the background."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LABEL_MAX:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**12 else f"{str(value)[:12]}..."
+        raise ValueError(f"{where}: {shown} is not a foreground label value (an integer from 1 to {LABEL_MAX}; "
+                         f"0 is the background)")
+    return value
+
+
 def region_id(index: int) -> int:
     """The ``label`` value of the region given at position ``index`` (0-based): ``-1 - index``."""
     return -1 - index
 
 
 def make_regions(regions: Mapping[str, Iterable[int]] | Iterable[Region] | None,
-                 known_labels: Iterable[int] | None = None) -> tuple[Region, ...]:
+                 known_labels: Iterable[int] | None = None, *, where: str = "regions") -> tuple[Region, ...]:
     """Validate ``{name: label values}`` (in the order given) into :class:`Region` objects.
 
+    The one check of regions from every source (config, ``--regions``, ``dataset.json``).
     ``known_labels``: the dataset's labels, when known; a region naming another label is an
-    error. Raises ``ValueError`` whose message starts with ``regions.<name>``.
+    error. Raises ``ValueError`` whose message starts with ``<where>.<name>``.
     """
     if regions is None:
         return ()
@@ -45,18 +62,18 @@ def make_regions(regions: Mapping[str, Iterable[int]] | Iterable[Region] | None,
         return tuple(regions)
     known = None if known_labels is None else {int(v) for v in known_labels}
     out = []
+    prefix = where
     for i, (name, values) in enumerate(regions.items()):
-        where = f"regions.{name}"
+        where = f"{prefix}.{name}"
         if not isinstance(name, str) or not name:
-            raise ValueError(f"regions: region names must be non-empty text, got {name!r}")
+            raise ValueError(f"{prefix}: region names must be non-empty text, got {name!r}")
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ValueError(f"{where}: expected a list of label values, got {values!r}")
         values = list(values)
         if not values:
             raise ValueError(f"{where}: expected at least one label value")
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{where}: {v!r} is not a foreground label value (an integer > 0)")
+            check_label(v, where)
         if known is not None:
             unknown = sorted(set(values) - known)
             if unknown:
@@ -74,6 +91,8 @@ def parse_regions(text: str | None) -> dict[str, list[int]] | None:
         name, sep, values = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"regions: {item!r} is not NAME=label,label,...")
+        if name.strip() in out:
+            raise ValueError(f"regions.{name.strip()}: the region is given twice; give each region name once")
         try:
             out[name.strip()] = [int(v) for v in values.split(",") if v.strip()]
         except ValueError:

@@ -53,10 +53,34 @@ def discover_cases(dataset: dict, *, source: str = "config") -> list[RunCase]:
         cases = _from_layout(dataset, source)
     else:
         raise ConfigError(f"{source}: dataset: give image_dir (and seg_dir), manifest, nnunet or decathlon")
+    if not cases:
+        raise ConfigError(f"no cases found: {_searched(dataset)}")
     cases.sort(key=lambda c: c.case_id)
     if dataset.get("max_cases") is not None:
         cases = cases[: dataset["max_cases"]]
     return cases
+
+
+def _searched(dataset: dict) -> str:
+    """What :func:`discover_cases` looked for, to say so when it found nothing."""
+    from medbench_fast.data.reader import IMAGE_EXTENSIONS
+
+    if dataset.get("manifest"):
+        return f"{dataset['manifest']} lists no case"
+    if dataset.get("nnunet") or dataset.get("decathlon"):
+        kind = "nnunet" if dataset.get("nnunet") else "decathlon"
+        layout = read_layout(dataset[kind], kind)
+        split = dataset.get("split") or "test"
+        if kind == "decathlon":
+            key = "training" if split == "train" else "test"
+            return f"{layout.json_path}: {key} lists no case (dataset.split: {split})"
+        folder = layout.root / ("imagesTr" if split == "train" else "imagesTs")
+        return (f"{folder}: no file ending in {layout.file_ending!r} (file_ending of {layout.json_path}; "
+                f"dataset.split: {split})")
+    if _is_dicom_dataset(dataset):
+        return f"{dataset['image_dir']}: no DICOM image series with a reference"
+    return (f"{dataset['image_dir']}: no image file ({', '.join(IMAGE_EXTENSIONS)}, or DICOM series folder) "
+            f"matches pattern {dataset.get('pattern') or '*'!r}")
 
 
 def _from_layout(dataset: dict, source: str) -> list[RunCase]:

@@ -22,7 +22,7 @@ from medbench_fast.data.discovery import CasePair, pair_cases
 from medbench_fast.data.layouts import DatasetLayout, find_dataset_json, read_layout
 from medbench_fast.data.reader import VolumeError, load_volume
 from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
-from medbench_fast.metrics.regions import Region, make_regions
+from medbench_fast.metrics.regions import Region, check_label, make_regions
 from medbench_fast.metrics.selection import (
     EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
 )
@@ -51,6 +51,8 @@ class EvaluateOptions:
         check_choice("surface", self.surface, SURFACE_MODES)
         check_choice("hd95_mode", self.hd95_mode, HD95_MODES)
         check_choice("empty", self.empty, EMPTY_MODES)
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(check_label(v, "labels") for v in self.labels))
         object.__setattr__(self, "regions", make_regions(self.regions, known_labels=self.labels))
 
     def pair_kwargs(self) -> dict:
@@ -167,6 +169,12 @@ def evaluate_folders(
     if case_ids is not None:
         case_ids = sorted(set(case_ids))
         pairs = [p for p in pairs if p.case_id in set(case_ids)]
+    if not pairs:
+        from medbench_fast.config import ConfigError
+        from medbench_fast.data.reader import IMAGE_EXTENSIONS
+
+        raise ConfigError(f"no cases found: no image file ({', '.join(IMAGE_EXTENSIONS)}), DICOM series or DICOM "
+                          f"object in {pred_dir} or {ref_dir}" + (" among the given case ids" if case_ids else ""))
     fingerprint = evaluate_fingerprint(pred_dir, ref_dir, model, options, case_ids)
     with RunFolder(run_dir, command="evaluate") as folder:
         folder.open(fingerprint, overwrite=overwrite)

@@ -8,6 +8,7 @@ differs) unless asked to overwrite it, and lets ``--resume`` continue only the r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -48,8 +49,33 @@ def _model_components(entry: dict) -> dict:
     return record
 
 
-def run_fingerprint(config: dict, entries: list[dict], options) -> Fingerprint:
-    """The fingerprint of a ``medbench run`` of ``entries`` (model entries) under ``config``."""
+def case_list_components(case_ids) -> dict:
+    """A run's case list as fingerprint components: how many, and the sha256 of the sorted ids."""
+    ids = sorted(case_ids)
+    return {"cases.count": len(ids), "cases.sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+
+
+def case_list_change(recorded: dict, case_ids) -> str | None:
+    """How the dataset's cases differ from those recorded in ``run.json`` (``case_ids``), or None."""
+    before = recorded.get("case_ids")
+    if before is None or case_ids is None:
+        return None
+    added, removed = sorted(set(case_ids) - set(before)), sorted(set(before) - set(case_ids))
+    if not added and not removed:
+        return None
+
+    def listed(ids):
+        shown = ", ".join(ids[:10]) + (f", ... ({len(ids) - 10} more)" if len(ids) > 10 else "")
+        return f"{len(ids)} ({shown})" if ids else "none"
+
+    return (f"the dataset's cases changed since the run started (added: {listed(added)}; removed: "
+            f"{listed(removed)}); a run (and each of its shards) covers the cases it started with: "
+            f"start a new run in another folder to score the changed dataset")
+
+
+def run_fingerprint(config: dict, entries: list[dict], options, case_ids=None) -> Fingerprint:
+    """The fingerprint of a ``medbench run`` of ``entries`` (model entries) under ``config``
+    on the dataset's ``case_ids`` (every case, whatever the shard)."""
     data, bench = config["dataset"], config["benchmark"]
     dataset = {k: v for k, v in data.items() if k not in ("labels", "label_names", "regions")}  # in options
     if data.get("targets_csv") and Path(data["targets_csv"]).is_file():
@@ -57,6 +83,8 @@ def run_fingerprint(config: dict, entries: list[dict], options) -> Fingerprint:
     components = {"command": "run", **flatten("dataset", dataset), **flatten("options", _options_components(
         options, bench["threshold"])), "providers": list(bench["providers"]), "fp16": bool(bench["fp16"]),
                   **{k: bench.get(k) for k in ("tf32", "cudnn_search", "postprocess")}}
+    if case_ids is not None:
+        components.update(case_list_components(case_ids))
     for entry in entries:
         components.update(flatten(f"models.{entry['name']}", _model_components(entry)))
     return Fingerprint(components)
@@ -76,7 +104,8 @@ def _has_results(run_dir: Path) -> bool:
     return any((run_dir / "parts").glob("*/part-*.parquet"))
 
 
-def _holds_run(run_dir: Path) -> bool:
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run (its ``run.json`` or parts): no other command writes there."""
     return (run_dir / "run.json").exists() or (run_dir / "parts").exists()
 
 
@@ -87,15 +116,18 @@ class RunFolder:
         self.path = Path(run_dir)
         self.command = command
         self.lock: RunLock | None = None
+        self.case_ids = None
 
     def open(self, fingerprint: Fingerprint, *, resume: bool = False, overwrite: bool = False,
-             shard: str | None = None) -> dict:
+             shard: str | None = None, case_ids=None) -> dict:
         """Create and lock the folder and check it against ``fingerprint``; return the recorded
         ``run.json`` when resuming or joining (else ``{}``). Raises :class:`RunFolderError` or
         :class:`~medbench_fast.store.lock.RunLockedError` without writing anything.
 
         ``shard``: the part namespace of one shard; its lock is its own, and a folder holding
-        the same run (same fingerprint) is joined instead of refused."""
+        the same run (same fingerprint) is joined instead of refused. ``case_ids``: the dataset's
+        cases; a resume or shard of a run recorded with other cases is refused, naming them."""
+        self.case_ids = case_ids
         self._make()
         self.lock = RunLock(self.path, command=f"medbench {self.command}", namespace=shard or "main").acquire()
         try:
@@ -132,12 +164,15 @@ class RunFolder:
             if previous is None:
                 raise RunFolderError(f"{self.path}: run.json has no fingerprint (written by an older medbench-fast); "
                                      f"it cannot be resumed safely: start a new run")
+            changed = case_list_change(recorded, self.case_ids)
+            if changed:
+                raise RunFolderError(f"{self.path}: cannot resume: {changed}")
             diffs = previous.differences(fingerprint)
             if diffs:
                 raise RunFolderError(f"{self.path}: --resume continues the recorded run; the given settings "
                                      f"change its fingerprint:\n  " + "\n  ".join(diffs))
             return recorded
-        if _holds_run(self.path):
+        if holds_run(self.path):
             if overwrite or not _has_results(self.path):  # a run that stopped before its first case is replaced
                 self._replace()
                 return {}
@@ -163,6 +198,9 @@ class RunFolder:
                 raise RunFolderError(f"{self.path}: holds the parts of an unfinished run without run.json; "
                                      f"choose another folder")
             return {}
+        changed = case_list_change(recorded, self.case_ids)
+        if changed and recorded.get("command") == self.command:
+            raise RunFolderError(f"{self.path}: this shard cannot join the run: {changed}")
         previous = Fingerprint.from_dict(recorded.get("fingerprint"))
         diffs = previous.differences(fingerprint) if previous else ["no fingerprint recorded"]
         if recorded.get("command") != self.command or not recorded.get("shards") or diffs:

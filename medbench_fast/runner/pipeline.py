@@ -24,7 +24,7 @@ from pathlib import Path
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.runner.executors.base import ExecStats
 from medbench_fast.runner.finalize import finalize_run
-from medbench_fast.runner.identity import RunFolder, RunFolderError, run_fingerprint
+from medbench_fast.runner.identity import RunFolder, RunFolderError, case_list_change, run_fingerprint
 from medbench_fast.runner.plan import RunPlan, Shard, done_pairs
 from medbench_fast.runner.profile import peak_rss_mb, summarize
 from medbench_fast.runner.scale import ScaleOptions
@@ -86,12 +86,13 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
     if resume and _recorded_shards(Path(run_dir)):
         return _finalize_shards(Path(run_dir), config, config_text=config_text, models=models)
     plan = RunPlan.from_config(config, models=models, shard=shard)
-    placement = _preflight_executor(scale, config["benchmark"]["threads"])
+    placement = _preflight_executor(scale, config["benchmark"]["threads"], len(plan.cases))
     run_id = run_info.new_run_id()
     run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
-    identity = run_fingerprint(config, plan.entries, plan.options)
+    identity = run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
     folder = RunFolder(run_dir, command="run")
-    previous = folder.open(identity, resume=resume, overwrite=overwrite, shard=shard.namespace if shard else None)
+    previous = folder.open(identity, resume=resume, overwrite=overwrite, shard=shard.namespace if shard else None,
+                           case_ids=plan.case_ids)
     if shard is not None and previous and previous.get("shards") != shard.count:
         folder.close()
         raise RunFolderError(f"{run_dir}: holds a run in {previous.get('shards')} shards; --shard {shard} "
@@ -117,23 +118,25 @@ class _Placement:
 
     slots: list | None = None
     address: str | None = None
+    connected_s: float = 0.0  # seconds spent connecting to the Ray cluster at ``address``
 
 
-def _preflight_executor(scale: ScaleOptions, threads: int | None) -> _Placement:
+def _preflight_executor(scale: ScaleOptions, threads: int | None, cases: int) -> _Placement:
     """Check what the executor needs before anything is written: the GPUs asked for exist,
-    Ray imports and its address answers."""
+    Ray imports, and the cluster at its address answers (within a total deadline) and is
+    connected to."""
     if scale.executor == "processes":
         from medbench_fast.runner.scale import process_slots
 
-        return _Placement(slots=process_slots(scale, threads=threads))
+        return _Placement(slots=process_slots(scale, threads=threads, cases=cases))
     if scale.executor != "ray":
         return _Placement()
-    from medbench_fast.runner.executors.ray import check_address, import_ray, ray_address
+    from medbench_fast.runner.executors.ray import check_address, connect, import_ray, ray_address
 
     import_ray()
     address = ray_address(scale.ray_address)
     check_address(address)
-    return _Placement(address=address)
+    return _Placement(address=address, connected_s=connect(address) if address else 0.0)
 
 
 def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
@@ -195,10 +198,11 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
     from medbench_fast.runner.scale import ray_slots
 
     address = placement.address
-    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address))
+    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address), cases=len(plan.cases))
     local_gpus = None if address or scale.gpus is None else math.ceil(sum(s.num_gpus for s in slots) - 1e-9)
     return RayExecutor(init, slots, address=address, run_id=run_id,
-                       local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus)
+                       local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus,
+                       connected_s=placement.connected_s)
 
 
 def _ray_gpus(scale: ScaleOptions, address: str | None) -> float | None:
@@ -224,7 +228,8 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
             "config": run_info.config_record(config_text) or previous.get("config"), "resolved_config": config,
             "status": "starting", "resumed": resume, "error": None,
             "fingerprint": previous["fingerprint"] if previous else identity.to_dict(),
-            "executor": scale.executor, **({"shards": shard.count} if shard else {})}
+            "case_ids": list(plan.case_ids), "executor": scale.executor,
+            **({"shards": shard.count} if shard else {})}
     if shard is None:
         run_info.write_run_json(run_dir, {**previous, **info})
     else:
@@ -324,6 +329,9 @@ def _create_shared_run_json(run_dir: Path, info: dict, identity: Fingerprint) ->
         return info
     except FileExistsError:
         recorded = run_info.read_run_json(run_dir)
+        changed = case_list_change(recorded, info.get("case_ids"))
+        if changed:
+            raise RunFolderError(f"{run_dir}: this shard cannot join the run: {changed}") from None
         diffs = (Fingerprint.from_dict(recorded.get("fingerprint")) or Fingerprint({})).differences(identity)
         if diffs:
             raise RunFolderError(f"{run_dir}: holds shards of another run; this shard differs in:\n  "
@@ -364,9 +372,9 @@ def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, mo
                              + ", ".join(f"{k} ({s})" for k, s in unfinished.items())
                              + f" have not finished; run them with --shard K/{count}")
     plan = RunPlan.from_config(config, models=models)
-    identity = run_fingerprint(config, plan.entries, plan.options)
+    identity = run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
     with RunFolder(run_dir, command="run") as folder:
-        previous = folder.open(identity, resume=True)
+        previous = folder.open(identity, resume=True, case_ids=plan.case_ids)
         fingerprint = Fingerprint.from_dict(previous["fingerprint"])
         shards = [json.loads(_shard_path(run_dir, Shard(k, count)).read_text(encoding="utf-8"))
                   for k in range(1, count + 1)]

@@ -88,14 +88,16 @@ class RunPlan:
     cases: list[RunCase]
     targets: dict
     shard: Shard | None = None
+    case_ids: tuple[str, ...] = ()  # every case of the dataset (all shards): part of the run's identity
 
     @classmethod
     def from_config(cls, config: dict, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
         cases = discover_cases(config["dataset"])
+        case_ids = tuple(c.case_id for c in cases)
         if shard is not None:
             cases = [c for c in cases if shard.holds(c.case_id)]
         return cls(config, select_models(config, models), options_from_config(config), cases,
-                   read_targets(config["dataset"].get("targets_csv")), shard)
+                   read_targets(config["dataset"].get("targets_csv")), shard, case_ids)
 
     @property
     def model_names(self) -> list[str]:

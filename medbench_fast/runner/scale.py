@@ -71,21 +71,28 @@ def _chosen_gpus(spec: str, available: list[str], where: str) -> list[str]:
     return chosen
 
 
-def process_slots(scale: ScaleOptions, *, threads: int | None) -> list[WorkerSlot]:
+def _capped(n: int, cases: int | None) -> int:
+    """``n`` workers, but never more than the run has cases (at least one)."""
+    return n if cases is None else max(1, min(n, cases))
+
+
+def process_slots(scale: ScaleOptions, *, threads: int | None, cases: int | None = None) -> list[WorkerSlot]:
     """Worker processes: ``workers_per_gpu`` per chosen GPU, or ``workers`` CPU workers that split
-    the intra-op threads (``threads`` or all cores) between them."""
+    the intra-op threads (``threads`` or all cores) between them; never more than ``cases``."""
     if scale.gpus is not None:
         gpus = _chosen_gpus(scale.gpus, local_gpus(), "this machine")
-        return [WorkerSlot(i, gpu=g, threads=threads)
-                for i, g in enumerate(g for g in gpus for _ in range(scale.workers_per_gpu))]
-    n = scale.workers or 2
+        pinned = [g for g in gpus for _ in range(scale.workers_per_gpu)]
+        return [WorkerSlot(i, gpu=g, threads=threads) for i, g in enumerate(pinned[:_capped(len(pinned), cases)])]
+    n = _capped(scale.workers or 2, cases)
     total = threads or os.cpu_count() or 1
     return [WorkerSlot(i, gpu=None, threads=max(1, total // n)) for i in range(n)]
 
 
-def ray_slots(scale: ScaleOptions, *, threads: int | None, cluster_gpus: float | None = None) -> list[WorkerSlot]:
+def ray_slots(scale: ScaleOptions, *, threads: int | None, cluster_gpus: float | None = None,
+              cases: int | None = None) -> list[WorkerSlot]:
     """Ray actors: ``workers_per_gpu`` per GPU (``num_gpus`` = 1 / workers_per_gpu each), or
-    ``workers`` CPU actors. ``--gpus all`` counts the cluster's GPUs (``cluster_gpus``)."""
+    ``workers`` CPU actors; never more than ``cases``. ``--gpus all`` counts the cluster's GPUs
+    (``cluster_gpus``)."""
     if scale.gpus is not None:
         if scale.gpus == "all":
             count = int(cluster_gpus or 0)
@@ -94,7 +101,7 @@ def ray_slots(scale: ScaleOptions, *, threads: int | None, cluster_gpus: float |
         else:
             count = len([g for g in scale.gpus.split(",") if g.strip()])
         k = scale.workers_per_gpu
-        return [WorkerSlot(i, threads=threads, num_gpus=1.0 / k) for i in range(count * k)]
-    n = scale.workers or 2
+        return [WorkerSlot(i, threads=threads, num_gpus=1.0 / k) for i in range(_capped(count * k, cases))]
+    n = _capped(scale.workers or 2, cases)
     total = threads or os.cpu_count() or 1
     return [WorkerSlot(i, threads=max(1, total // n)) for i in range(n)]

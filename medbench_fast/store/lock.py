@@ -5,14 +5,22 @@ with ``O_EXCL`` and holding the writer's host, pid, process start time and comma
 second writer gets :class:`RunLockedError` naming them. A lock whose process is gone on
 this host (or whose pid was reused by another process) is stale and taken over; a lock
 held from another host cannot be checked and must be removed by hand, as the message says.
+
+Taking the lock (creating it, or judging the present one stale, removing it and creating
+ours) happens under an exclusive ``flock`` of the run folder itself, so of many processes
+that find the same stale lock exactly one takes it over; the others then find the
+winner's live lock. The kernel drops the ``flock`` when its process dies, so it never
+goes stale itself.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from medbench_fast.store.run_info import utc_now
@@ -52,6 +60,10 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> RunLock:
+        with _folder_guard(self.path.parent):
+            return self._acquire()
+
+    def _acquire(self) -> RunLock:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -87,7 +99,12 @@ class RunLock:
                 return True
         if holder.get("host") != self.record["host"]:
             return False
-        return not _alive(int(holder.get("pid", -1)), holder.get("process_start"))
+        pid = holder.get("pid")
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise RunLockedError(f"{self.path}: not a lock medbench-fast writes (its pid {str(pid)[:40]!r} is not a "
+                                 f"process id); remove {self.path} if no medbench process is writing "
+                                 f"{self.path.parent}")
+        return not _alive(pid, holder.get("process_start"))
 
     def release(self) -> None:
         if self.held:
@@ -99,3 +116,24 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextmanager
+def _folder_guard(folder: Path):
+    """An exclusive ``flock`` of ``folder`` (the run folder) while a lock is taken or taken over.
+
+    Where the file system does not lock (some network mounts), taking a stale lock falls back
+    to the ``O_EXCL`` create alone."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the flock

@@ -189,6 +189,19 @@ def test_compare_cli(bench_run, tmp_path):
     assert result.exit_code == 2 and "two run folders" in result.output
 
 
+def test_compare_out_onto_a_run_folder_is_refused(bench_run, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(bench_run, first)
+    shutil.copytree(bench_run, second)
+    before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
+    for out in (first, second):
+        result = CliRunner().invoke(cli, ["compare", str(first), str(bench_run), "--out", str(out)],
+                                    catch_exceptions=False)
+        assert result.exit_code == 2, result.output
+        assert f"{out}: holds a run (run.json)" in result.output and "choose another folder" in result.output
+    assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
+
+
 @pytest.mark.parametrize("command", ["report", "compare"])
 def test_help_has_examples(command):
     result = CliRunner().invoke(cli, [command, "--help"])

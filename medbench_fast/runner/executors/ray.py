@@ -47,20 +47,48 @@ def import_ray():
     return ray
 
 
-def check_address(address: str | None) -> None:
-    """Fail within seconds when ``address`` (``host:port``, ``ray://host:port`` or ``auto``) does not answer."""
+#: HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, and the Ray
+#: Client server of ray:// addresses) answers them at once with its own SETTINGS frame.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def check_address(address: str | None, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` in all when ``address`` (``host:port``, ``ray://host:port`` or
+    ``auto``) does not answer: the TCP connection, then an answer to the gRPC (HTTP/2) greeting.
+    A port that accepts connections and never answers is refused as surely as a closed one."""
     if not address or address in ("auto", "local"):
         return
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"ray address {address!r}: expected host:port (or ray://host:port)")
+    deadline = time.monotonic() + timeout_s
+    fix = "start the cluster (ray start --head) or fix ray.address / RAY_ADDRESS"
     try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            pass
+        sock = socket.create_connection((host, int(port)), timeout=timeout_s)
     except OSError as exc:
-        raise ConfigError(f"ray address {address!r} does not answer ({exc.strerror or exc}); "
-                          f"start the cluster (ray start --head) or fix ray.address / RAY_ADDRESS") from None
+        raise ConfigError(f"ray address {address!r} does not answer ({exc.strerror or exc}); {fix}") from None
+    with sock:
+        try:
+            sock.sendall(_HTTP2_HELLO)
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.recv(64)  # data or an orderly close: something answers there
+        except TimeoutError:
+            raise ConfigError(f"ray address {address!r} accepted the connection but did not answer within "
+                              f"{timeout_s:g} s (is a Ray cluster listening there?); {fix}") from None
+        except OSError:
+            pass  # reset after the greeting: something answers there; ray.init says what
+
+
+def connect(address: str) -> float:
+    """Connect this driver to the Ray cluster at ``address`` (checked by :func:`check_address`);
+    return the seconds it took."""
+    ray = import_ray()
+    t0 = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, include_dashboard=False,
+                 logging_level="WARNING")
+    return time.perf_counter() - t0
 
 
 class _Actor:
@@ -83,7 +111,8 @@ class RayExecutor:
     """Runs cases on Ray actors, one per :class:`WorkerSlot` (``num_gpus`` each)."""
 
     def __init__(self, init: WorkerInit, slots: list[WorkerSlot], *, address: str | None, run_id: str,
-                 local_cpus: int | None = None, local_gpus: float | None = None):
+                 local_cpus: int | None = None, local_gpus: float | None = None, connected_s: float = 0.0):
+        self.connected_s = connected_s  # seconds spent connecting before the run folder was opened
         self.init = init
         self.slots = slots
         self.address = address
@@ -101,7 +130,7 @@ class RayExecutor:
                 ray.init(address=self.address, **kwargs)
             else:
                 ray.init(num_cpus=self.local_cpus, num_gpus=self.local_gpus, **kwargs)
-        return ray, time.perf_counter() - t0
+        return ray, time.perf_counter() - t0 + self.connected_s
 
     def _start(self, ray, slot: WorkerSlot, generation: int):
         cls = ray.remote(num_cpus=1, num_gpus=slot.num_gpus or 0, max_restarts=0)(_Actor)
