@@ -170,9 +170,11 @@ class Model:
 
     def run_facts(self) -> dict:
         """What ``run.json`` records about this model's session beyond its providers."""
+        placement = getattr(self.session, "placement", None)
         return {"precision": getattr(self.session, "precision", "fp32"),
                 "provider_options": getattr(self.session, "provider_options", {}),
-                "postprocess": "graph" if self.post else "host"}
+                "postprocess": "graph" if self.post else "host",
+                "placement": placement.summary() if placement is not None else None}
 
     def _run(self, arrays: list[np.ndarray], clock: _Clock, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """One timed session call; ``extra``: feeds beyond the spec's inputs (e.g. the output size)."""

@@ -310,27 +310,67 @@ def test_strict_names_missing_libraries(monkeypatch):
 
     ort = SimpleNamespace(get_available_providers=lambda: [CUDA, CPU], __version__="1.0", cuda_version="12.8")
     monkeypatch.setattr(providers, "missing_libraries", lambda provider, cuda: ["libcudnn.so.9", "libcublasLt.so.12"])
-    assert "missing libraries libcudnn.so.9, libcublasLt.so.12" in providers.explain_unavailable(ort, CUDA)
+    assert "libraries missing: CUDAExecutionProvider needs libcudnn.so.9, libcublasLt.so.12" in \
+        providers.explain_unavailable(ort, CUDA)
 
 
-def test_strict_session_forbids_cpu_fallback(monkeypatch, make_threshold_onnx):
-    """Strict GPU sessions set onnxruntime's no-fallback entry, leave CPU out, and map its refusal."""
+def test_no_gpu_visible_and_model_refused_are_told_apart(monkeypatch, make_threshold_onnx):
+    """Libraries found: no driver / no GPU / an ordinal beyond them is "no GPU visible"; with a
+    GPU there, a session-creation error is "model refused by onnxruntime"."""
+    import onnxruntime
+
+    from medbench_fast.models import providers
+
+    ort = SimpleNamespace(get_available_providers=lambda: [CUDA, CPU], __version__="1.0", cuda_version="13.0")
+    monkeypatch.setattr(providers, "missing_libraries", lambda provider, cuda: [])
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: None)
+    assert providers.explain_unavailable(ort, CUDA).startswith("no GPU visible: no NVIDIA driver")
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 1)
+    assert "device_id 1 asked for" in providers.explain_unavailable(ort, CUDA, device_id=1)
+    assert providers.explain_unavailable(ort, CUDA) is None
+    assert "did not start although its libraries and a GPU are visible" in providers.why_not_in_use(ort, CUDA)
+
+    seen = {}
+
+    class Refusing:
+        def __init__(self, source, sess_options, providers, provider_options, **kwargs):
+            seen.update(providers=providers, kwargs=kwargs)
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: 14, max supported IR "
+                               "version: 13")
+
+        get_provider_graph_assignment_info = None
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Refusing)
+    with pytest.raises(ModelError, match="model refused by onnxruntime on CUDAExecutionProvider: .*IR version: 14"):
+        create_session(make_threshold_onnx(spatial_rank=2), providers=("cuda",))
+    assert seen["providers"] == [CUDA, CPU] and seen["kwargs"] == {"enable_fallback": 0}
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 0)
+    with pytest.raises(ModelError, match="CUDAExecutionProvider: no GPU visible: the driver shows 0 GPU"):
+        create_session(make_threshold_onnx(spatial_rank=2), providers=("cuda",))
+
+
+def test_strict_session_keeps_cpu_last_and_records_placement(monkeypatch, make_threshold_onnx):
+    """Strict GPU sessions keep CPU last (for shape arithmetic), ask onnxruntime to record the
+    placement and no longer set its no-fallback entry."""
     import onnxruntime
 
     seen = {}
 
     class Refusing:
-        def __init__(self, source, sess_options, providers, provider_options):
-            seen.update(providers=providers, options=provider_options, level=sess_options.log_severity_level)
-            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : This session contains graph nodes that are assigned "
-                               "to the default CPU EP, but fallback to CPU EP has been explicitly disabled by the user.")
+        def __init__(self, source, sess_options, providers, provider_options, **kwargs):
+            seen.update(providers=providers, options=provider_options, session_options=sess_options)
+            raise RuntimeError("stop here")
+
+        get_provider_graph_assignment_info = None
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [TRT, CUDA, CPU])
     monkeypatch.setattr(onnxruntime, "InferenceSession", Refusing)
-    with pytest.raises(ModelError, match="some nodes would run on the CPU"):
+    with pytest.raises(ModelError):
         create_session(make_threshold_onnx(spatial_rank=2), providers=("tensorrt",),
                        gpu=GpuSettings(cudnn_search="heuristic", trt_cache_dir=None))
-    assert seen["providers"] == [TRT, CUDA] and seen["level"] == 2
+    assert seen["providers"] == [TRT, CUDA, CPU]
+    assert seen["session_options"].get_session_config_entry("session.record_ep_graph_assignment_info") == "1"
     assert seen["options"][1] == {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"}
     assert seen["options"][0]["trt_engine_cache_enable"] == "True"
 
@@ -338,7 +378,7 @@ def test_strict_session_forbids_cpu_fallback(monkeypatch, make_threshold_onnx):
 # -- provider options ------------------------------------------------------------------------
 def test_provider_order():
     assert provider_order([TRT], strict=False) == [TRT, CUDA, CPU]
-    assert provider_order([TRT, CPU], strict=True) == [TRT, CUDA]
+    assert provider_order([TRT, CPU], strict=True) == [TRT, CUDA, CPU]
     assert provider_order([CUDA, TRT], strict=False) == [CUDA, TRT, CPU]
     assert provider_order([CPU], strict=True) == [CPU]
 
