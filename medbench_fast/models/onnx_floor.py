@@ -5,9 +5,9 @@ TorchScript exports, derived fp16 / post-processed graphs) goes through
 :func:`save_onnx` or :func:`lower_file`, so it loads in the oldest onnxruntime and
 onnxruntime-gpu the project declares (:data:`MIN_ONNXRUNTIME`, pyproject's ``cpu`` and
 ``gpu`` extras). ``onnx.helper.make_model`` stamps the newest IR version of the installed
-``onnx`` (1.23: IR 14), which older runtimes refuse ("Unsupported model IR version"); the
-IR version is lowered to the smallest one the opsets need, never above
-:data:`MAX_IR_VERSION`. A default-domain opset above :data:`MAX_OPSETS` is converted down
+``onnx`` (1.23: IR 14), which older runtimes refuse ("Unsupported model IR version"); an
+IR version above :data:`MAX_IR_VERSION` is lowered to it (never below what the opsets
+need). A default-domain opset above :data:`MAX_OPSETS` is converted down
 with ``onnx.version_converter``; where that fails the file is refused.
 """
 

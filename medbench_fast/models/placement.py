@@ -103,8 +103,26 @@ def parse_placement_log(text: str) -> Placement | None:
 
 
 def _graph_nodes(model):
-    """(node, its inputs, its outputs) of ``model``'s main graph."""
-    return [(n, [i for i in n.input if i], list(n.output)) for n in model.graph.node]
+    """(node, its inputs, its outputs) of ``model``'s main graph in topological order (the fp16
+    converter appends its input casts at the end of the node list)."""
+    nodes = [(n, [i for i in n.input if i], list(n.output)) for n in model.graph.node]
+    produced = {o: index for index, (_, _, outs) in enumerate(nodes) for o in outs}
+    waiting = [sum(1 for i in set(ins) if i in produced) for _, ins, _ in nodes]
+    users: dict[int, list[int]] = {}
+    for index, (_, ins, _) in enumerate(nodes):
+        for i in set(ins):
+            if i in produced:
+                users.setdefault(produced[i], []).append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    order = []
+    while ready:
+        index = ready.pop(0)
+        order.append(index)
+        for user in users.get(index, []):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                ready.append(user)
+    return [nodes[index] for index in order]
 
 
 def shape_nodes(model) -> set[str]:
@@ -114,7 +132,7 @@ def shape_nodes(model) -> set[str]:
     constant = {t.name for t in model.graph.initializer}
     derived: set[str] = set()
     names: set[str] = set()
-    for node, inputs, outputs in _graph_nodes(model):  # ONNX graphs are stored in topological order
+    for node, inputs, outputs in _graph_nodes(model):
         if node.op_type == "Constant":
             constant.update(outputs)
             continue
