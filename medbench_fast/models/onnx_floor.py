@@ -54,7 +54,7 @@ def lower(model, where: str = "model"):
             raise ModelError(f"{where}: opset {_default_opset(model)} cannot be converted to opset {MAX_OPSETS['']} "
                              f"(the newest onnxruntime {MIN_ONNXRUNTIME} loads): {str(exc).strip()[:200]}") from None
     ops = [op for op in model.opset_import if (op.domain or "") in ("", "ai.onnx", "ai.onnx.ml")]
-    needed = helper.find_min_ir_version_for(ops) if ops else 3
+    needed = helper.find_min_ir_version_for(ops, ignore_unknown=True) if ops else 3
     model.ir_version = min(MAX_IR_VERSION, max(needed, min(model.ir_version, MAX_IR_VERSION)))
     left = problems(model)
     if left:
