@@ -109,7 +109,9 @@ def provider_order(requested: list[str], *, strict: bool) -> list[str]:
 
 def provider_options(order: list[str], settings: GpuSettings, *, fp16: bool,
                      trt_cache: Path | None = None, trt_shapes: dict[str, list[int]] | None = None) -> list[dict]:
-    """onnxruntime provider options (all values strings) for each provider of ``order``."""
+    """onnxruntime provider options (all values strings) for each provider of ``order``.
+    ``trt_shapes``: input name -> one shape, or ``(min, opt, max)`` (for a shape tensor such
+    as the post-processing's output size, its values)."""
     out = []
     for name in order:
         if name == PROVIDER_NAMES["cuda"]:
@@ -122,9 +124,9 @@ def provider_options(order: list[str], settings: GpuSettings, *, fp16: bool,
                 opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(trt_cache),
                             trt_timing_cache_enable="True", trt_timing_cache_path=str(trt_cache))
             if trt_shapes:
-                profile = ",".join(f"{n}:{'x'.join(str(int(d)) for d in shape)}" for n, shape in trt_shapes.items())
-                opts.update(trt_profile_min_shapes=profile, trt_profile_opt_shapes=profile,
-                            trt_profile_max_shapes=profile)
+                ranges = {n: (v if isinstance(v, tuple) else (v, v, v)) for n, v in trt_shapes.items()}
+                for k, key in enumerate(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")):
+                    opts[key] = ",".join(f"{n}:{'x'.join(str(int(d)) for d in r[k])}" for n, r in ranges.items())
             out.append(opts)
         else:
             out.append({})

@@ -131,7 +131,7 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
                    graph_optimization: str = "all", fp16: bool = False,
                    profile_prefix: str | os.PathLike | None = None, spin: bool = True,
                    gpu: GpuSettings | None = None, post: PostOps | None = None,
-                   trt_shapes: dict[str, list[int]] | None = None) -> OrtSession:
+                   trt_shapes: dict | None = None) -> OrtSession:
     """Create an :class:`OrtSession` for the ONNX file ``path``.
 
     ``providers``: short names in order of preference (``tensorrt``, ``cuda``, ``cpu``).
@@ -141,7 +141,8 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     (:class:`~medbench_fast.models.providers.GpuSettings`: device, cuDNN search, TF32,
     strict checks, TensorRT cache folder). ``post``: post-processing appended to the graph
     (:mod:`~medbench_fast.models.postgraph`). ``trt_shapes``: input name -> the fixed shape
-    the model will see, used as TensorRT's profile shapes.
+    the model will see, or ``(min, opt, max)``, used as TensorRT's profile shapes (every
+    dynamic input of the graph that runs: :func:`~medbench_fast.models.onnx.trt_profile_shapes`).
     ``spin``: let idle intra-op threads spin-wait (onnxruntime's default: lowest latency for
     back-to-back runs); ``False`` frees the cores between runs for work overlapped with
     inference (reading, pre/post-processing, metrics), as ``medbench run`` does.

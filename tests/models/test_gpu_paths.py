@@ -13,7 +13,7 @@ import pytest
 from medbench_fast.data.reader import Volume
 from medbench_fast.models import ModelError, create_session, load_model
 from medbench_fast.models.iobinding import DeviceBinding
-from medbench_fast.models.onnx import fixed_input_shapes
+from medbench_fast.models.onnx import fixed_input_shapes, trt_profile_shapes
 from medbench_fast.models.postgraph import LABELS_OUTPUT, WEIGHTED_OUTPUT
 from medbench_fast.models.providers import (
     GpuSettings,
@@ -415,6 +415,31 @@ def test_profile_shapes_come_from_the_spec(make_threshold_onnx):
     assert fixed_input_shapes(whole, graph3) == {"image": [1, 1, 8, 16, 16]}
 
 
+def test_tensorrt_profiles_cover_the_post_processing_input(make_threshold_onnx):
+    """The in-graph post-processing adds the int64 output-size input: TensorRT refuses a
+    profile that leaves a dynamic input out ("User needs to provide all the dynamic shape
+    inputs"), so it gets a range of values; a dynamic input nothing sizes drops the profile."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from medbench_fast.models.postgraph import SIZE_INPUT, append_postprocessing, plan_postprocessing
+
+    graph3 = onnx.load(str(make_threshold_onnx(name="w.onnx", spatial_rank=3)))
+    whole = ModelSpec.from_dict(spec_dict({"type": "whole_volume", "input_size": [8, 16, 16]}))
+    post = plan_postprocessing(whole, graph3)
+    assert post is not None and post.kind == "labels"
+    profiles = trt_profile_shapes(whole, graph3, post)
+    assert profiles["image"] == ([1, 1, 8, 16, 16],) * 3
+    assert profiles[SIZE_INPUT] == ([1, 2, 1, 1, 1], [1, 2, 8, 16, 16], [1, 2, 1024, 1024, 1024])
+    options = provider_options([TRT, CUDA], GpuSettings(), fp16=False, trt_shapes=profiles)[0]
+    assert options["trt_profile_min_shapes"] == f"image:1x1x8x16x16,{SIZE_INPUT}:1x2x1x1x1"
+    assert options["trt_profile_max_shapes"] == f"image:1x1x8x16x16,{SIZE_INPUT}:1x2x1024x1024x1024"
+    derived = append_postprocessing(onnx.load(str(make_threshold_onnx(name="d.onnx", spatial_rank=3))), post)
+    assert {v.name for v in derived.graph.input} == set(profiles)  # every input of the graph that runs
+    graph3.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["n", 3]))
+    assert trt_profile_shapes(whole, graph3, post) is None
+
+
 # -- fp16 ------------------------------------------------------------------------------------------
 def test_fp16_converts_whatever_the_providers(make_threshold_onnx):
     import onnx
@@ -485,3 +510,29 @@ def test_appended_nodes_hold_no_shape_arithmetic(tmp_path, output):
     assert not added & {"Shape", "Size", "Slice", "Concat", "Gather", "Unsqueeze", "ConstantOfShape"}
     assert added <= {"ReduceMax", "Sub", "Exp", "ReduceSum", "Div", "Sigmoid", "Resize", "ArgMax", "Greater", "Cast",
                      "Squeeze"}
+
+
+def test_tensorrt_version_from_the_loaded_library(monkeypatch):
+    """A system TensorRT (no pip metadata) keys its caches by libnvinfer's own version."""
+    from importlib import metadata
+
+    from medbench_fast.models import providers
+
+    assert providers.decode_trt_version(100300) == "10.3.0"
+    assert providers.decode_trt_version(8601) == "8.6.1"
+
+    def no_dist(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(providers.metadata, "version", no_dist)
+
+    class Lib:
+        @staticmethod
+        def getInferLibVersion():
+            return 101300
+
+    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: Lib() if name == "libnvinfer.so.10" else
+                        (_ for _ in ()).throw(OSError(name)))
+    assert providers.tensorrt_version() == "10.13.0"
+    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    assert providers.tensorrt_version() == "unknown"
