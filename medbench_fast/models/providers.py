@@ -226,6 +226,23 @@ def cuda_device_count() -> int | None:
     return int(count.value) if lib.cuDeviceGetCount(ctypes.byref(count)) == 0 else 0
 
 
+def cuda_device_uuid(ordinal: int) -> str | None:
+    """The ``GPU-...`` UUID of CUDA device ``ordinal`` as this process numbers it (after
+    ``CUDA_VISIBLE_DEVICES``), from ``libcuda`` itself; None without a driver or device."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1" if sys.platform.startswith("linux") else "nvcuda.dll")
+    except OSError:
+        return None
+    device, raw = ctypes.c_int(0), (ctypes.c_ubyte * 16)()
+    getter = getattr(lib, "cuDeviceGetUuid_v2", None) or getattr(lib, "cuDeviceGetUuid", None)
+    if getter is None or lib.cuInit(0) != 0 or lib.cuDeviceGet(ctypes.byref(device), int(ordinal)) != 0:
+        return None
+    if getter(raw, device) != 0:
+        return None
+    h = bytes(raw).hex()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def explain_unavailable(ort, provider: str, device_id: int = 0) -> str | None:
     """Why ``provider`` cannot run: not in this onnxruntime build, libraries missing, or no GPU
     visible; None when none of these holds (the model itself was refused, or the driver is

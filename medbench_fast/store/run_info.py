@@ -112,12 +112,20 @@ def driver_cuda_version() -> str | None:
 def visible_gpu(ordinal: int) -> dict | None:
     """The GPU that CUDA device ``ordinal`` is, resolved through ``CUDA_VISIBLE_DEVICES``
     (indices, ``GPU-`` UUIDs or their prefixes, ``MIG-`` instances) to nvidia-smi's row.
+    Where the CUDA driver library is loadable, the UUID comes from it (``cuDeviceGetUuid``)
+    and name and memory from NVML (:func:`nvml_gpu`), so nvidia-smi is not needed.
 
     NVML and nvidia-smi ignore ``CUDA_VISIBLE_DEVICES`` and number GPUs in PCI order, so a
     bare ordinal is matched as an nvidia-smi index only when the variable is unset. A MIG
     instance is returned as ``{"uuid": "MIG-...", "mig": True}``. None when unresolvable.
     """
+    from medbench_fast.models.providers import cuda_device_uuid
+
+    uuid = cuda_device_uuid(ordinal)  # the driver's own numbering: exact, no nvidia-smi needed
     gpus = nvidia_smi_gpus() or []
+    if uuid is not None:
+        row = next((gpu for gpu in gpus if gpu["uuid"] == uuid), None)
+        return row or {"uuid": uuid, **nvml_gpu(uuid)}
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     entry = str(ordinal)
     if env is not None:
@@ -131,6 +139,24 @@ def visible_gpu(ordinal: int) -> dict | None:
         if (entry.isdigit() and gpu["index"] == int(entry)) or (entry.startswith("GPU-") and gpu["uuid"].startswith(entry)):
             return gpu
     return None
+
+
+def nvml_gpu(uuid: str) -> dict:
+    """Name and total memory of the GPU ``uuid`` through NVML (``nvidia-ml-py``), or {}."""
+    from medbench_fast.runner.profile import _nvml
+
+    nvml = _nvml()
+    if nvml is None:
+        return {}
+    try:
+        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+        name = nvml.nvmlDeviceGetName(handle)
+        total = nvml.nvmlDeviceGetMemoryInfo(handle).total
+        driver = nvml.nvmlSystemGetDriverVersion()
+    except nvml.NVMLError:
+        return {}
+    text = (lambda v: v.decode() if isinstance(v, bytes) else str(v))
+    return {"name": text(name), "driver": text(driver), "memory_total_mib": float(total) / 2**20}
 
 
 def onnxruntime_build() -> dict | None:

@@ -147,3 +147,36 @@ def test_gpu_memory_without_nvml(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     memory = GpuMemory(0)
     assert memory.sample() is None and memory.peak_mib is None
+
+
+def test_uuid_from_the_cuda_driver_without_nvidia_smi(monkeypatch, tmp_path):
+    """With libcuda loadable, the CUDA ordinal's UUID comes from the driver (its own
+    numbering, CUDA_VISIBLE_DEVICES applied) and the name and memory from NVML."""
+    import ctypes
+
+    from medbench_fast.models import providers
+
+    raw = bytes.fromhex(UUID1[4:].replace("-", ""))
+
+    class Driver:
+        def cuInit(self, flags):
+            return 0
+
+        def cuDeviceGet(self, ref, ordinal):
+            ctypes.cast(ref, ctypes.POINTER(ctypes.c_int))[0] = ordinal
+            return 0 if ordinal == 0 else 101
+
+        def cuDeviceGetUuid_v2(self, out, device):
+            ctypes.memmove(out, raw, 16)
+            return 0
+
+    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: Driver())
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    nvml = FakeNvml(used=0, processes=[])
+    nvml.nvmlDeviceGetName = lambda handle: b"NVIDIA A100-SXM4-40GB"
+    nvml.nvmlSystemGetDriverVersion = lambda: "550.54.15"
+    nvml.nvmlDeviceGetMemoryInfo = lambda handle: SimpleNamespace(used=0, total=40 << 30)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert providers.cuda_device_uuid(0) == UUID1 and providers.cuda_device_uuid(1) is None
+    assert run_info.visible_gpu(0) == {"uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15",
+                                       "memory_total_mib": 40 * 1024}
