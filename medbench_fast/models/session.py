@@ -5,8 +5,9 @@ Providers are named ``tensorrt``, ``cuda`` and ``cpu`` and tried in the order gi
 checks, cuDNN/TF32 options, TensorRT caches). After the session exists,
 :attr:`OrtSession.providers_in_use` is read from ``session.get_providers()``: the GPU
 wheel lists CUDA even on machines where it falls back to CPU, so the requested list is
-never trusted. GPU sessions record where onnxruntime placed every node
-(:attr:`OrtSession.placement`, :mod:`~medbench_fast.models.placement`). Strict sessions
+never trusted. Sessions record where onnxruntime placed every node
+(:attr:`OrtSession.placement`, :mod:`~medbench_fast.models.placement`; GPU sessions of
+onnxruntime versions without the assignment report read it from the verbose log). Strict sessions
 (the default for GPU providers) stop with a :class:`ModelError` that says which of
 "libraries missing", "no GPU visible" or "model refused by onnxruntime" it is, or names the
 nodes that would compute on the CPU; others warn. On a GPU, inputs and
@@ -90,7 +91,7 @@ class OrtSession:
     the options in force per provider in use. ``precision``: ``fp32`` or ``fp16``.
     ``binding``: the reused IO binding on a GPU (``None`` on the CPU); set
     ``binding.split = True`` to time host-to-device, device and device-to-host apart.
-    ``placement``: where onnxruntime placed the nodes (GPU sessions; ``None`` otherwise).
+    ``placement``: where onnxruntime placed the nodes (``None`` where it does not say).
     """
 
     def __init__(self, session, path: Path, requested: list[str], *, provider_options: dict | None = None,
@@ -192,7 +193,7 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
         options.intra_op_num_threads = int(threads)
     recorded = hasattr(ort.InferenceSession, "get_provider_graph_assignment_info")
     options.log_severity_level = 3
-    if wants_gpu and recorded:
+    if recorded:
         options.add_session_config_entry(RECORD_ENTRY, "1")
     elif wants_gpu:  # older onnxruntime: the placement is in its verbose session log
         options.log_severity_level = 0
@@ -219,9 +220,7 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
                 raise ModelError(f"{p.name}: {order[0]}: {reason}") from None
             raise ModelError(f"{p.name}: model refused by onnxruntime on {order[0]}: {first}") from None
         raise ModelError(f"{p}: cannot be loaded as an ONNX model: {first}") from None
-    placement = None
-    if wants_gpu:
-        placement = read_assignment(session) if recorded else parse_placement_log(log)
+    placement = read_assignment(session) if recorded else parse_placement_log(log) if wants_gpu else None
     result = OrtSession(session, p, requested, provider_options=dict(zip(order, option_list)),
                         device_id=settings.device_id, precision="fp16" if fp16 else "fp32", post=post,
                         placement=placement)
