@@ -208,9 +208,10 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     log = ""
     try:
         with _stderr_captured(wants_gpu and not recorded) as captured:
-            # enable_fallback=0: no silent retry on the CPU after a GPU failure (its error is the answer)
+            # strict: no silent retry on the CPU after a GPU failure (its error is the answer); not
+            # strict: onnxruntime's own retry on what loads
             session = ort.InferenceSession(str(source), sess_options=options, providers=order,
-                                           provider_options=option_list, enable_fallback=0)
+                                           provider_options=option_list, **({"enable_fallback": 0} if strict else {}))
         log = captured.text
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

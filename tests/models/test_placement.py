@@ -142,3 +142,22 @@ def test_real_assignment_report_and_strict_refusal(demo_exports):
     reported.placement, reported.providers_in_use = shape_only, [CPU]
     with pytest.raises(ModelError, match="CUDAExecutionProvider requested, CPUExecutionProvider in use"):
         check_placement(reported, path, ort, CUDA)
+
+
+def test_older_onnxruntime_log_is_captured_from_file_descriptor_2():
+    """Versions without the assignment report write the placement through their C++ logger
+    (file descriptor 2): it is captured around session creation and parsed."""
+    import os
+
+    from medbench_fast.models.session import _stderr_captured
+
+    line = (b"2026-12-06 10:00:00.1 [V:onnxruntime:, session_state_utils.cc:1 f]  Node(s) placed on "
+            b"[CPUExecutionProvider]. Number of nodes: 1\n"
+            b"2026-12-06 10:00:00.1 [V:onnxruntime:, session_state_utils.cc:1 f]   Conv (conv0)\n")
+    with _stderr_captured(True) as captured:
+        os.write(2, line)
+    placement = parse_placement_log(captured.text)
+    assert placement.on(CPU) == [("conv0", "Conv")]
+    with _stderr_captured(False) as captured:
+        pass
+    assert captured.text == ""
