@@ -171,6 +171,46 @@ def test_sliding_window_blends_in_a_slab(make_threshold_onnx, rng, monkeypatch):
     np.testing.assert_array_equal(pred.label_map.array, np.where(windowed > 0.5, 7, 0))
 
 
+@pytest.mark.parametrize("output, channels", [({"activation": "softmax"}, 3), ({}, 3), ({}, 1),
+                                             ({"activation": "sigmoid"}, 1)])
+def test_sliding_window_blend_on_the_device_equals_the_host_blend(tmp_path, make_threshold_onnx, rng, output,
+                                                                  channels, monkeypatch):
+    """Through the reused IO binding, patches stay on the device and are summed there (here
+    onnxruntime's CPU device): only class planes come back, and they equal the host blend."""
+    import onnxruntime
+
+    from medbench_fast.models import device_blend, strategies
+
+    if channels == 3:
+        path = _three_class_graph(tmp_path / "three.onnx", 3)
+        spec = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8], "batch_size": 3, "overlap": 0.5},
+                         labels={"1": 3, "2": 5}, **output)
+        spec["intensity"] = [{"op": "window", "range": [-300.0, 300.0]}]
+    else:
+        path = make_threshold_onnx(name="one.onnx", spatial_rank=3)
+        spec = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8], "batch_size": 3, "overlap": 0.5},
+                         **output)
+    device = load_model(path, spec=spec, threads=1)
+    host = load_model(path, spec=spec, threads=1)
+    device.session.binding = DeviceBinding(device.session.session, onnxruntime.OrtValue, device="cpu")
+    blenders = []
+    real = device_blend.DeviceBlender.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        blenders.append(self)
+
+    monkeypatch.setattr(device_blend.DeviceBlender, "__init__", spy)
+    host_blend = strategies._Blender.add
+    for shape in [(23, 12, 12), (9, 21, 18), (4, 8, 8)]:
+        volume = Volume(array=rng.normal(0, 120, size=shape).astype(np.float32), spacing=(2.0, 0.8, 0.7))
+        expected = host.predict(volume).label_map.array
+        monkeypatch.setattr(strategies._Blender, "add", lambda *a, **k: pytest.fail("host blend used"))
+        np.testing.assert_array_equal(device.predict(volume).label_map.array, expected)
+        monkeypatch.setattr(strategies._Blender, "add", host_blend)
+    assert len(blenders) == 3 and blenders[0].slab_shape == (4, 12, 12)
+
+
 # -- IO binding ----------------------------------------------------------------------------
 class FakeOrtValue:
     created = []
