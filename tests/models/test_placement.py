@@ -161,3 +161,69 @@ def test_older_onnxruntime_log_is_captured_from_file_descriptor_2():
     with _stderr_captured(False) as captured:
         pass
     assert captured.text == ""
+
+
+def test_create_session_refuses_a_reported_conv_on_the_cpu(tmp_path, monkeypatch):
+    """The whole strict path of ``create_session`` on a GPU session's report: shape
+    arithmetic on the CPU passes and is recorded; a Conv placed there stops it, named."""
+    from types import SimpleNamespace
+
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from medbench_fast.models.onnx_floor import save_onnx
+    from medbench_fast.models.session import create_session
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Shape", ["c"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "i"], ["g"], name="gather", axis=0),
+             helper.make_node("Unsqueeze", ["g", "a"], ["u"], name="unsqueeze"),
+             helper.make_node("Concat", ["u", "minus1"], ["target"], name="concat", axis=0),
+             helper.make_node("Reshape", ["c", "target"], ["y"], name="reshape")]
+    inits = [numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w"),
+             numpy_helper.from_array(np.array(0, np.int64), "i"), numpy_helper.from_array(np.array([0], np.int64), "a"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m"])], inits)
+    path = save_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(path)))
+    replay = expected_cuda_placement(onnx.load(str(path)))
+    assert {name for name, _ in replay.on(CPU)} == {"gather", "unsqueeze", "concat"}
+
+    class Reporting:
+        cpu: list = []
+
+        def __init__(self, source, sess_options, providers, provider_options, **kwargs):
+            self.options = sess_options
+
+        def get_providers(self):
+            return [CUDA, CPU]
+
+        def get_inputs(self):
+            return [SimpleNamespace(name="x", shape=["n", 1, 8, 8])]
+
+        def get_outputs(self):
+            return [SimpleNamespace(name="y", shape=None)]
+
+        def get_provider_options(self):
+            return {CUDA: {"device_id": "0"}, CPU: {}}
+
+        def get_provider_graph_assignment_info(self):
+            node = lambda name, op: SimpleNamespace(name=name, op_type=op, domain="")  # noqa: E731
+            on_cpu = [node(n, op) for n, op in self.cpu]
+            on_gpu = [node(n.name, n.op_type) for n in nodes if n.name not in {c for c, _ in self.cpu}]
+            return [SimpleNamespace(ep_name=CUDA, get_nodes=lambda: on_gpu),
+                    SimpleNamespace(ep_name=CPU, get_nodes=lambda: on_cpu)]
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Reporting)
+    Reporting.cpu = [("gather", "Gather"), ("unsqueeze", "Unsqueeze"), ("concat", "Concat")]
+    session = create_session(path, providers=("cuda",))
+    assert session.placement.summary() == {
+        CUDA: {"nodes": 3, "op_types": {"Conv": 1, "Reshape": 1, "Shape": 1}},
+        CPU: {"nodes": 3, "op_types": {"Concat": 1, "Gather": 1, "Unsqueeze": 1}}}
+    Reporting.cpu = [*Reporting.cpu, ("conv", "Conv")]
+    with pytest.raises(ModelError, match=r"m.onnx: strict providers: 1 node\(s\) that compute on tensors would run "
+                                         r"on the CPU: Conv 'conv' \(only shape arithmetic"):
+        create_session(path, providers=("cuda",))
