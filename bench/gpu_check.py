@@ -10,6 +10,7 @@ cases itself (seeded synthetic CT, random weights; nothing is downloaded):
 - ``hu-threshold-baseline`` and ``sliding-3d`` (a 3D conv net on 96^3 patches) always;
 - ``segformer-tiny`` with torch, transformers and optimum-onnx (the ``export`` extra);
 - ``aiene-dualnet`` with h5py and SimpleITK (its conversion and object crops);
+- ``torchscript-3d`` (a scripted 3D conv net, whole volume at 64^3) with torch;
 
 a model whose packages are missing is listed under ``skipped`` with the reason. Cases are
 written to disk and read back for every pipeline pass: with SimpleITK as ``.nii.gz`` through
@@ -79,7 +80,17 @@ from common import markdown_table, write_results  # noqa: E402
 from medbench_fast.data.reader import Volume  # noqa: E402
 from medbench_fast.metrics.evaluate import evaluate_pair  # noqa: E402
 
-MODELS = ("hu-threshold-baseline", "segformer-tiny", "aiene-dualnet", "sliding-3d")
+MODELS = ("hu-threshold-baseline", "segformer-tiny", "aiene-dualnet", "sliding-3d", "torchscript-3d")
+
+
+def _torchscript_net(path: Path) -> Path:
+    """A scripted 3D conv net (1 -> 8 -> 6 channels) with random weights, whole-volume at 64^3."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(8, 6, 1))
+    torch.jit.script(net.eval()).save(str(path))
+    return path
 
 
 def _missing(*modules: str) -> list[str]:
@@ -115,6 +126,12 @@ def build_models(root: Path, wanted: list[str]) -> tuple[list[dict], dict[str, s
             write_dualnet_h5(root / "dualnet.h5")
             entries.append({"name": "aiene-dualnet", "kind": "aiene", "path": str(root / "dualnet.h5"),
                             "node_label": NODE_LABEL})
+    if "torchscript-3d" in wanted:
+        if _missing("torch"):
+            skipped["torchscript-3d"] = "needs torch (TorchScript export)"
+        else:
+            entries.append({"name": "torchscript-3d", "kind": "torchscript", "input_shape": [1, 1, 64, 64, 64],
+                            "path": str(_torchscript_net(root / "net.pt"))})
     if "sliding-3d" in wanted:
         entries.append({"name": "sliding-3d", "kind": "onnx", "path": str(build_sliding_net(root / "sliding.onnx"))})
     return entries, skipped

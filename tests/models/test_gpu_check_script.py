@@ -64,11 +64,12 @@ def test_cpu_dry_run_writes_results(tmp_path):
 def test_minimal_container_skips_extras_and_records_failures(tmp_path):
     """Without SimpleITK, torch, h5py, scipy, NVML: SegFormer and AI-ENE are reported as
     skipped, cases are read from .npy files, and the baseline is measured."""
-    proc = _run(["--providers", "cpu", "--models", "hu-threshold-baseline,segformer-tiny,aiene-dualnet",
+    proc = _run(["--providers", "cpu", "--models", "hu-threshold-baseline,segformer-tiny,aiene-dualnet,torchscript-3d",
                  "--cases", "1", "--samples", "2", "--seconds", "5", "--pipeline-cases", "1"], tmp_path, minimal=True)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "results" / "gpu_check_cpu.json").read_text())
     assert "torch" in result["skipped"]["segformer-tiny"] and "SimpleITK" in result["skipped"]["aiene-dualnet"]
+    assert "torch" in result["skipped"]["torchscript-3d"]
     assert result["cases_from"] == "npy" and result["models"]["hu-threshold-baseline"]["fp32"]["pipeline"]["cases_per_s"]
     assert "skipped segformer-tiny" in proc.stdout
 
