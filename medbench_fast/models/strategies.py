@@ -11,8 +11,9 @@ Scores are resampled to the input grid with ``output.resample`` (``linear`` on s
 Where the spec allows, that post-processing runs inside the graph
 (:mod:`~medbench_fast.models.postgraph`, ``Model.post``): ``slice2d`` and ``whole_volume``
 then receive class indices at the target grid, ``sliding_window`` receives activated
-patches already multiplied by the blending weight. Batches are padded to the batch size
-(:meth:`Model._run_batch`).
+patches already multiplied by the blending weight; on a GPU (IO binding) those patches
+stay on the device and are blended there (:mod:`~medbench_fast.models.device_blend`), so
+only class planes come back. Batches are padded to the batch size (:meth:`Model._run_batch`).
 """
 
 from __future__ import annotations
