@@ -26,8 +26,9 @@ recorded):
 - the pipeline: ``--pipeline-cases`` cases, each read from disk, prepared, inferred and
   scored (Dice, HD95 against the reference) as ``medbench run`` does: cases/s on the wall
   clock and seconds per stage;
-- fp16 against fp32 directly: per label, Dice and HD95 between the two label maps, and the
-  largest absolute difference of the raw scores on one input;
+- fp16 against fp32 directly: per label, Dice and HD95 between the two label maps, the
+  largest absolute difference of the raw scores on one input, and of the per-object scores
+  of case-level models (AI-ENE);
 - GPU memory: this process's, sampled every 20 ms during the loops (NVML through
   ``nvidia-ml-py``); "not measured" without a source.
 
@@ -318,9 +319,10 @@ def measure(entry: dict, cases: Cases, precision: str, args, export_dir: Path) -
         result_scores = None
         result["raw_scores_error"] = f"{type(exc).__name__}: {exc}"
     maps = [p.label_map for p in predictions]
+    objects = [p.scores for p in predictions]
     del model, session, prepared
     gc.collect()
-    return result, [maps, result_scores]
+    return result, [maps, result_scores, objects]
 
 
 def fp16_vs_fp32(cases: Cases, fp32: list, fp16: list) -> dict:
@@ -341,6 +343,10 @@ def fp16_vs_fp32(cases: Cases, fp32: list, fp16: list) -> dict:
            "hd95_max_mm": {k: float(np.max(v)) for k, v in sorted(hd95.items())}}
     if fp32[1] is not None and fp16[1] is not None and fp32[1].shape == fp16[1].shape:
         out["max_abs_score_diff"] = float(np.max(np.abs(fp32[1] - fp16[1])))
+    diffs = [abs(float(a[k]) - float(b[k])) for x, y in zip(fp32[2], fp16[2]) if x and y
+             for a, b in zip(x, y) for k in a if k.startswith("score_")]
+    if diffs:  # case-level models (AI-ENE): the per-object scores of the cases
+        out["max_abs_object_score_diff"] = max(diffs)
     return out
 
 
@@ -418,8 +424,10 @@ def main() -> None:
     for name, model in payload["models"].items():
         if "fp16_vs_fp32" in model:
             d = model["fp16_vs_fp32"]
+            objects = f", max |object score diff| {d['max_abs_object_score_diff']:.2e}" \
+                if "max_abs_object_score_diff" in d else ""
             print(f"{name}: fp16 vs fp32 Dice {d['dice_mean']}, HD95 mm {d['hd95_max_mm']}, "
-                  f"max |score diff| {d.get('max_abs_score_diff')}")
+                  f"max |score diff| {d.get('max_abs_score_diff')}{objects}")
     for name, why in payload["skipped"].items():
         print(f"skipped {name}: {why}")
     for key, message in payload["errors"].items():
