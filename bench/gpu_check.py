@@ -358,7 +358,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--providers", type=lambda s: tuple(s.split(",")), default=("cuda",))
     parser.add_argument("--samples", type=int, default=200, help="timed cases per (model, precision)")
-    parser.add_argument("--seconds", type=float, default=12.0, help="time cap of the timed loop per (model, precision)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time cap of the timed loop per (model, precision)")
     parser.add_argument("--cases", type=int, default=4, help="synthetic cases written to disk")
     parser.add_argument("--pipeline-cases", type=int, default=3, help="cases read, prepared, inferred and scored")
     parser.add_argument("--models", default=",".join(MODELS))
