@@ -22,7 +22,7 @@ from pathlib import Path
 
 from medbench_fast import __version__
 from medbench_fast.files import atomic_write
-from medbench_fast.models.onnx_floor import lower_file
+from medbench_fast.models.onnx_floor import MAX_IR_VERSION, MAX_OPSETS, lower_file
 from medbench_fast.models.spec import ModelSpec, spec_path_for
 
 try:
@@ -47,9 +47,10 @@ def _hash_path(digest, path: Path) -> None:
 
 
 def cache_key(kind: str, sources: list[Path], options: dict) -> str:
-    """sha256 over the exporter kind, medbench version, options (as sorted JSON) and source bytes."""
+    """sha256 over the exporter kind, medbench version, the ONNX floor (entries written for
+    another one are rebuilt), options (as sorted JSON) and source bytes."""
     digest = hashlib.sha256()
-    digest.update(f"{kind}\0{__version__}\0".encode())
+    digest.update(f"{kind}\0{__version__}\0ir{MAX_IR_VERSION}-opset{MAX_OPSETS['']}\0".encode())
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     for source in sources:
         _hash_path(digest, Path(source))
