@@ -28,6 +28,7 @@ def build_baseline(path: str | os.PathLike, *, name: str = "hu-threshold-baselin
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from medbench_fast.models.onnx_floor import save_onnx
     from medbench_fast.models.spec import ModelSpec, OutputSpec, StrategySpec, spec_path_for
 
     def const(name, value):
@@ -75,7 +76,7 @@ def build_baseline(path: str | os.PathLike, *, name: str = "hu-threshold-baselin
     onnx.checker.check_model(model)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
+    save_onnx(model, out)
     spec = ModelSpec(name=name, inputs=["image"], channels=1,
                      strategy=StrategySpec(type="slice2d", axis=0, batch_size=16),
                      output=OutputSpec(kind="segmentation_logits", labels=dict(LABELS)),

@@ -170,12 +170,18 @@ class Model:
 
     def run_facts(self) -> dict:
         """What ``run.json`` records about this model's session beyond its providers."""
+        placement = getattr(self.session, "placement", None)
         return {"precision": getattr(self.session, "precision", "fp32"),
                 "provider_options": getattr(self.session, "provider_options", {}),
-                "postprocess": "graph" if self.post else "host"}
+                "postprocess": "graph" if self.post else "host",
+                "placement": placement.summary() if placement is not None else None}
 
-    def _run(self, arrays: list[np.ndarray], clock: _Clock, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """One timed session call; ``extra``: feeds beyond the spec's inputs (e.g. the output size)."""
+    def _run(self, arrays: list[np.ndarray], clock: _Clock, extra: dict[str, np.ndarray] | None = None,
+             call=None) -> np.ndarray:
+        """One timed session call; ``extra``: feeds beyond the spec's inputs (e.g. the output size);
+        ``call``: what runs the feeds (default ``session.run``; the IO binding's
+        ``run_on_device`` leaves the output on the device)."""
+        call = call or self.session.run
         feeds = dict(zip(self.spec.inputs, arrays))
         if extra:
             feeds.update(extra)
@@ -185,13 +191,13 @@ class Model:
                         for n, v in feeds.items())
             if key not in self._seen_shapes:
                 t0 = time.perf_counter()
-                self.session.run(feeds, names)
+                call(feeds, names)
                 seconds = time.perf_counter() - t0
                 clock.excluded_s += seconds
                 self._seen_shapes.add(key)
                 self.shape_warmups.append({"shapes": {n: list(v.shape) for n, v in feeds.items()}, "seconds": seconds})
         t0 = time.perf_counter()
-        out = self.session.run(feeds, names)[0]
+        out = call(feeds, names)[0]
         clock.inference_s += time.perf_counter() - t0
         return out
 
@@ -199,10 +205,14 @@ class Model:
                    extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """:meth:`_run` on a batch padded with zeros to ``strategy.batch_size`` items; the
         output keeps the real items only."""
+        return self._run(self._padded(arrays), clock, extra)[:arrays[0].shape[0]]
+
+    def _padded(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """``arrays`` padded with zero items to ``strategy.batch_size``."""
         n, size = arrays[0].shape[0], self.spec.strategy.batch_size
         if n < size:
             arrays = [np.concatenate([a, np.zeros((size - n,) + a.shape[1:], a.dtype)]) for a in arrays]
-        return self._run(arrays, clock, extra)[:n]
+        return arrays
 
     def _prepare(self, volume: Volume, mask: Volume | None):
         raise NotImplementedError

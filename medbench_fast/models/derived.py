@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from medbench_fast import __version__
+from medbench_fast.models.onnx_floor import MAX_IR_VERSION, save_onnx
 from medbench_fast.models.postgraph import PostOps, append_postprocessing
 from medbench_fast.models.spec import ModelError
 
@@ -29,7 +30,7 @@ def derived_model(path: Path, model_sha256: str, *, fp16: bool, post: PostOps | 
         return path
     from medbench_fast.models.exports import export_cache_dir
 
-    changes = {"fp16": fp16, "post": post.describe() if post else None, "medbench": __version__,
+    changes = {"fp16": fp16, "post": post.describe() if post else None, "medbench": __version__, "ir": MAX_IR_VERSION,
                "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu")}
     key = hashlib.sha256((model_sha256 + json.dumps(changes, sort_keys=True)).encode()).hexdigest()
     root = export_cache_dir() / "derived"
@@ -40,11 +41,9 @@ def derived_model(path: Path, model_sha256: str, *, fp16: bool, post: PostOps | 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        import onnx
-
         big = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_BYTES
-        onnx.save_model(model, str(tmp / "model.onnx"), save_as_external_data=big, all_tensors_to_one_file=True,
-                        location="model.onnx.data")
+        save_onnx(model, tmp / "model.onnx", save_as_external_data=big, all_tensors_to_one_file=True,
+                  location="model.onnx.data")
         try:
             os.replace(tmp, entry)
         except OSError:  # another process finished the same entry first

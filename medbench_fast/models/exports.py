@@ -1,7 +1,8 @@
 """The export cache: converted models keyed by the hash of their source file(s) and options.
 
 An entry is a folder ``<cache>/<key>/`` holding ``model.onnx`` and ``model.spec.json``;
-it is built in a temporary folder and renamed into place. An export holds an exclusive
+it is built in a temporary folder, its IR version and opsets lowered to what the oldest
+supported onnxruntime loads (:mod:`~medbench_fast.models.onnx_floor`), and renamed into place. An export holds an exclusive
 lock on its key (``<cache>/.<key>.lock``, POSIX ``flock``) from the cache lookup to the copy
 of the result, so two processes exporting one model never break each other: the second
 waits and reuses the first one's entry. The copies at ``out`` are written atomically.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from medbench_fast import __version__
 from medbench_fast.files import atomic_write
+from medbench_fast.models.onnx_floor import MAX_IR_VERSION, MAX_OPSETS, lower_file
 from medbench_fast.models.spec import ModelSpec, spec_path_for
 
 try:
@@ -45,9 +47,10 @@ def _hash_path(digest, path: Path) -> None:
 
 
 def cache_key(kind: str, sources: list[Path], options: dict) -> str:
-    """sha256 over the exporter kind, medbench version, options (as sorted JSON) and source bytes."""
+    """sha256 over the exporter kind, medbench version, the ONNX floor (entries written for
+    another one are rebuilt), options (as sorted JSON) and source bytes."""
     digest = hashlib.sha256()
-    digest.update(f"{kind}\0{__version__}\0".encode())
+    digest.update(f"{kind}\0{__version__}\0ir{MAX_IR_VERSION}-opset{MAX_OPSETS['']}\0".encode())
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     for source in sources:
         _hash_path(digest, Path(source))
@@ -99,6 +102,7 @@ def cached_export(kind: str, sources: list[Path], options: dict, out: str | os.P
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
             try:
                 spec = build(tmp / "model.onnx")
+                lower_file(tmp / "model.onnx")
                 spec.to_json(tmp / "model.spec.json")
                 _install(tmp, entry)
             finally:

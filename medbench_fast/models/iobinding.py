@@ -65,6 +65,14 @@ class DeviceBinding:
         return entry
 
     def run(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        return self._run(feeds, names, copy_back=True)
+
+    def run_on_device(self, feeds: dict[str, np.ndarray], names: list[str]) -> list:
+        """:meth:`run` with the outputs left where they are: the reused output ``OrtValue``
+        buffers on the device, valid until the next call of the same signature."""
+        return self._run(feeds, names, copy_back=False)
+
+    def _run(self, feeds: dict[str, np.ndarray], names: list[str], *, copy_back: bool) -> list:
         entry = self._entry(feeds, names)
         binding, buffers, outputs = entry
         t0 = time.perf_counter_ns()
@@ -78,9 +86,12 @@ class DeviceBinding:
             for name, value in zip(names, outputs):
                 binding.bind_ortvalue_output(name, value)
             entry[2] = outputs
-        result = [value.numpy() for value in outputs]
-        if self.device == "cpu":  # host buffers come back as views of the reused output buffers
-            result = [array.copy() for array in result]
+        if not copy_back:
+            result = list(outputs)
+        else:
+            result = [value.numpy() for value in outputs]
+            if self.device == "cpu":  # host buffers come back as views of the reused output buffers
+                result = [array.copy() for array in result]
         t3 = time.perf_counter_ns()
         if self.split:
             self.times["h2d_s"] += (t1 - t0) / 1e9

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from medbench_fast.models.base import Model
-from medbench_fast.models.postgraph import plan_postprocessing
+from medbench_fast.models.postgraph import SIZE_INPUT, PostOps, plan_postprocessing
 from medbench_fast.models.providers import GpuSettings
 from medbench_fast.models.session import create_session, sniff_model_file
 from medbench_fast.models.spec import ModelError, ModelSpec, spec_path_for
@@ -67,7 +67,7 @@ def load_model(path: str | os.PathLike, *, providers=("cpu",), spec=None, thread
     may_post = postprocess == "graph" and model_spec.output.kind == "segmentation_logits"
     graph = _read_graph(p) if (may_post or wants_trt) else None
     post = plan_postprocessing(model_spec, graph) if postprocess != "host" and graph is not None else None
-    trt_shapes = fixed_input_shapes(model_spec, graph) if wants_trt and graph is not None else None
+    trt_shapes = trt_profile_shapes(model_spec, graph, post) if wants_trt and graph is not None else None
     session = create_session(p, providers=providers, threads=threads, fp16=fp16, spin=spin, gpu=gpu, post=post,
                              trt_shapes=trt_shapes)
     return cls(session, model_spec)
@@ -111,3 +111,35 @@ def fixed_input_shapes(spec: ModelSpec, graph) -> dict[str, list[int]] | None:
                 shape[axis] = int(sizes[k])
         shapes[name] = [int(d) for d in shape]
     return shapes
+
+
+#: The largest output grid (per spatial axis) a TensorRT engine with in-graph post-processing
+#: is built for: the range of the :data:`~medbench_fast.models.postgraph.SIZE_INPUT` values.
+TRT_MAX_GRID = {2: 2048, 3: 1024}
+
+
+def trt_profile_shapes(spec: ModelSpec, graph, post: PostOps | None) -> dict | None:
+    """TensorRT profiles for every dynamic input of the graph that runs: input name ->
+    ``(min, opt, max)``. The spec's inputs get their one shape (:func:`fixed_input_shapes`);
+    the post-processing's output-size input (a shape tensor: its profile is a range of
+    values) ``[batch, C, 1, ...]`` to ``[batch, C, *TRT_MAX_GRID]``. None (TensorRT then
+    builds profiles from the shapes it meets) where any dynamic input cannot be sized."""
+    fixed = fixed_input_shapes(spec, graph)
+    if fixed is None:
+        return None
+    profiles = {name: (shape, shape, shape) for name, shape in fixed.items()}
+    for value in graph.graph.input:
+        if value.name in profiles or value.name in {i.name for i in graph.graph.initializer}:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if any(not d.HasField("dim_value") for d in dims):
+            return None  # a dynamic input the spec does not size
+    if post is not None and post.kind == "labels":
+        batch = next(iter(fixed.values()))[0]
+        channels = post.channels if post.resample == "linear" else 1
+        grid = TRT_MAX_GRID[post.spatial_rank]
+        sizes = spec.strategy.input_size or [grid // 4] * post.spatial_rank
+        profiles[SIZE_INPUT] = ([batch, channels] + [1] * post.spatial_rank,
+                                [batch, channels] + [int(s) for s in sizes][-post.spatial_rank:],
+                                [batch, channels] + [grid] * post.spatial_rank)
+    return profiles

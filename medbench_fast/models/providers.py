@@ -9,13 +9,20 @@ rules every session follows:
   the CUDA/cuDNN libraries of the ``nvidia-*`` pip wheels, which onnxruntime otherwise
   sees only after ``import torch``).
 - Strict providers (default on when a GPU provider is requested): the first requested
-  provider must be the one in use, and no node may fall back to the CPU
-  (``session.disable_cpu_ep_fallback``); CPU is then not passed to onnxruntime at all,
-  which refuses that combination.
+  provider must be the one in use, and no node that computes on tensors may run on the
+  CPU. The decision is made on the placement onnxruntime reports after partitioning
+  (:mod:`~medbench_fast.models.placement`): the shape arithmetic the CUDA provider puts on
+  the CPU by design is accepted, anything else is refused by name. CPU stays last in the
+  provider list so that shape arithmetic has somewhere to go; onnxruntime's own retry on the
+  CPU after a GPU failure is switched off, so its error is what the user sees.
+- Why a GPU provider is not in use is told apart (:func:`explain_unavailable`): not in this
+  onnxruntime build, libraries missing, no GPU visible (no driver, none visible, or the
+  ordinal beyond them), or none of these (a driver too old for the build's CUDA).
 - cuDNN's convolution algorithm search and TF32 are explicit options, recorded with the
   rest of the provider options.
 - TensorRT keeps engine and timing caches under the export cache, in a folder keyed by the
-  model's hash, the GPU's name and the TensorRT version; profile shapes come from the spec.
+  model's hash, the GPU's name and the TensorRT version (pip metadata, else the loaded
+  ``libnvinfer``); profile shapes cover every dynamic input of the graph that runs.
 """
 
 from __future__ import annotations
@@ -88,8 +95,8 @@ def is_strict(requested: list[str], settings: GpuSettings) -> bool:
 
 
 def provider_order(requested: list[str], *, strict: bool) -> list[str]:
-    """The providers handed to onnxruntime: CUDA right after TensorRT, CPU last (not strict)
-    or left out (strict, where onnxruntime refuses CPU together with the no-fallback rule)."""
+    """The providers handed to onnxruntime: CUDA right after TensorRT, CPU last (strict or
+    not: onnxruntime puts shape arithmetic there; strict runs check what else it put there)."""
     order: list[str] = []
     for name in requested:
         if name not in order:
@@ -97,17 +104,14 @@ def provider_order(requested: list[str], *, strict: bool) -> list[str]:
         if name == PROVIDER_NAMES["tensorrt"] and PROVIDER_NAMES["cuda"] not in requested:
             order.append(PROVIDER_NAMES["cuda"])
     cpu = PROVIDER_NAMES["cpu"]
-    gpu = any(p in GPU_PROVIDERS for p in order)
-    if strict and gpu:
-        return [p for p in order if p != cpu]
-    if cpu not in order:
-        order.append(cpu)
-    return order
+    return [p for p in order if p != cpu] + [cpu]
 
 
 def provider_options(order: list[str], settings: GpuSettings, *, fp16: bool,
                      trt_cache: Path | None = None, trt_shapes: dict[str, list[int]] | None = None) -> list[dict]:
-    """onnxruntime provider options (all values strings) for each provider of ``order``."""
+    """onnxruntime provider options (all values strings) for each provider of ``order``.
+    ``trt_shapes``: input name -> one shape, or ``(min, opt, max)`` (for a shape tensor such
+    as the post-processing's output size, its values)."""
     out = []
     for name in order:
         if name == PROVIDER_NAMES["cuda"]:
@@ -120,9 +124,9 @@ def provider_options(order: list[str], settings: GpuSettings, *, fp16: bool,
                 opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(trt_cache),
                             trt_timing_cache_enable="True", trt_timing_cache_path=str(trt_cache))
             if trt_shapes:
-                profile = ",".join(f"{n}:{'x'.join(str(int(d)) for d in shape)}" for n, shape in trt_shapes.items())
-                opts.update(trt_profile_min_shapes=profile, trt_profile_opt_shapes=profile,
-                            trt_profile_max_shapes=profile)
+                ranges = {n: (v if isinstance(v, tuple) else (v, v, v)) for n, v in trt_shapes.items()}
+                for k, key in enumerate(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")):
+                    opts[key] = ",".join(f"{n}:{'x'.join(str(int(d)) for d in r[k])}" for n, r in ranges.items())
             out.append(opts)
         else:
             out.append({})
@@ -138,13 +142,37 @@ def file_sha256(path: Path) -> str:
 
 
 def tensorrt_version() -> str:
-    """The TensorRT runtime version from its pip distribution, else ``unknown``."""
-    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-libs", "tensorrt-cu12-libs"):
+    """The TensorRT runtime version: its pip distribution, else the ``libnvinfer`` the loader
+    finds (``getInferLibVersion``, a system install), else ``unknown``."""
+    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs", "tensorrt-cu13-libs",
+                 "tensorrt-cu12-libs"):
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return "unknown"
+    return library_tensorrt_version() or "unknown"
+
+
+def decode_trt_version(number: int) -> str:
+    """``getInferLibVersion()``'s integer as ``major.minor.patch`` (10.x: M*10000 + m*100 + p;
+    before 10: M*1000 + m*100 + p)."""
+    if number >= 100000:
+        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+    return f"{number // 1000}.{number // 100 % 10}.{number % 100}"
+
+
+def library_tensorrt_version() -> str | None:
+    """The version of the ``libnvinfer`` the dynamic loader finds, or None."""
+    for name in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        getter = getattr(lib, "getInferLibVersion", None)
+        if getter is not None:
+            getter.restype = ctypes.c_int32
+            return decode_trt_version(int(getter()))
+    return None
 
 
 def trt_cache_folder(root: Path, model_sha256: str, gpu_name: str | None) -> Path:
@@ -185,8 +213,40 @@ def missing_libraries(provider: str, cuda_version: str | None) -> list[str]:
     return missing
 
 
-def explain_unavailable(ort, provider: str) -> str:
-    """Why ``provider`` is not in use: not in this onnxruntime build, or libraries missing."""
+def cuda_device_count() -> int | None:
+    """GPUs the CUDA driver shows this process (after ``CUDA_VISIBLE_DEVICES``), through
+    ``libcuda`` itself; None where no NVIDIA driver is installed."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1" if sys.platform.startswith("linux") else "nvcuda.dll")
+    except OSError:
+        return None
+    if lib.cuInit(0) != 0:  # CUDA_ERROR_NO_DEVICE (100) and friends: nothing usable
+        return 0
+    count = ctypes.c_int(0)
+    return int(count.value) if lib.cuDeviceGetCount(ctypes.byref(count)) == 0 else 0
+
+
+def cuda_device_uuid(ordinal: int) -> str | None:
+    """The ``GPU-...`` UUID of CUDA device ``ordinal`` as this process numbers it (after
+    ``CUDA_VISIBLE_DEVICES``), from ``libcuda`` itself; None without a driver or device."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1" if sys.platform.startswith("linux") else "nvcuda.dll")
+    except OSError:
+        return None
+    device, raw = ctypes.c_int(0), (ctypes.c_ubyte * 16)()
+    getter = getattr(lib, "cuDeviceGetUuid_v2", None) or getattr(lib, "cuDeviceGetUuid", None)
+    if getter is None or lib.cuInit(0) != 0 or lib.cuDeviceGet(ctypes.byref(device), int(ordinal)) != 0:
+        return None
+    if getter(raw, device) != 0:
+        return None
+    h = bytes(raw).hex()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def explain_unavailable(ort, provider: str, device_id: int = 0) -> str | None:
+    """Why ``provider`` cannot run: not in this onnxruntime build, libraries missing, or no GPU
+    visible; None when none of these holds (the model itself was refused, or the driver is
+    older than the build's CUDA)."""
     package = getattr(getattr(getattr(ort, "capi", None), "build_and_package_info", None), "package_name",
                       "onnxruntime")
     if provider not in ort.get_available_providers():
@@ -195,7 +255,22 @@ def explain_unavailable(ort, provider: str) -> str:
                 f"pip install 'medbench-fast[gpu]'")
     missing = missing_libraries(provider, getattr(ort, "cuda_version", None))
     if missing:
-        return (f"{provider} failed to load: missing libraries {', '.join(missing)} (pip install "
-                f"'onnxruntime-gpu[cuda,cudnn]' installs CUDA and cuDNN wheels; or add their folders to "
-                f"LD_LIBRARY_PATH)")
-    return f"{provider} failed to load although its libraries were found (no GPU visible, or a driver too old?)"
+        return (f"libraries missing: {provider} needs {', '.join(missing)} (pip install 'medbench-fast[gpu]' "
+                f"installs the CUDA and cuDNN wheels; or add their folders to LD_LIBRARY_PATH)")
+    count = cuda_device_count()
+    if count is None:
+        return f"no GPU visible: no NVIDIA driver found (libcuda.so.1) for {provider}"
+    if count <= device_id:
+        import os
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+        return f"no GPU visible: the driver shows {count} GPU(s){where}, device_id {device_id} asked for"
+    return None
+
+
+def why_not_in_use(ort, provider: str, device_id: int = 0) -> str:
+    """:func:`explain_unavailable`, or what is left when libraries and GPU are both there."""
+    return explain_unavailable(ort, provider, device_id) or (
+        f"{provider} did not start although its libraries and a GPU are visible (a driver older than "
+        f"the CUDA {getattr(ort, 'cuda_version', None) or '?'} this onnxruntime was built for?)")

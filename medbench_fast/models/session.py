@@ -5,21 +5,36 @@ Providers are named ``tensorrt``, ``cuda`` and ``cpu`` and tried in the order gi
 checks, cuDNN/TF32 options, TensorRT caches). After the session exists,
 :attr:`OrtSession.providers_in_use` is read from ``session.get_providers()``: the GPU
 wheel lists CUDA even on machines where it falls back to CPU, so the requested list is
-never trusted. Strict sessions (the default for GPU providers) stop with a
-:class:`ModelError` naming the missing libraries; others warn. On a GPU, inputs and
+never trusted. Sessions record where onnxruntime placed every node
+(:attr:`OrtSession.placement`, :mod:`~medbench_fast.models.placement`; GPU sessions of
+onnxruntime versions without the assignment report read it from the verbose log). Strict sessions
+(the default for GPU providers) stop with a :class:`ModelError` that says which of
+"libraries missing", "no GPU visible" or "model refused by onnxruntime" it is, or names the
+nodes that would compute on the CPU; others warn. On a GPU, inputs and
 outputs go through a reused IO binding (:class:`~medbench_fast.models.iobinding.DeviceBinding`).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from medbench_fast.models.derived import derived_model
 from medbench_fast.models.iobinding import DeviceBinding
+from medbench_fast.models.placement import (
+    CPU,
+    RECORD_ENTRY,
+    Placement,
+    describe_refused,
+    parse_placement_log,
+    read_assignment,
+    refused,
+)
 from medbench_fast.models.postgraph import PostOps
 from medbench_fast.models.providers import (
     GPU_PROVIDERS,
@@ -33,11 +48,12 @@ from medbench_fast.models.providers import (
     provider_options,
     provider_order,
     trt_cache_folder,
+    why_not_in_use,
 )
 from medbench_fast.models.spec import ModelError
 
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
-_NO_FALLBACK = "fallback to CPU EP has been explicitly disabled"
+_LOOSEN = "To run on what is available instead, pass --no-strict-providers (benchmark.strict_providers: false)"
 #: CUDA ordinals that sessions of this process run on (``run.json`` records these GPUs).
 DEVICES_USED: set[int] = set()
 
@@ -75,11 +91,14 @@ class OrtSession:
     the options in force per provider in use. ``precision``: ``fp32`` or ``fp16``.
     ``binding``: the reused IO binding on a GPU (``None`` on the CPU); set
     ``binding.split = True`` to time host-to-device, device and device-to-host apart.
+    ``placement``: where onnxruntime placed the nodes (``None`` where it does not say).
     """
 
     def __init__(self, session, path: Path, requested: list[str], *, provider_options: dict | None = None,
-                 device_id: int = 0, precision: str = "fp32", post: PostOps | None = None, ortvalue=None):
+                 device_id: int = 0, precision: str = "fp32", post: PostOps | None = None, ortvalue=None,
+                 placement: Placement | None = None):
         self.session = session
+        self.placement = placement
         self.path = path
         self.providers_requested = requested
         self.providers_in_use: list[str] = list(session.get_providers())
@@ -113,7 +132,7 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
                    graph_optimization: str = "all", fp16: bool = False,
                    profile_prefix: str | os.PathLike | None = None, spin: bool = True,
                    gpu: GpuSettings | None = None, post: PostOps | None = None,
-                   trt_shapes: dict[str, list[int]] | None = None) -> OrtSession:
+                   trt_shapes: dict | None = None) -> OrtSession:
     """Create an :class:`OrtSession` for the ONNX file ``path``.
 
     ``providers``: short names in order of preference (``tensorrt``, ``cuda``, ``cpu``).
@@ -123,7 +142,8 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     (:class:`~medbench_fast.models.providers.GpuSettings`: device, cuDNN search, TF32,
     strict checks, TensorRT cache folder). ``post``: post-processing appended to the graph
     (:mod:`~medbench_fast.models.postgraph`). ``trt_shapes``: input name -> the fixed shape
-    the model will see, used as TensorRT's profile shapes.
+    the model will see, or ``(min, opt, max)``, used as TensorRT's profile shapes (every
+    dynamic input of the graph that runs: :func:`~medbench_fast.models.onnx.trt_profile_shapes`).
     ``spin``: let idle intra-op threads spin-wait (onnxruntime's default: lowest latency for
     back-to-back runs); ``False`` frees the cores between runs for work overlapped with
     inference (reading, pre/post-processing, metrics), as ``medbench run`` does.
@@ -147,8 +167,7 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     if strict:
         absent = [name for name in order if name not in available]
         if absent:
-            raise ModelError(f"{p.name}: strict providers: {explain_unavailable(ort, absent[0])}. To run on what is "
-                             f"available instead, pass --no-strict-providers (benchmark.strict_providers: false)")
+            raise ModelError(f"{p.name}: strict providers: {why_not_in_use(ort, absent[0])}. {_LOOSEN}")
     else:
         order = [name for name in order if name in available]
     tensorrt = PROVIDER_NAMES["tensorrt"] in order
@@ -172,9 +191,12 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     }[graph_optimization]
     if threads is not None:
         options.intra_op_num_threads = int(threads)
-    options.log_severity_level = 2 if wants_gpu else 3  # GPU runs show onnxruntime's node-placement warnings
-    if strict:
-        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    recorded = hasattr(ort.InferenceSession, "get_provider_graph_assignment_info")
+    options.log_severity_level = 3
+    if recorded:
+        options.add_session_config_entry(RECORD_ENTRY, "1")
+    elif wants_gpu:  # older onnxruntime: the placement is in its verbose session log
+        options.log_severity_level = 0
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -183,21 +205,28 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
         options.profile_file_prefix = str(profile_prefix)
 
     source = derived_model(p, sha, fp16=fp16, post=post)
+    log = ""
     try:
-        session = ort.InferenceSession(str(source), sess_options=options, providers=order,
-                                       provider_options=option_list)
+        with _stderr_captured(wants_gpu and not recorded) as captured:
+            # strict: no silent retry on the CPU after a GPU failure (its error is the answer); not
+            # strict: onnxruntime's own retry on what loads
+            session = ort.InferenceSession(str(source), sess_options=options, providers=order,
+                                           provider_options=option_list, **({"enable_fallback": 0} if strict else {}))
+        log = captured.text
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if _NO_FALLBACK in str(exc):
-            raise ModelError(f"{p.name}: strict providers: some nodes would run on the CPU "
-                             f"({explain_unavailable(ort, order[0])}). To let them, pass --no-strict-providers "
-                             f"(benchmark.strict_providers: false)") from None
+        if wants_gpu and order[0] in GPU_PROVIDERS:
+            reason = explain_unavailable(ort, order[0], settings.device_id)
+            if reason is not None:
+                raise ModelError(f"{p.name}: {order[0]}: {reason}") from None
+            raise ModelError(f"{p.name}: model refused by onnxruntime on {order[0]}: {first}") from None
         raise ModelError(f"{p}: cannot be loaded as an ONNX model: {first}") from None
+    placement = read_assignment(session) if recorded else parse_placement_log(log) if wants_gpu else None
     result = OrtSession(session, p, requested, provider_options=dict(zip(order, option_list)),
-                        device_id=settings.device_id, precision="fp16" if fp16 else "fp32", post=post)
-    if strict and result.providers_in_use[0] != order[0]:
-        raise ModelError(f"{p.name}: strict providers: {order[0]} requested, {result.providers_in_use[0]} in use: "
-                         f"{explain_unavailable(ort, order[0])}")
+                        device_id=settings.device_id, precision="fp16" if fp16 else "fp32", post=post,
+                        placement=placement)
+    if strict:
+        check_placement(result, source, ort, order[0], settings.device_id)
     if result.device == "cuda":
         DEVICES_USED.add(settings.device_id)
     missing = [full for full in requested if full not in result.providers_in_use]
@@ -205,3 +234,51 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
         warnings.warn(f"{p.name}: requested provider(s) {missing} not in use; running on {result.providers_in_use}",
                       RuntimeWarning, stacklevel=2)
     return result
+
+
+def check_placement(session: OrtSession, source: Path, ort, first: str, device_id: int = 0) -> None:
+    """Strict providers: ``first`` in use, and nothing but shape arithmetic on the CPU (from
+    the placement onnxruntime reported for ``source``, the file the session loaded)."""
+    name = session.path.name
+    if session.providers_in_use[0] != first:
+        raise ModelError(f"{name}: strict providers: {first} requested, {session.providers_in_use[0]} in use: "
+                         f"{why_not_in_use(ort, first, device_id)}. {_LOOSEN}")
+    if session.placement is None:
+        raise ModelError(f"{name}: strict providers: onnxruntime {ort.__version__} did not report where it placed "
+                         f"the nodes, so CPU compute cannot be ruled out. {_LOOSEN}")
+    if session.placement.on(CPU):
+        import onnx
+
+        bad = refused(session.placement, onnx.load(str(source), load_external_data=False), first)
+        if bad:
+            raise ModelError(f"{name}: strict providers: {describe_refused(bad)} (only shape arithmetic may run "
+                             f"there). {_LOOSEN}")
+
+
+class _Captured:
+    text = ""
+
+
+@contextmanager
+def _stderr_captured(active: bool):
+    """While active, file descriptor 2 (where onnxruntime's logger writes) goes to a temporary
+    file; its text is in the yielded object's ``text`` afterwards."""
+    captured = _Captured()
+    if not active:
+        yield captured
+        return
+    import sys
+
+    sys.stderr.flush()
+    fd, path = tempfile.mkstemp(prefix="medbench-ort-", suffix=".log")
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        yield captured
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        with open(path, errors="replace") as fh:
+            captured.text = fh.read()
+        os.unlink(path)

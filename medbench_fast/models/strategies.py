@@ -11,8 +11,9 @@ Scores are resampled to the input grid with ``output.resample`` (``linear`` on s
 Where the spec allows, that post-processing runs inside the graph
 (:mod:`~medbench_fast.models.postgraph`, ``Model.post``): ``slice2d`` and ``whole_volume``
 then receive class indices at the target grid, ``sliding_window`` receives activated
-patches already multiplied by the blending weight. Batches are padded to the batch size
-(:meth:`Model._run_batch`).
+patches already multiplied by the blending weight; on a GPU (IO binding) those patches
+stay on the device and are blended there (:mod:`~medbench_fast.models.device_blend`), so
+only class planes come back. Batches are padded to the batch size (:meth:`Model._run_batch`).
 """
 
 from __future__ import annotations
@@ -208,6 +209,11 @@ class SlidingWindowModel(_Segmenter):
             if scores.shape[1]:
                 out_classes[0][z0:z0 + scores.shape[1]] = self._plane_classes(scores)
 
+        if self._blends_on_device(keep_scores):
+            classes = self._blend_on_device(image, corners, weight, clock)
+            classes = classes[:shape[0], :shape[1], :shape[2]]
+            return Prediction(label_map=self._label_volume(resize(classes, volume.shape, order=0), volume),
+                              scores=None)
         blender = None
         for start in range(0, len(corners), s.batch_size):
             group = corners[start:start + s.batch_size]
@@ -229,6 +235,34 @@ class SlidingWindowModel(_Segmenter):
                                                            volume), scores=None)
         return Prediction(label_map=self._label_volume(resize(out_classes[0], volume.shape, order=0), volume),
                           scores=None)
+
+    def _blends_on_device(self, keep_scores: bool) -> bool:
+        """The blend stays on the device when the model runs there through IO binding with the
+        blending weight in its graph and only classes are needed (no linear resample of scores)."""
+        binding = getattr(self.session, "binding", None)
+        return (binding is not None and hasattr(binding, "run_on_device") and self.post is not None
+                and self.post.kind == "weighted" and not keep_scores)
+
+    def _blend_on_device(self, image: np.ndarray, corners, weight: np.ndarray, clock) -> np.ndarray:
+        """:class:`~medbench_fast.models.device_blend.DeviceBlender` over every patch batch;
+        the classes of the padded grid (only they come back to the host)."""
+        import onnxruntime
+
+        from medbench_fast.models.device_blend import DeviceBlender
+
+        s, binding = self.spec.strategy, self.session.binding
+        patch = tuple(s.patch_size)
+        providers = (["CPUExecutionProvider"] if binding.device == "cpu" else
+                     [("CUDAExecutionProvider", {"device_id": str(binding.device_id)}), "CPUExecutionProvider"])
+        threshold = 0.5 if self.spec.output.activation != "none" else 0.0
+        blender = DeviceBlender(onnxruntime, binding, providers, channels=self.post.channels, grid=image.shape[1:],
+                                patch=patch, batch=s.batch_size, threshold=threshold)
+        for start in range(0, len(corners), s.batch_size):
+            group = corners[start:start + s.batch_size]
+            batch = np.stack([image[:, z:z + patch[0], y:y + patch[1], x:x + patch[2]] for z, y, x in group])
+            arrays = self._padded([to_channels(batch, self.spec.channels, self.spec.intensity, self.spec.layout)])
+            blender.add(group, self._run(arrays, clock, call=binding.run_on_device), weight)
+        return blender.finish()
 
     def _plane_classes(self, scores: np.ndarray) -> np.ndarray:
         """Blended ``(C, *spatial)`` scores -> classes (argmax; one channel: above 0.5, or 0 for raw logits)."""

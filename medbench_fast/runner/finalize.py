@@ -33,7 +33,7 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
                     "label_names": None if not options.label_names else {str(k): v for k, v in options.label_names.items()},
                     "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance,
                     "threshold": threshold},
-        "versions": run_info.package_versions(), "hardware": run_info.hardware(), "git_commit": run_info.git_commit(),
+        "versions": run_info.package_versions(), "hardware": run_info.hardware(info.get("workers")), "git_commit": run_info.git_commit(),
     }
     files["run"] = run_info.write_run_json(run_dir, record)
     from medbench_fast.report.tables import write_reports

@@ -94,6 +94,17 @@ def gpu_settings(benchmark: dict):
                        strict=benchmark.get("strict_providers"))
 
 
+def watch_gpus(benchmark: dict):
+    """This process's :class:`~medbench_fast.runner.profile.GpuWatch`, with the baseline of the
+    device a GPU run uses read before its sessions exist."""
+    from medbench_fast.runner.profile import GpuWatch
+
+    watch = GpuWatch.of_process()
+    if any(p in ("cuda", "tensorrt") for p in benchmark.get("providers") or ()):
+        watch.before_sessions([0])  # workers are pinned with CUDA_VISIBLE_DEVICES: their device is ordinal 0
+    return watch
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """A config model entry exported to ONNX with its resolved spec and precision (picklable:

@@ -161,10 +161,11 @@ def _seg_dir(plan: RunPlan, run_dir: Path) -> Path | None:
 
 
 def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None):
-    from medbench_fast.runner.model_sources import open_resolved
+    from medbench_fast.runner.model_sources import open_resolved, watch_gpus
     from medbench_fast.runner.worker import CaseWorker
 
     bench = plan.config["benchmark"]
+    watch_gpus(bench)
     models, info = {}, {}
     for entry in plan.entries:
         t0 = time.perf_counter_ns()

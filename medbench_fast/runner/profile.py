@@ -192,3 +192,88 @@ def profile_model(path: str | os.PathLike, *, providers=("cpu",), batch_sizes=(1
     if profile_file:
         rows[0]["ort_profile"] = profile_file
     return rows
+
+
+class GpuWatch:
+    """This process's GPU memory on each device its sessions use, sampled in a thread.
+
+    :meth:`before_sessions` reads each device's baseline before the first session creates
+    its CUDA context (so the device-delta fallback includes the context); :meth:`start`
+    samples every ``every`` seconds until :meth:`record`, which returns one entry per device:
+    the GPU (:func:`~medbench_fast.store.run_info.visible_gpu`), this process's peak MiB and
+    its source (``process``, ``device_delta`` or ``not measured``), pid and host. One per
+    process: :meth:`of_process`.
+    """
+
+    _process: GpuWatch | None = None
+
+    def __init__(self, every: float = 0.25):
+        import threading
+
+        self.every = every
+        self.memories: dict[int, GpuMemory] = {}
+        self._gpus: dict[int, dict] = {}  # ordinal -> visible_gpu(), read once
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of_process(cls) -> GpuWatch:
+        if cls._process is None:
+            cls._process = cls()
+        return cls._process
+
+    def before_sessions(self, ordinals) -> None:
+        for ordinal in ordinals:
+            with self._lock:
+                if ordinal not in self.memories:
+                    self.memories[ordinal] = GpuMemory(ordinal)
+
+    def _used(self) -> list[int]:
+        import sys
+
+        session = sys.modules.get("medbench_fast.models.session")
+        return sorted(getattr(session, "DEVICES_USED", ()))
+
+    def sample(self) -> None:
+        self.before_sessions(self._used())
+        with self._lock:
+            for memory in self.memories.values():
+                memory.sample()
+
+    def start(self) -> GpuWatch:
+        import threading
+
+        if self._thread is None and self._used():
+            self._thread = threading.Thread(target=self._loop, name="medbench-gpu-memory", daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def record(self) -> list[dict] | None:
+        """The devices used so far with this process's sampled peak (None: no GPU session)."""
+        import socket
+
+        from medbench_fast.store.run_info import visible_gpu
+
+        used = self._used()
+        if not used:
+            return None
+        self.sample()
+        out = []
+        for ordinal in used:
+            memory = self.memories[ordinal]
+            if ordinal not in self._gpus:
+                self._gpus[ordinal] = visible_gpu(ordinal) or {"uuid": memory.uuid}
+            out.append({"cuda_ordinal": ordinal, **self._gpus[ordinal],
+                        "pid": os.getpid(), "host": socket.gethostname(), "process_peak_mib": memory.peak_mib,
+                        "memory_source": memory.source or "not measured"})
+        return out

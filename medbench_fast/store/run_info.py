@@ -112,12 +112,20 @@ def driver_cuda_version() -> str | None:
 def visible_gpu(ordinal: int) -> dict | None:
     """The GPU that CUDA device ``ordinal`` is, resolved through ``CUDA_VISIBLE_DEVICES``
     (indices, ``GPU-`` UUIDs or their prefixes, ``MIG-`` instances) to nvidia-smi's row.
+    Where the CUDA driver library is loadable, the UUID comes from it (``cuDeviceGetUuid``)
+    and name and memory from NVML (:func:`nvml_gpu`), so nvidia-smi is not needed.
 
     NVML and nvidia-smi ignore ``CUDA_VISIBLE_DEVICES`` and number GPUs in PCI order, so a
     bare ordinal is matched as an nvidia-smi index only when the variable is unset. A MIG
     instance is returned as ``{"uuid": "MIG-...", "mig": True}``. None when unresolvable.
     """
+    from medbench_fast.models.providers import cuda_device_uuid
+
+    uuid = cuda_device_uuid(ordinal)  # the driver's own numbering: exact, no nvidia-smi needed
     gpus = nvidia_smi_gpus() or []
+    if uuid is not None:
+        row = next((gpu for gpu in gpus if gpu["uuid"] == uuid), None)
+        return row or {"uuid": uuid, **nvml_gpu(uuid)}
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     entry = str(ordinal)
     if env is not None:
@@ -131,6 +139,24 @@ def visible_gpu(ordinal: int) -> dict | None:
         if (entry.isdigit() and gpu["index"] == int(entry)) or (entry.startswith("GPU-") and gpu["uuid"].startswith(entry)):
             return gpu
     return None
+
+
+def nvml_gpu(uuid: str) -> dict:
+    """Name and total memory of the GPU ``uuid`` through NVML (``nvidia-ml-py``), or {}."""
+    from medbench_fast.runner.profile import _nvml
+
+    nvml = _nvml()
+    if nvml is None:
+        return {}
+    try:
+        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+        name = nvml.nvmlDeviceGetName(handle)
+        total = nvml.nvmlDeviceGetMemoryInfo(handle).total
+        driver = nvml.nvmlSystemGetDriverVersion()
+    except nvml.NVMLError:
+        return {}
+    text = (lambda v: v.decode() if isinstance(v, bytes) else str(v))
+    return {"name": text(name), "driver": text(driver), "memory_total_mib": float(total) / 2**20}
 
 
 def onnxruntime_build() -> dict | None:
@@ -162,25 +188,38 @@ def gpu_info() -> list[dict] | None:
     return [{**gpu, "driver_cuda": cuda} for gpu in gpus]
 
 
-def gpus_used() -> list[dict] | None:
-    """The GPUs this process's sessions ran on (name, UUID, memory), or None.
+def gpus_used(workers: list[dict] | None = None) -> list[dict] | None:
+    """The GPUs the run's sessions ran on, with every worker process's sampled peak memory.
 
-    ``process_memory_end_mib``: this process's GPU memory on it when recorded (NVML); with
-    onnxruntime's arena, which keeps what it grew to, that is about the run's peak.
+    ``workers``: ``run.json``'s worker records (every executor: local, processes, Ray), each
+    with ``gpus`` from its process's :class:`~medbench_fast.runner.profile.GpuWatch`. One
+    entry per GPU (by UUID): its facts, ``processes`` (pid, host, ``process_peak_mib``,
+    ``memory_source``) and ``process_peak_mib``, the largest of them. Without worker
+    records, this process's own GPUs. None when no session ran on a GPU.
     """
-    session = sys.modules.get("medbench_fast.models.session")
-    ordinals = sorted(getattr(session, "DEVICES_USED", ()))
-    if not ordinals:
+    rows = [gpu for worker in workers or () for gpu in worker.get("gpus") or ()]
+    if not rows:
+        from medbench_fast.runner.profile import GpuWatch
+
+        rows = GpuWatch.of_process().record() or []
+    if not rows:
         return None
-    from medbench_fast.runner.profile import GpuMemory
+    out: dict[str, dict] = {}
+    for row in rows:
+        key = row.get("uuid") or f"{row.get('host')}:{row.get('cuda_ordinal')}"
+        process = {k: row.get(k) for k in ("pid", "host", "process_peak_mib", "memory_source")}
+        entry = out.setdefault(key, {k: v for k, v in row.items() if k not in process and k != "cuda_ordinal"}
+                               | {"processes": []})
+        entry["processes"].append(process)
+    for entry in out.values():
+        peaks = [p["process_peak_mib"] for p in entry["processes"] if p["process_peak_mib"] is not None]
+        entry["process_peak_mib"] = max(peaks) if peaks else None
+    return list(out.values())
 
-    return [{"cuda_ordinal": i, **(visible_gpu(i) or {"uuid": None}),
-             "process_memory_end_mib": GpuMemory(i).process_mib()} for i in ordinals]
 
-
-def hardware() -> dict:
+def hardware(workers: list[dict] | None = None) -> dict:
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "gpus": gpu_info(), "gpus_used": gpus_used(),
+            "python": platform.python_version(), "gpus": gpu_info(), "gpus_used": gpus_used(workers),
             "onnxruntime_build": onnxruntime_build()}
 
 

@@ -82,3 +82,23 @@ def brain_scans() -> list[tuple[str, Path, Path]]:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def demo_exports(tmp_path_factory) -> dict[str, Path]:
+    """The demo's SegFormer (Hugging Face export) and AI-ENE DualNet (Keras conversion) as the
+    project writes them, plus the HU-threshold baseline: name -> ONNX path."""
+    from medbench_fast.demo import _segformer
+    from medbench_fast.demo.baseline import build_baseline
+    from medbench_fast.models.aiene.dualnet import write_dualnet_h5
+    from medbench_fast.models.aiene.export import export_aiene
+    from medbench_fast.models.huggingface import export_hf
+
+    root = tmp_path_factory.mktemp("demo-exports")
+    cache = root / "cache"
+    segformer, _, _ = export_hf(_segformer(root / "segformer"), root / "segformer.onnx",
+                                task="semantic-segmentation", cache_dir=cache)
+    write_dualnet_h5(root / "dualnet.h5")
+    aiene, _, _ = export_aiene(root / "dualnet.h5", root / "aiene.onnx", node_label=5, cache_dir=cache)
+    (root / "dualnet.h5").unlink()
+    return {"segformer": segformer, "aiene": aiene, "baseline": build_baseline(root / "baseline.onnx")}

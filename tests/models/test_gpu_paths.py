@@ -13,7 +13,7 @@ import pytest
 from medbench_fast.data.reader import Volume
 from medbench_fast.models import ModelError, create_session, load_model
 from medbench_fast.models.iobinding import DeviceBinding
-from medbench_fast.models.onnx import fixed_input_shapes
+from medbench_fast.models.onnx import fixed_input_shapes, trt_profile_shapes
 from medbench_fast.models.postgraph import LABELS_OUTPUT, WEIGHTED_OUTPUT
 from medbench_fast.models.providers import (
     GpuSettings,
@@ -171,6 +171,46 @@ def test_sliding_window_blends_in_a_slab(make_threshold_onnx, rng, monkeypatch):
     np.testing.assert_array_equal(pred.label_map.array, np.where(windowed > 0.5, 7, 0))
 
 
+@pytest.mark.parametrize("output, channels", [({"activation": "softmax"}, 3), ({}, 3), ({}, 1),
+                                             ({"activation": "sigmoid"}, 1)])
+def test_sliding_window_blend_on_the_device_equals_the_host_blend(tmp_path, make_threshold_onnx, rng, output,
+                                                                  channels, monkeypatch):
+    """Through the reused IO binding, patches stay on the device and are summed there (here
+    onnxruntime's CPU device): only class planes come back, and they equal the host blend."""
+    import onnxruntime
+
+    from medbench_fast.models import device_blend, strategies
+
+    if channels == 3:
+        path = _three_class_graph(tmp_path / "three.onnx", 3)
+        spec = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8], "batch_size": 3, "overlap": 0.5},
+                         labels={"1": 3, "2": 5}, **output)
+        spec["intensity"] = [{"op": "window", "range": [-300.0, 300.0]}]
+    else:
+        path = make_threshold_onnx(name="one.onnx", spatial_rank=3)
+        spec = spec_dict({"type": "sliding_window", "patch_size": [4, 8, 8], "batch_size": 3, "overlap": 0.5},
+                         **output)
+    device = load_model(path, spec=spec, threads=1)
+    host = load_model(path, spec=spec, threads=1)
+    device.session.binding = DeviceBinding(device.session.session, onnxruntime.OrtValue, device="cpu")
+    blenders = []
+    real = device_blend.DeviceBlender.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        blenders.append(self)
+
+    monkeypatch.setattr(device_blend.DeviceBlender, "__init__", spy)
+    host_blend = strategies._Blender.add
+    for shape in [(23, 12, 12), (9, 21, 18), (4, 8, 8)]:
+        volume = Volume(array=rng.normal(0, 120, size=shape).astype(np.float32), spacing=(2.0, 0.8, 0.7))
+        expected = host.predict(volume).label_map.array
+        monkeypatch.setattr(strategies._Blender, "add", lambda *a, **k: pytest.fail("host blend used"))
+        np.testing.assert_array_equal(device.predict(volume).label_map.array, expected)
+        monkeypatch.setattr(strategies._Blender, "add", host_blend)
+    assert len(blenders) == 3 and blenders[0].slab_shape == (4, 12, 12)
+
+
 # -- IO binding ----------------------------------------------------------------------------
 class FakeOrtValue:
     created = []
@@ -310,27 +350,67 @@ def test_strict_names_missing_libraries(monkeypatch):
 
     ort = SimpleNamespace(get_available_providers=lambda: [CUDA, CPU], __version__="1.0", cuda_version="12.8")
     monkeypatch.setattr(providers, "missing_libraries", lambda provider, cuda: ["libcudnn.so.9", "libcublasLt.so.12"])
-    assert "missing libraries libcudnn.so.9, libcublasLt.so.12" in providers.explain_unavailable(ort, CUDA)
+    assert "libraries missing: CUDAExecutionProvider needs libcudnn.so.9, libcublasLt.so.12" in \
+        providers.explain_unavailable(ort, CUDA)
 
 
-def test_strict_session_forbids_cpu_fallback(monkeypatch, make_threshold_onnx):
-    """Strict GPU sessions set onnxruntime's no-fallback entry, leave CPU out, and map its refusal."""
+def test_no_gpu_visible_and_model_refused_are_told_apart(monkeypatch, make_threshold_onnx):
+    """Libraries found: no driver / no GPU / an ordinal beyond them is "no GPU visible"; with a
+    GPU there, a session-creation error is "model refused by onnxruntime"."""
+    import onnxruntime
+
+    from medbench_fast.models import providers
+
+    ort = SimpleNamespace(get_available_providers=lambda: [CUDA, CPU], __version__="1.0", cuda_version="13.0")
+    monkeypatch.setattr(providers, "missing_libraries", lambda provider, cuda: [])
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: None)
+    assert providers.explain_unavailable(ort, CUDA).startswith("no GPU visible: no NVIDIA driver")
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 1)
+    assert "device_id 1 asked for" in providers.explain_unavailable(ort, CUDA, device_id=1)
+    assert providers.explain_unavailable(ort, CUDA) is None
+    assert "did not start although its libraries and a GPU are visible" in providers.why_not_in_use(ort, CUDA)
+
+    seen = {}
+
+    class Refusing:
+        def __init__(self, source, sess_options, providers, provider_options, **kwargs):
+            seen.update(providers=providers, kwargs=kwargs)
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: 14, max supported IR "
+                               "version: 13")
+
+        get_provider_graph_assignment_info = None
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Refusing)
+    with pytest.raises(ModelError, match="model refused by onnxruntime on CUDAExecutionProvider: .*IR version: 14"):
+        create_session(make_threshold_onnx(spatial_rank=2), providers=("cuda",))
+    assert seen["providers"] == [CUDA, CPU] and seen["kwargs"] == {"enable_fallback": 0}
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 0)
+    with pytest.raises(ModelError, match="CUDAExecutionProvider: no GPU visible: the driver shows 0 GPU"):
+        create_session(make_threshold_onnx(spatial_rank=2), providers=("cuda",))
+
+
+def test_strict_session_keeps_cpu_last_and_records_placement(monkeypatch, make_threshold_onnx):
+    """Strict GPU sessions keep CPU last (for shape arithmetic), ask onnxruntime to record the
+    placement and no longer set its no-fallback entry."""
     import onnxruntime
 
     seen = {}
 
     class Refusing:
-        def __init__(self, source, sess_options, providers, provider_options):
-            seen.update(providers=providers, options=provider_options, level=sess_options.log_severity_level)
-            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : This session contains graph nodes that are assigned "
-                               "to the default CPU EP, but fallback to CPU EP has been explicitly disabled by the user.")
+        def __init__(self, source, sess_options, providers, provider_options, **kwargs):
+            seen.update(providers=providers, options=provider_options, session_options=sess_options)
+            raise RuntimeError("stop here")
+
+        get_provider_graph_assignment_info = None
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [TRT, CUDA, CPU])
     monkeypatch.setattr(onnxruntime, "InferenceSession", Refusing)
-    with pytest.raises(ModelError, match="some nodes would run on the CPU"):
+    with pytest.raises(ModelError):
         create_session(make_threshold_onnx(spatial_rank=2), providers=("tensorrt",),
                        gpu=GpuSettings(cudnn_search="heuristic", trt_cache_dir=None))
-    assert seen["providers"] == [TRT, CUDA] and seen["level"] == 2
+    assert seen["providers"] == [TRT, CUDA, CPU]
+    assert seen["session_options"].get_session_config_entry("session.record_ep_graph_assignment_info") == "1"
     assert seen["options"][1] == {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"}
     assert seen["options"][0]["trt_engine_cache_enable"] == "True"
 
@@ -338,7 +418,7 @@ def test_strict_session_forbids_cpu_fallback(monkeypatch, make_threshold_onnx):
 # -- provider options ------------------------------------------------------------------------
 def test_provider_order():
     assert provider_order([TRT], strict=False) == [TRT, CUDA, CPU]
-    assert provider_order([TRT, CPU], strict=True) == [TRT, CUDA]
+    assert provider_order([TRT, CPU], strict=True) == [TRT, CUDA, CPU]
     assert provider_order([CUDA, TRT], strict=False) == [CUDA, TRT, CPU]
     assert provider_order([CPU], strict=True) == [CPU]
 
@@ -373,6 +453,31 @@ def test_profile_shapes_come_from_the_spec(make_threshold_onnx):
     assert fixed_input_shapes(patches, graph3) == {"image": [2, 1, 16, 32, 32]}
     whole = ModelSpec.from_dict(spec_dict({"type": "whole_volume", "input_size": [8, 16, 16]}))
     assert fixed_input_shapes(whole, graph3) == {"image": [1, 1, 8, 16, 16]}
+
+
+def test_tensorrt_profiles_cover_the_post_processing_input(make_threshold_onnx):
+    """The in-graph post-processing adds the int64 output-size input: TensorRT refuses a
+    profile that leaves a dynamic input out ("User needs to provide all the dynamic shape
+    inputs"), so it gets a range of values; a dynamic input nothing sizes drops the profile."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from medbench_fast.models.postgraph import SIZE_INPUT, append_postprocessing, plan_postprocessing
+
+    graph3 = onnx.load(str(make_threshold_onnx(name="w.onnx", spatial_rank=3)))
+    whole = ModelSpec.from_dict(spec_dict({"type": "whole_volume", "input_size": [8, 16, 16]}))
+    post = plan_postprocessing(whole, graph3)
+    assert post is not None and post.kind == "labels"
+    profiles = trt_profile_shapes(whole, graph3, post)
+    assert profiles["image"] == ([1, 1, 8, 16, 16],) * 3
+    assert profiles[SIZE_INPUT] == ([1, 2, 1, 1, 1], [1, 2, 8, 16, 16], [1, 2, 1024, 1024, 1024])
+    options = provider_options([TRT, CUDA], GpuSettings(), fp16=False, trt_shapes=profiles)[0]
+    assert options["trt_profile_min_shapes"] == f"image:1x1x8x16x16,{SIZE_INPUT}:1x2x1x1x1"
+    assert options["trt_profile_max_shapes"] == f"image:1x1x8x16x16,{SIZE_INPUT}:1x2x1024x1024x1024"
+    derived = append_postprocessing(onnx.load(str(make_threshold_onnx(name="d.onnx", spatial_rank=3))), post)
+    assert {v.name for v in derived.graph.input} == set(profiles)  # every input of the graph that runs
+    graph3.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["n", 3]))
+    assert trt_profile_shapes(whole, graph3, post) is None
 
 
 # -- fp16 ------------------------------------------------------------------------------------------
@@ -445,3 +550,29 @@ def test_appended_nodes_hold_no_shape_arithmetic(tmp_path, output):
     assert not added & {"Shape", "Size", "Slice", "Concat", "Gather", "Unsqueeze", "ConstantOfShape"}
     assert added <= {"ReduceMax", "Sub", "Exp", "ReduceSum", "Div", "Sigmoid", "Resize", "ArgMax", "Greater", "Cast",
                      "Squeeze"}
+
+
+def test_tensorrt_version_from_the_loaded_library(monkeypatch):
+    """A system TensorRT (no pip metadata) keys its caches by libnvinfer's own version."""
+    from importlib import metadata
+
+    from medbench_fast.models import providers
+
+    assert providers.decode_trt_version(100300) == "10.3.0"
+    assert providers.decode_trt_version(8601) == "8.6.1"
+
+    def no_dist(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(providers.metadata, "version", no_dist)
+
+    class Lib:
+        @staticmethod
+        def getInferLibVersion():
+            return 101300
+
+    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: Lib() if name == "libnvinfer.so.10" else
+                        (_ for _ in ()).throw(OSError(name)))
+    assert providers.tensorrt_version() == "10.13.0"
+    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    assert providers.tensorrt_version() == "unknown"

@@ -4,13 +4,15 @@ the device used resolved through ``CUDA_VISIBLE_DEVICES``, per-process GPU memor
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from medbench_fast.runner.profile import GpuMemory
+from medbench_fast.runner.profile import GpuMemory, GpuWatch
 from medbench_fast.store import run_info
 
 UUID0 = "GPU-0a1b2c3d-1111-2222-3333-444455556666"
@@ -77,9 +79,12 @@ def test_hardware_records_the_device_used(fake_smi, monkeypatch):
     monkeypatch.setattr(session, "DEVICES_USED", {0})
     nvml = FakeNvml(used=30 << 30, processes=[SimpleNamespace(pid=os.getpid(), usedGpuMemory=5 << 30)])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(GpuWatch, "_process", None)
     hw = run_info.hardware()
-    assert hw["gpus_used"] == [{"cuda_ordinal": 0, "index": 1, "uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB",
-                                "driver": "550.54.15", "memory_total_mib": 40960.0, "process_memory_end_mib": 5120.0}]
+    assert hw["gpus_used"] == [{"index": 1, "uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15",
+                                "memory_total_mib": 40960.0, "process_peak_mib": 5120.0,
+                                "processes": [{"pid": os.getpid(), "host": socket.gethostname(),
+                                               "process_peak_mib": 5120.0, "memory_source": "process"}]}]
     assert len(hw["gpus"]) == 2
     assert hw["onnxruntime_build"]["version"] == onnxruntime.__version__
 
@@ -147,3 +152,68 @@ def test_gpu_memory_without_nvml(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     memory = GpuMemory(0)
     assert memory.sample() is None and memory.peak_mib is None
+
+
+def test_uuid_from_the_cuda_driver_without_nvidia_smi(monkeypatch, tmp_path):
+    """With libcuda loadable, the CUDA ordinal's UUID comes from the driver (its own
+    numbering, CUDA_VISIBLE_DEVICES applied) and the name and memory from NVML."""
+    import ctypes
+
+    from medbench_fast.models import providers
+
+    raw = bytes.fromhex(UUID1[4:].replace("-", ""))
+
+    class Driver:
+        def cuInit(self, flags):
+            return 0
+
+        def cuDeviceGet(self, ref, ordinal):
+            ctypes.cast(ref, ctypes.POINTER(ctypes.c_int))[0] = ordinal
+            return 0 if ordinal == 0 else 101
+
+        def cuDeviceGetUuid_v2(self, out, device):
+            ctypes.memmove(out, raw, 16)
+            return 0
+
+    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: Driver())
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    nvml = FakeNvml(used=0, processes=[])
+    nvml.nvmlDeviceGetName = lambda handle: b"NVIDIA A100-SXM4-40GB"
+    nvml.nvmlSystemGetDriverVersion = lambda: "550.54.15"
+    nvml.nvmlDeviceGetMemoryInfo = lambda handle: SimpleNamespace(used=0, total=40 << 30)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert providers.cuda_device_uuid(0) == UUID1 and providers.cuda_device_uuid(1) is None
+    assert run_info.visible_gpu(0) == {"uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15",
+                                       "memory_total_mib": 40 * 1024}
+
+
+def test_gpu_memory_is_sampled_during_the_run_and_gathered_from_every_worker(fake_smi, monkeypatch):
+    """The watch samples while work runs (a peak between samples is kept after memory drops);
+    run.json's gpus_used gathers every worker process's record (processes and Ray executors)."""
+    from medbench_fast.models import session
+
+    fake_smi()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(session, "DEVICES_USED", {0})
+    nvml = FakeNvml(used=10 << 30, processes=[SimpleNamespace(pid=os.getpid(), usedGpuMemory=1 << 30)])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    watch = GpuWatch(every=0.01)
+    watch.before_sessions([0])
+    watch.start()
+    nvml.processes[0].usedGpuMemory = 7 << 30
+    deadline = time.monotonic() + 5
+    while watch.memories[0].peak_mib != 7 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    nvml.processes[0].usedGpuMemory = 2 << 30
+    mine = watch.record()
+    watch.stop()
+    assert mine[0]["uuid"] == UUID0 and mine[0]["process_peak_mib"] == 7 * 1024
+    other = {**mine[0], "pid": 4242, "process_peak_mib": 3 * 1024.0}
+    second = {**mine[0], "uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "pid": 4343, "process_peak_mib": None,
+              "memory_source": "not measured"}
+    workers = [{"executor": "processes", "gpus": [mine[0]]}, {"executor": "processes", "gpus": [other]},
+               {"executor": "ray", "gpus": [second]}, {"executor": "ray", "gpus": None}]
+    used = run_info.gpus_used(workers)
+    assert [g["uuid"] for g in used] == [UUID0, UUID1]
+    assert used[0]["process_peak_mib"] == 7 * 1024 and [p["pid"] for p in used[0]["processes"]] == [os.getpid(), 4242]
+    assert used[1]["process_peak_mib"] is None and used[1]["processes"][0]["memory_source"] == "not measured"

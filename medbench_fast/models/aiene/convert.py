@@ -17,6 +17,7 @@ import numpy as np
 
 from medbench_fast.models.aiene.builder import same_padding, valid_size
 from medbench_fast.models.aiene.keras_h5 import KerasFile, read_keras_h5
+from medbench_fast.models.onnx_floor import save_onnx
 from medbench_fast.models.spec import ModelError
 
 OPSET = 17
@@ -318,7 +319,6 @@ def keras_to_onnx(source: KerasFile):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="medbench-fast", doc_string=f"converted from {Path(source.path).name} "
                               f"(Keras {source.keras_version})")
-    model.ir_version = 8
     return model
 
 
@@ -330,7 +330,7 @@ def convert_h5(h5_path: str | os.PathLike, onnx_path: str | os.PathLike) -> dict
     source = read_keras_h5(h5_path)
     model = keras_to_onnx(source)
     onnx.checker.check_model(model)
-    onnx.save(model, str(onnx_path))
+    save_onnx(model, onnx_path)
 
     def shapes(values):
         return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][1:] for v in values}

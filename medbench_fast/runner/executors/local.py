@@ -14,6 +14,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from medbench_fast.runner.executors.base import ExecStats, progress_bar
+from medbench_fast.runner.profile import GpuWatch
 from medbench_fast.runner.sink import RunSink
 from medbench_fast.runner.worker import (
     CaseResult,
@@ -48,6 +49,7 @@ class LocalExecutor:
                 sink.add(CaseResult(case_id, [o for o, _ in parts]))
                 bar.update(1)
 
+        watch = GpuWatch.of_process().start()
         loop_start = time.perf_counter_ns()
         ahead: deque[Future] = deque()
         try:
@@ -84,6 +86,7 @@ class LocalExecutor:
         stats.loop_s = (time.perf_counter_ns() - loop_start - worker.cold_ns) / 1e9
         stats.workers = [{**worker_identity(), "executor": "local", "cases_done": sink.cases_done,
                           "providers_in_use": {n: m.providers_in_use for n, m in worker.models.items()},
-                          "cold_start_s": {n: i.get("cold_start_s") for n, i in worker.model_info.items()}}]
+                          "cold_start_s": {n: i.get("cold_start_s") for n, i in worker.model_info.items()},
+                          "gpus": watch.record()}]
         return stats
 

@@ -45,6 +45,8 @@ def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
         pin_gpu,
     )
 
+    from medbench_fast.runner.profile import GpuWatch
+
     ignore_sigint()
     pin_gpu(slot.gpu)
     parent = os.getppid()
@@ -69,7 +71,8 @@ def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
         except BaseException as exc:  # a model-wide error (ModelError) or a bug: stop the run with it
             results.put(("fatal", slot.index, f"{type(exc).__name__}: {exc}"))
             return
-        results.put(("done", slot.index, pack(result, init.metrics_schema, worker.model_info)))
+        results.put(("done", slot.index, pack(result, init.metrics_schema, worker.model_info,
+                                              GpuWatch.of_process().record())))
 
 
 @contextmanager
@@ -139,6 +142,8 @@ class ProcessExecutor:
                 first_ready = first_ready or time.perf_counter_ns()
             elif kind == "done" and w["task"] is not None and w["task"][0].case_id == payload.case_id:
                 w.update(task=None, model_info=payload.model_info)
+                if payload.gpus:
+                    w["identity"]["gpus"] = payload.gpus
                 w["cases_done"] += 1
                 sink.add(unpack(payload))
                 bar.update(1)

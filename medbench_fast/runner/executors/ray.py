@@ -104,7 +104,10 @@ class _Actor:
         return self.identity
 
     def process(self, case, names):
-        return pack(self.worker.process(case, names), self.init.metrics_schema, self.worker.model_info)
+        from medbench_fast.runner.profile import GpuWatch
+
+        return pack(self.worker.process(case, names), self.init.metrics_schema, self.worker.model_info,
+                    GpuWatch.of_process().record())
 
 
 class RayExecutor:
@@ -181,6 +184,8 @@ class RayExecutor:
                         first_ready = first_ready or time.perf_counter_ns()
                     else:
                         a.update(task=None, ref=None, model_info=value.model_info)
+                        if value.gpus:
+                            a["identity"]["gpus"] = value.gpus
                         a["cases_done"] += 1
                         sink.add(unpack(value))
                         bar.update(1)

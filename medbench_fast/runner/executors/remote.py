@@ -52,6 +52,7 @@ class PackedResult:
     cases: pa.RecordBatch
     extras: list[tuple[float | None, float]] = field(default_factory=list)  # (inference_s, busy_s) per model
     model_info: dict = field(default_factory=dict)
+    gpus: list | None = None  # the worker's GPUs with its sampled peak memory so far (GpuWatch.record)
 
 
 def _schemas(metrics_schema: pa.Schema):
@@ -61,7 +62,7 @@ def _schemas(metrics_schema: pa.Schema):
     return drop(metrics_schema), drop(SCORES_SCHEMA), drop(CASES_SCHEMA)
 
 
-def pack(result: CaseResult, metrics_schema: pa.Schema, model_info: dict) -> PackedResult:
+def pack(result: CaseResult, metrics_schema: pa.Schema, model_info: dict, gpus: list | None = None) -> PackedResult:
     m_schema, s_schema, c_schema = _schemas(metrics_schema)
     metrics, scores, cases, extras = [], [], [], []
     for o in result.outcomes:
@@ -71,7 +72,7 @@ def pack(result: CaseResult, metrics_schema: pa.Schema, model_info: dict) -> Pac
         extras.append((o.inference_s, o.busy_s))
     return PackedResult(result.case_id, pa.RecordBatch.from_pylist(metrics, schema=m_schema),
                         pa.RecordBatch.from_pylist(scores, schema=s_schema),
-                        pa.RecordBatch.from_pylist(cases, schema=c_schema), extras, model_info)
+                        pa.RecordBatch.from_pylist(cases, schema=c_schema), extras, model_info, gpus)
 
 
 def unpack(packed: PackedResult) -> CaseResult:
@@ -122,8 +123,9 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
     import time
 
     from medbench_fast.data.cache import VolumeCache
-    from medbench_fast.runner.model_sources import open_resolved
+    from medbench_fast.runner.model_sources import open_resolved, watch_gpus
 
+    watch = watch_gpus(init.benchmark)
     models, info = {}, {}
     for resolved in init.resolved:
         t0 = time.perf_counter_ns()
@@ -136,7 +138,8 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
     worker = CaseWorker(models, info, init.options, init.targets, cache, init.benchmark["warmup"],
                         seg_dir=Path(init.seg_dir) if init.seg_dir else None)
     identity = {**worker_identity(), "threads": init.threads,
-                "providers_in_use": {n: m.providers_in_use for n, m in models.items()}}
+                "providers_in_use": {n: m.providers_in_use for n, m in models.items()},
+                "gpus": watch.start().record()}
     return worker, identity
 
 
