@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import sys
 from contextlib import contextmanager
 from typing import NoReturn
@@ -66,6 +67,17 @@ def describe_os_error(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return f"{where}no space left on the device; finished results written so far are kept"
     return f"{where}{exc.strerror or (exc.args[0] if exc.args else type(exc).__name__)}"
+
+
+def stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (another broken pipe, a worker's
+    or a server's, is an error to report)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test runner's buffer), no poll
+        return False
 
 
 def output_closed() -> NoReturn:

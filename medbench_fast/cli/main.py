@@ -53,6 +53,7 @@ class LazyGroup(click.Group):
             EXIT_INTERRUPTED,
             describe_os_error,
             output_closed,
+            stdout_closed,
         )
 
         try:
@@ -62,9 +63,9 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except BrokenPipeError:  # the reader of our output went away (``medbench ... | head -1``)
-            output_closed()
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():  # ``medbench ... | head -1``
+                output_closed()
             if ctx.params.get("debug"):
                 raise
             from medbench_fast.cli.errors import InputError

@@ -106,3 +106,16 @@ def test_write_errors_name_the_file_they_were_writing(tmp_path, monkeypatch):
         write_text_atomic(tmp_path / "summary.json", "{}")
     assert info.value.filename == str(tmp_path / "summary.json")
     assert describe_os_error(info.value).startswith(f"{tmp_path / 'summary.json'}: no space left on the device")
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_an_error(monkeypatch):
+    """Only a closed standard output ends quietly; another broken pipe (a worker's, a server's)
+    is reported."""
+    import medbench_fast.config as config
+
+    def broken():
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    monkeypatch.setattr(config, "example_config", broken)
+    result = CliRunner().invoke(cli, ["config", "init"])
+    assert result.exit_code == 1 and "Error: Broken pipe" in result.output, result.output
