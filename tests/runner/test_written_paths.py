@@ -96,9 +96,10 @@ def test_path_inside_and_safe_name():
     assert safe_name("a b/c") == "a_b_c" and "/" not in safe_name("\\..\\x")
 
 
-def test_a_dicom_series_number_cannot_lead_a_seg_outside_the_run_folder(tmp_path):
-    """Two series in one folder get case ids ``<folder>_<SeriesNumber>``; a SeriesNumber of
-    ``/../../../../X`` becomes a plain name, and the prediction SEG stays in the run folder."""
+@pytest.fixture(scope="module")
+def dicom_two_series(tmp_path_factory):
+    """A folder ``both`` holding two CT series (SeriesNumber 1 and ``/../../../../X``), their SEG
+    references, the baseline model, and a config saving predictions as DICOM-SEG."""
     import pydicom
     from pydicom.dataelem import DataElement
 
@@ -106,7 +107,8 @@ def test_a_dicom_series_number_cannot_lead_a_seg_outside_the_run_folder(tmp_path
     from medbench_fast.data.synthetic import LABEL_NAMES, make_case
     from medbench_fast.demo.baseline import build_baseline
 
-    data = tmp_path / "data"
+    root = tmp_path_factory.mktemp("dicom_two_series")
+    data = root / "data"
     both = data / "images" / "both"
     both.mkdir(parents=True)
     for i, number in enumerate((1, 2)):
@@ -122,23 +124,34 @@ def test_a_dicom_series_number_cannot_lead_a_seg_outside_the_run_folder(tmp_path
             ds.save_as(both / f"s{number}_{f.name}")
             f.unlink()
         folder.rmdir()
-    build_baseline(tmp_path / "baseline.onnx")
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    build_baseline(root / "baseline.onnx")
+    return textwrap.dedent(f"""\
         dataset:
           image_dir: {data}/images
           seg_dir: {data}/refs
           dicom_labels: {{"nocase:body": 1, airway: 4, "regex:(vertebra|spinal_cord|lymph_node)": 2}}
           dicom_unmatched: ignore
         models:
-          - name: baseline
-            path: {tmp_path}/baseline.onnx
+          - name: NAME
+            path: {root}/baseline.onnx
         benchmark:
           metrics: [counts]
         output:
           formats: [json]
           dicom_seg: true
-        """))
+        """)
+
+
+def _new_files(tmp_path: Path, before: set[Path]) -> set[Path]:
+    """Files written since ``before``, the caches of the tests apart."""
+    return {p for p in _files(tmp_path) - before if not p.relative_to(tmp_path).parts[0].endswith("-cache")}
+
+
+def test_a_dicom_series_number_cannot_lead_a_seg_outside_the_run_folder(tmp_path, dicom_two_series):
+    """Two series in one folder get case ids ``<folder>_<SeriesNumber>``; a SeriesNumber of
+    ``/../../../../X`` becomes a plain name, and the prediction SEG stays in the run folder."""
+    config = tmp_path / "config.yaml"
+    config.write_text(dicom_two_series.replace("NAME", "baseline"))
     out = tmp_path / "work" / "deep" / "run"
     before = _files(tmp_path)
     _invoke(["run", "--config", str(config), "--out", str(out), "--quiet"], code=0)
@@ -146,8 +159,18 @@ def test_a_dicom_series_number_cannot_lead_a_seg_outside_the_run_folder(tmp_path
     assert sorted(c["case_id"] for c in cases) == ["both_1", "both__.._.._.._.._X"]
     saved = sorted(p.relative_to(out).as_posix() for p in (out / "dicom_seg").rglob("*.dcm"))
     assert saved == ["dicom_seg/baseline/both_1.dcm", "dicom_seg/baseline/both__.._.._.._.._X.dcm"]
-    new = {p for p in _files(tmp_path) - before if not p.relative_to(tmp_path).parts[0].endswith("-cache")}
-    assert new and all(out in p.parents for p in new), sorted(map(str, new))  # the caches are the tests'
-
+    new = _new_files(tmp_path, before)
+    assert new and all(out in p.parents for p in new), sorted(map(str, new))
     assert not any(p.name.startswith("X") for p in _files(tmp_path))
-    assert os.path.realpath(out / "dicom_seg" / "baseline" / "both__.._.._.._.._X.dcm").startswith(str(out))
+
+
+def test_a_model_name_with_a_path_saves_no_seg_anywhere(tmp_path, dicom_two_series):
+    """The end-to-end case of ``output.dicom_seg`` with a model named ``../../ESCAPED``."""
+    config = tmp_path / "config.yaml"
+    config.write_text(dicom_two_series.replace("NAME", "../../ESCAPED"))
+    out = tmp_path / "work" / "deep" / "run"
+    before = _files(tmp_path)
+    result = _invoke(["run", "--config", str(config), "--out", str(out), "--quiet"], code=2)
+    assert "models[0].name: '../../ESCAPED' cannot name the model's files in the run folder" in result.output
+    assert _new_files(tmp_path, before) == set()
+    assert not [p for p in tmp_path.rglob("*ESCAPED*")]
