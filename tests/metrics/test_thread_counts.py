@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import numba
-import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 

@@ -352,7 +352,8 @@ benchmark:
 output:
   formats: [json]
 """)
-    many = {k: str(max(2, os.cpu_count() or 2)) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    threads = str(max(2, os.cpu_count() or 2))
+    many = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"), threads)
     one = dict.fromkeys(many, "1")
     _, address = ray_cluster
     runs = {"local": ([], many), "processes": (["--executor", "processes", "--workers", "2"], one),

@@ -4,7 +4,6 @@ attributes) and checks that the result lies inside its folder."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -38,7 +37,8 @@ def test_a_model_name_that_leaves_the_run_folder_is_a_config_error(tmp_path, nam
     goes to RUN_DIR/models/MODEL.onnx: a name with a path in it is refused before anything runs."""
     (tmp_path / "images").mkdir()
     (tmp_path / "m.onnx").write_bytes(b"")
-    source = f"path: {tmp_path}/m.onnx" if kind == "onnx" else "id: owner/tiny-segformer\n    task: semantic-segmentation"
+    source = (f"path: {tmp_path}/m.onnx" if kind == "onnx"
+              else "id: owner/tiny-segformer\n    task: semantic-segmentation")
     config = tmp_path / "cfg.yaml"
     config.write_text(f"dataset:\n  image_dir: {tmp_path}/images\nmodels:\n  - name: {name!r}\n    kind: {kind}\n"
                       f"    {source}\noutput:\n  dicom_seg: true\n".replace("'", '"').replace("\0", "\\0"))

@@ -5,9 +5,10 @@ case; its reference is the SEG or RTSTRUCT whose ReferencedSeriesInstanceUID is 
 series' SeriesInstanceUID (the frame of reference is checked when the object is read).
 A case's id is its series folder's name when the folder holds that one series, else
 ``<folder>_<SeriesNumber>`` (the number made a harmless file name: other characters than
-letters, digits and ``._+-=@,`` become ``_``, since case ids name written files). Objects referencing no series of the dataset, series without
-or with several references, and series spread over several folders become cases that
-carry a ``problem`` (a failed row naming the file); the run goes on.
+letters, digits and ``._+-=@,`` become ``_``, since case ids name written files). Objects
+referencing no series of the dataset, series without or with several references, and
+series spread over several folders become cases that carry a ``problem`` (a failed row
+naming the file); the run goes on.
 """
 
 from __future__ import annotations

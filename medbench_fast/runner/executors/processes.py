@@ -5,8 +5,9 @@ started), set ``CUDA_VISIBLE_DEVICES`` before onnxruntime loads, open their own 
 and take cases one at a time from the driver, so a slow case never idles the others. The
 driver is the only writer. Each worker talks to the driver over its own pipe: no queue, so
 no named semaphore that multiprocessing's resource tracker would have to follow (a killed
-tracker then costs nothing, where queues made its replacement print a traceback for each). A worker that dies (segfault, OOM kill) is replaced; its case
-is retried once on another worker, then recorded as a failed row naming the cause.
+tracker then costs nothing, where queues made its replacement print a traceback for each).
+A worker that dies (segfault, OOM kill) is replaced; its case is retried once on another
+worker, then recorded as a failed row naming the cause.
 """
 
 from __future__ import annotations
