@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medbench_fast.files import name_problem
+
 
 #: Bounds of a config file: its size, and its nodes once every alias is expanded (an alias
 #: bomb of a few hundred bytes expands to billions of nodes).
@@ -288,6 +290,9 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
     for i, task in enumerate(config["leaderboard"]["tasks"] or []):
         config["leaderboard"]["tasks"][i] = _section(task, TASK_KEYS, f"{source}: leaderboard.tasks[{i}]", base)
     for i, model in enumerate(config["models"]):
+        if name_problem(model["name"]):
+            raise ConfigError(f"{source}: models[{i}].name: {model['name']!r} cannot name the model's files in the "
+                              f"run folder ({name_problem(model['name'])}); use a plain name such as 'unet-v2'")
         if model["hub"] is not None and (model["kind"] != "huggingface" or model["path"] or model["id"]):
             raise ConfigError(f"{source}: models[{i}].hub: only for kind 'huggingface', without path or id")
         if model["hub"] is not None and model["hub"].count("/") != 1:

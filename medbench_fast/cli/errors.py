@@ -8,7 +8,11 @@ is reported the same way with a hint, and its traceback is shown only with ``--d
 from __future__ import annotations
 
 import errno
+import os
+import select
+import sys
 from contextlib import contextmanager
+from typing import NoReturn
 
 import click
 
@@ -18,6 +22,7 @@ EXIT_ERROR = 1  # the command stopped on an error (I/O, disk full, corrupt files
 EXIT_USAGE = 2  # usage and config errors: nothing was run
 EXIT_FAILED_PAIRS = 3  # the run finished, but some (model, case) pairs failed (--allow-failures: 0)
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_OUTPUT_CLOSED = 141  # standard output closed by its reader (128 + SIGPIPE, as the shell reports it)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -25,7 +30,8 @@ Exit codes:
   1    stopped on an error (I/O, disk full, corrupt run files, internal error)
   2    usage or config error, or a run folder that cannot take the run: nothing run
   3    finished with failed (model, case) pairs (0 with --allow-failures)
-  130  interrupted (Ctrl-C); finished cases are kept"""
+  130  interrupted (Ctrl-C); finished cases are kept
+  141  standard output closed early (piped into head); nothing printed"""
 
 
 class InputError(click.ClickException):
@@ -37,11 +43,12 @@ class InputError(click.ClickException):
 def input_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the input is wrong" (imported lazily: they live in heavy modules)."""
     from medbench_fast.config import ConfigError
+    from medbench_fast.files import UnsafePathError
     from medbench_fast.models.spec import ModelError
     from medbench_fast.runner.identity import RunFolderError
     from medbench_fast.store.lock import RunLockedError
 
-    return ConfigError, ModelError, RunFolderError, RunLockedError
+    return ConfigError, ModelError, RunFolderError, RunLockedError, UnsafePathError
 
 
 @contextmanager
@@ -54,11 +61,35 @@ def user_errors(*extra: type[BaseException]):
 
 
 def describe_os_error(exc: OSError) -> str:
-    """``<file>: <what the system said>``, with a plain word for a full disk."""
-    where = exc.filename or "?"
+    """``<file>: <what the system said>``, with a plain word for a full disk (the file is left out
+    where the error names none; the writers of the project name theirs)."""
+    where = f"{exc.filename}: " if exc.filename else ""
     if exc.errno == errno.ENOSPC:
-        return f"{where}: no space left on the device; finished results written so far are kept"
-    return f"{where}: {exc.strerror or exc}"
+        return f"{where}no space left on the device; finished results written so far are kept"
+    return f"{where}{exc.strerror or (exc.args[0] if exc.args else type(exc).__name__)}"
+
+
+def stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (another broken pipe, a worker's
+    or a server's, is an error to report)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test runner's buffer), no poll
+        return False
+
+
+def output_closed() -> NoReturn:
+    """Exit quietly with :data:`EXIT_OUTPUT_CLOSED` when standard output was closed by its reader
+    (Python's recommended handling of ``SIGPIPE``: point stdout at devnull so that the flush at
+    exit raises nothing)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (a test runner's buffer)
+        pass
+    raise SystemExit(EXIT_OUTPUT_CLOSED)
 
 
 def finish(n_failed: int, allow_failures: bool, where: str) -> None:

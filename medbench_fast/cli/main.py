@@ -48,7 +48,13 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """Run the subcommand; errors become one ``Error:`` line (tracebacks only with ``--debug``)."""
-        from medbench_fast.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, describe_os_error
+        from medbench_fast.cli.errors import (
+            EXIT_ERROR,
+            EXIT_INTERRUPTED,
+            describe_os_error,
+            output_closed,
+            stdout_closed,
+        )
 
         try:
             return super().invoke(ctx)
@@ -58,14 +64,21 @@ class LazyGroup(click.Group):
             click.echo("\ninterrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():  # ``medbench ... | head -1``
+                output_closed()
             if ctx.params.get("debug"):
                 raise
+            from medbench_fast.cli.errors import InputError
+            from medbench_fast.files import UnsafePathError
+            from medbench_fast.report.tables import ReportsError
             from medbench_fast.runner.executors.base import WorkerFailed
             from medbench_fast.store.parts import StoreError
 
+            if isinstance(exc, UnsafePathError):  # a run folder holding a link out of it
+                raise InputError(str(exc)) from None
             if isinstance(exc, OSError):
                 message = describe_os_error(exc)
-            elif isinstance(exc, (StoreError, WorkerFailed)):
+            elif isinstance(exc, (StoreError, WorkerFailed, ReportsError)):
                 message = str(exc)
             else:
                 message = f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"

@@ -31,22 +31,30 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
       medbench report results/ --json --worst-distance diagonal
     """
     from medbench_fast.cli.errors import InputError
-    from medbench_fast.report.tables import FORMATS, write_reports
+    from medbench_fast.report.tables import FORMATS, ReportsError, write_reports
     from medbench_fast.runner.finalize import rebuild_tables
     from medbench_fast.store.parts import StoreError
-    from medbench_fast.store.run_info import read_run_json
+    from medbench_fast.store.run_info import read_run_json, record_reports
 
     chosen = tuple(f for f, on in zip(FORMATS, (want_csv, want_json, want_html)) if on) or FORMATS
     try:
-        recorded = read_run_json(run_dir).get("options") or {}
+        info = read_run_json(run_dir)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    recorded = info.get("options") or {}
     worst_distance = worst_distance or recorded.get("worst_distance") or "inf"
     threshold = threshold if threshold is not None else recorded.get("threshold", 0.5)
     for attempt in (1, 2):
         try:
             files = write_reports(run_dir, worst_distance=worst_distance, formats=chosen, threshold=threshold)
             break
+        except ReportsError as exc:  # disk full, no permission: the previous reports are kept (atomic writes)
+            if isinstance(exc.cause, FileNotFoundError):
+                raise InputError(str(exc)) from None
+            failed = exc.record()
+            missing = set(failed["missing"]) | set((info.get("reports") or {}).get("missing") or ())
+            record_reports(run_dir, {**failed, "missing": sorted(missing - set(failed["written"]))})
+            raise click.ClickException(str(exc)) from None
         except OSError as exc:  # disk full, no permission: the previous reports are kept (atomic writes)
             if isinstance(exc, FileNotFoundError):
                 raise InputError(str(exc)) from None
@@ -60,5 +68,7 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
                     click.echo(f"rebuilt {path}", err=True)
             except StoreError as again:
                 raise InputError(f"{exc}; {again}") from None
+    missing = set((info.get("reports") or {}).get("missing") or ()) - {p.name for p in files.values()}
+    record_reports(run_dir, None if not missing else {**info["reports"], "missing": sorted(missing)})
     for path in files.values():
         click.echo(str(path))

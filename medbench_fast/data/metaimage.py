@@ -2,10 +2,12 @@
 
 ITK crashes the process on a negative ``NDims``, so the dimensions are validated first. It
 inflates ``CompressedData = True`` voxel data without checking that it holds every voxel
-``DimSize`` announces: the missing ones come back as arbitrary values. This check reads the
-text header (``Key = Value`` lines up to ``ElementDataFile``), inflates the data (``LOCAL``,
-after the header, or the named data file beside a ``.mhd``) and compares sizes in bytes.
-Uncompressed data is checked by ITK itself.
+``DimSize`` announces: the missing ones come back as arbitrary values; and on truncated
+uncompressed data it fails with an unrelated system message ("No such file or directory")
+after printing its own text on stderr. This check reads the text header (``Key = Value``
+lines up to ``ElementDataFile``), inflates compressed data (``LOCAL``, after the header, or
+the named data file beside a ``.mhd``) or takes the size of uncompressed data, and compares
+sizes in bytes before ITK reads the file.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def check_metaimage(path: Path) -> None:
     reports its own errors."""
     fields, offset = _header(path)
     _check_dims(fields, path)
-    if offset < 0 or not fields.get("CompressedData", "F").startswith(("T", "t", "1")):  # MetaIO's rule
+    if offset < 0:
         return
+    compressed = fields.get("CompressedData", "F").startswith(("T", "t", "1"))  # MetaIO's rule
     try:
         sizes = [int(v) for v in fields["DimSize"].split()][: int(fields["NDims"])]
         channels = int(fields.get("ElementNumberOfChannels", "1"))
@@ -74,6 +77,12 @@ def check_metaimage(path: Path) -> None:
         data_path, start = path.parent / source, 0
     if not data_path.is_file():
         raise VolumeError(f"{path}: the data file {source} named by ElementDataFile is missing")
+    if not compressed:
+        found = data_path.stat().st_size - start
+        if found < expected:
+            raise VolumeError(f"{path}: truncated: the MetaImage header announces {expected} bytes of voxel data, "
+                              f"the file holds {max(found, 0)}")
+        return
     found = _inflated_size(data_path, start, expected, path)
     if found < expected:
         raise VolumeError(f"{path}: truncated: the MetaImage header announces {expected} bytes of voxel data, "

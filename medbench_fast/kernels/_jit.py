@@ -10,6 +10,9 @@ Callers launch parallel kernels inside :func:`parallel_launch`, which holds
 threading layer (the fallback where neither OpenMP nor TBB is available) aborts on concurrent
 launches, and the kernels already use every core, so serialising them costs nothing while
 reading and inference go on in other threads. ``fastmath`` stays off: metric values must be bit-reproducible and NaN-aware.
+Values must not depend on the thread count either (a Ray worker runs with one thread, a local
+run with every core): parallel kernels write per-element results or sum integers, and float
+sums over their outputs run in a fixed order outside them (never a BLAS ``np.dot``).
 """
 
 from __future__ import annotations

@@ -163,6 +163,13 @@ def _weighted_percentile(d: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(d[order[i]])
 
 
+def _weighted_sum(d: np.ndarray, w: np.ndarray | None) -> float:
+    """``sum(d * w)`` (``sum(d)`` without weights) in a fixed order: numpy's pairwise summation,
+    single-threaded. Never ``np.dot``: BLAS splits a long dot product over its threads, so its
+    last bits would depend on the thread count of the process (a Ray worker runs with one)."""
+    return float(np.sum(d if w is None else d * w))
+
+
 def _reduce(sd: SurfaceDistances, tolerance_mm: float, hd95_mode: str, metrics) -> dict[str, float]:
     d_r, d_p = sd.ref_to_pred, sd.pred_to_ref
     if d_r.size == 0 and d_p.size == 0:
@@ -184,7 +191,7 @@ def _reduce(sd: SurfaceDistances, tolerance_mm: float, hd95_mode: str, metrics) 
             out["hd95"] = max(_weighted_percentile(d_r, w_r, 0.95), _weighted_percentile(d_p, w_p, 0.95))
         else:
             out["hd95"] = _weighted_percentile(np.concatenate([d_r, d_p]), np.concatenate([w_r, w_p]), 0.95)
-    sum_r, sum_p = float(np.dot(d_r, w_r)), float(np.dot(d_p, w_p))
+    sum_r, sum_p = _weighted_sum(d_r, sd.ref_areas), _weighted_sum(d_p, sd.pred_areas)
     area_r, area_p = float(np.sum(w_r)), float(np.sum(w_p))
     if "assd" in metrics:
         out["assd"] = (sum_r + sum_p) / (area_r + area_p)

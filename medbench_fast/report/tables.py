@@ -7,17 +7,19 @@ files gives byte-identical output (the only timestamps are the run's own).
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from medbench_fast.files import atomic_write, write_text_atomic
+from medbench_fast.files import atomic_write, path_inside, write_text_atomic
 from medbench_fast.metrics.classification import classification_summary
 from medbench_fast.report.latency import profile_rows, stage_summary, wall_throughput
 from medbench_fast.report.conventions import convention_differences, label_sets
@@ -34,6 +36,13 @@ from medbench_fast.report.summary import (
 )
 
 FORMATS = ("csv", "json", "html")
+#: The files of each report format, in the order they are written.
+REPORT_FILES = {"csv": ("results.csv", "cases.csv"), "json": ("summary.json",), "html": ("leaderboard.html",)}
+
+
+def report_files(formats=FORMATS) -> list[str]:
+    """Names of the report files that ``formats`` write, in writing order."""
+    return [name for f in FORMATS if f in formats for name in REPORT_FILES[f]]
 WORST_DISTANCE = ("inf", "diagonal")
 #: The seed prototype's per-case CSV columns.
 SEED_CASE_COLUMNS = ("case_id", "model", "inference_time", "success", "image_shape", "seg_shape")
@@ -177,13 +186,39 @@ def seed_cases_csv(cases: pa.Table) -> str:
     return buf.getvalue()
 
 
+class ReportsError(Exception):
+    """A report file could not be written (the results it reports on are whole).
+
+    Attributes: ``failed`` (the file), ``cause`` (the OSError), ``written`` and ``missing``
+    (report files written before it, and the ones not written, it included).
+    """
+
+    def __init__(self, out_dir: Path, failed: Path, cause: OSError, written: list[Path], missing: list[Path], *,
+                 rerun: str | None = None):
+        self.out_dir, self.failed, self.cause, self.written, self.missing = out_dir, failed, cause, written, missing
+        reason = cause.strerror or str(cause)
+        done = ", ".join(p.name for p in written) or "none"
+        todo = ", ".join(p.name for p in missing)
+        fix = "free space on its disk" if cause.errno == errno.ENOSPC else "fix that"
+        super().__init__(f"{failed}: {reason}; reports not written: {todo} (written: {done}); "
+                         f"{fix}, then run `{rerun or 'the command again'}`")
+
+    def record(self) -> dict:
+        """What ``run.json`` keeps of the failure under ``reports``."""
+        return {"status": "failed", "error": str(self), "written": [p.name for p in self.written],
+                "missing": [p.name for p in self.missing]}
+
+
 def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, formats=FORMATS,
                          worst_distance: str = "inf", threshold: float = 0.5,
-                         allow_conflicts: bool = False) -> dict[str, Path]:
+                         allow_conflicts: bool = False, rerun: str | None = None) -> dict[str, Path]:
     """Write the requested report ``formats`` of ``tables`` into ``out_dir``; return the paths by kind
     (``allow_conflicts``: see :func:`summarize`).
 
-    Each file is written atomically (a failed write keeps the previous file). In the CSV
+    Each file is written atomically (a failed write keeps the previous file); a file that
+    cannot be written (disk full, no permission) stops the writing with :class:`ReportsError`,
+    which names it, the files written before it and those not written, and says to run
+    ``rerun`` (the command that writes them again) once the cause is fixed. In the CSV
     files, text cells that a spreadsheet would run as a formula get a leading ``'``; the
     Parquet files keep the text as it is.
     """
@@ -192,25 +227,33 @@ def write_tables_reports(tables: RunTables, out_dir: str | os.PathLike, *, forma
         raise ValueError(f"formats: {sorted(unknown)} not among {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
+    steps: list[tuple[str, Path, Callable[[Path], None]]] = []
     if "csv" in formats:
-        files["csv"] = out_dir / "results.csv"
         metrics = neutralise_table(tables.metrics.replace_schema_metadata(None))
-        atomic_write(files["csv"], lambda tmp: pcsv.write_csv(metrics, tmp))
-        files["cases_csv"] = out_dir / "cases.csv"
-        write_text_atomic(files["cases_csv"], seed_cases_csv(tables.cases))
+        steps.append(("csv", path_inside(out_dir, REPORT_FILES["csv"][0]), lambda path: atomic_write(
+            path, lambda tmp: pcsv.write_csv(metrics, tmp))))
+        steps.append(("cases_csv", path_inside(out_dir, REPORT_FILES["csv"][1]),
+                      lambda path: write_text_atomic(path, seed_cases_csv(tables.cases))))
     if "json" in formats or "html" in formats:
         summary, per_case = summarize(tables, worst_distance=worst_distance, threshold=threshold,
                                       allow_conflicts=allow_conflicts)
         summary = _json_safe(summary)
     if "json" in formats:
-        files["summary"] = out_dir / "summary.json"
-        write_text_atomic(files["summary"], json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        steps.append(("summary", path_inside(out_dir, REPORT_FILES["json"][0]), lambda path: write_text_atomic(
+            path, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")))
     if "html" in formats:
         from medbench_fast.report.html import render_leaderboard
 
-        files["html"] = out_dir / "leaderboard.html"
-        write_text_atomic(files["html"], render_leaderboard(summary, per_case, tables.info))
+        steps.append(("html", path_inside(out_dir, REPORT_FILES["html"][0]),
+                      lambda path: write_text_atomic(path, render_leaderboard(summary, per_case, tables.info))))
+    files: dict[str, Path] = {}
+    for kind, path, write in steps:
+        try:
+            write(path)
+        except OSError as exc:
+            raise ReportsError(out_dir, path, exc, list(files.values()), [p for _, p, _ in steps[len(files):]],
+                               rerun=rerun) from exc
+        files[kind] = path
     return files
 
 
@@ -219,4 +262,4 @@ def write_reports(run_dir: str | os.PathLike, *, worst_distance: str = "inf", fo
     """Write the run folder's reports: ``csv`` (``results.csv``, one row per model, case, label, and the
     seed's ``cases.csv``), ``json`` (``summary.json``) and ``html`` (``leaderboard.html``)."""
     return write_tables_reports(load_run(run_dir), run_dir, formats=formats, worst_distance=worst_distance,
-                                threshold=threshold)
+                                threshold=threshold, rerun=f"medbench report {run_dir}")

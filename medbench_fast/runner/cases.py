@@ -15,6 +15,7 @@ from medbench_fast.data.layouts import (
     LayoutError, channel_problem, find_dataset_json, group_channel_files, looks_like_channel_files, read_layout,
 )
 from medbench_fast.data.reader import Volume, case_id_from_path
+from medbench_fast.files import name_problem
 from medbench_fast.models.base import CASE_OBJECT
 
 
@@ -173,6 +174,9 @@ def _from_manifest(path: Path) -> list[RunCase]:
         cid = (row["case_id"] or "").strip()
         if not cid or cid in seen:
             raise ConfigError(f"{path}:{line}: case_id {cid!r} is empty or repeated")
+        if name_problem(cid):
+            raise ConfigError(f"{path}:{line}: case_id {cid!r} cannot name the files written for the case "
+                              f"({name_problem(cid)}); use a plain name")
         seen.add(cid)
         images = tuple(p for p in (_rel(path, part) for part in (row["image"] or "").split(";")) if p)
         ref = _rel(path, row.get("reference"))

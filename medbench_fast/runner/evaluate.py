@@ -98,26 +98,31 @@ class EvaluateResult:
     files: dict[str, Path]
 
 
-def _relabel_error(exc: Exception, pair: CasePair) -> str:
-    """Error text naming the file: ``ref:``/``pred:`` prefixes become the file paths."""
+def _relabel_error(exc: Exception, pair: CasePair, reading: str | None) -> str:
+    """Error text naming the file: ``ref:``/``pred:`` prefixes become the file paths; another
+    error names the file being read when it was raised (else the prediction)."""
     text = str(exc)
     for side, path in (("ref", pair.ref_path), ("pred", pair.pred_path)):
         if text.startswith(side + ":"):
             return f"{path}:{text[len(side) + 1:]}"
     if isinstance(exc, VolumeError):
         return text
-    return f"{pair.pred_path}: {type(exc).__name__}: {text}"
+    return f"{reading or pair.pred_path}: {type(exc).__name__}: {text}"
 
 
 def evaluate_case(pair: CasePair, options: EvaluateOptions, cache: VolumeCache | None) -> tuple[list[dict], dict]:
     """Metric rows and the case row of one pair; failures become a case row with the error."""
     case = {"case_id": pair.case_id, "ref_path": pair.ref_path, "pred_path": pair.pred_path, "success": False}
     t0 = time.perf_counter_ns()
+    reading = None
     try:
         if pair.problem:
             raise VolumeError(pair.problem)
+        reading = pair.ref_path
         ref = load_volume(pair.ref_path, cache=cache)
+        reading = pair.pred_path
         pred = load_volume(pair.pred_path, cache=cache)
+        reading = None
         case.update(shape=list(ref.shape), spacing=list(ref.spacing))
         check_spacing(ref.spacing)
         check_same_grid(ref, pred, rtol=options.geometry_rtol)
@@ -125,7 +130,7 @@ def evaluate_case(pair: CasePair, options: EvaluateOptions, cache: VolumeCache |
         rows = evaluate_pair(ref.array, pred.array, spacing=ref.spacing, labels=options.labels, **options.pair_kwargs())
         t2 = time.perf_counter_ns()
     except Exception as exc:  # every failure is recorded as a row; the run goes on
-        case.update(error=_relabel_error(exc, pair), total_s=(time.perf_counter_ns() - t0) / 1e9)
+        case.update(error=_relabel_error(exc, pair, reading), total_s=(time.perf_counter_ns() - t0) / 1e9)
         return [], case
     case.update(success=True, load_s=(t1 - t0) / 1e9, metrics_s=(t2 - t1) / 1e9, total_s=(t2 - t0) / 1e9)
     return [{"case_id": pair.case_id, **row} for row in rows], case

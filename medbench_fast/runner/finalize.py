@@ -20,7 +20,9 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
     refused; newest row per key wins), fill both-empty rows for the label union, write
     ``metrics``/``cases`` (and ``scores``/``latency`` when present) Parquet files stamped with
     the fingerprint, ``run.json`` and the reports. Returns the written files, plus the cases
-    table as ``_cases``.
+    table as ``_cases``. Reports that cannot be written (disk full) leave ``run.json`` saying
+    so under ``reports`` (see :func:`~medbench_fast.store.run_info.record_reports`) and raise
+    :class:`~medbench_fast.report.tables.ReportsError`.
     """
     files, cases = consolidate(run_dir, options=options, schema=schema, fingerprint=fingerprint, run_id=info["run_id"])
     stamp = {FINGERPRINT_KEY: fingerprint, RUN_ID_KEY: info["run_id"]}
@@ -35,11 +37,19 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
                     "threshold": threshold},
         "versions": run_info.package_versions(), "hardware": run_info.hardware(info.get("workers")), "git_commit": run_info.git_commit(),
     }
-    files["run"] = run_info.write_run_json(run_dir, record)
-    from medbench_fast.report.tables import write_reports
+    from medbench_fast.report.tables import ReportsError, report_files, write_reports
 
-    files.update(write_reports(run_dir, worst_distance=worst_distance, formats=tuple(formats),
-                               threshold=threshold))
+    record.pop("reports", None)  # an earlier attempt's record; this one writes every report again
+    # until the reports are written, run.json says they are not (a full disk may refuse its update)
+    pending = {"status": "pending", "written": [], "missing": report_files(formats)}
+    files["run"] = run_info.write_run_json(run_dir, {**record, "reports": pending})
+    try:
+        files.update(write_reports(run_dir, worst_distance=worst_distance, formats=tuple(formats),
+                                   threshold=threshold))
+    except ReportsError as exc:  # the results are whole: run.json says which reports are missing
+        run_info.record_reports(run_dir, exc.record())
+        raise
+    run_info.write_run_json(run_dir, record)
     files["_cases"] = cases
     return files
 

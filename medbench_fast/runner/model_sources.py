@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from medbench_fast.files import path_inside
 from medbench_fast.models.spec import ModelError
 
 
@@ -22,6 +23,10 @@ class ModelSource:
 
     def onnx(self, export_dir: Path) -> tuple[Path, object]:
         raise NotImplementedError
+
+    def _target(self, export_dir: Path) -> Path:
+        """Where the export of this model goes: ``EXPORT_DIR/NAME.onnx``, checked to lie inside."""
+        return path_inside(export_dir, f"{self.name}.onnx")
 
     def _spec_override(self, spec):
         """Apply the config's ``spec`` mapping on top of an exported spec (dict merge)."""
@@ -51,7 +56,7 @@ class TorchScriptSource(ModelSource):
     def onnx(self, export_dir):
         from medbench_fast.models.torchscript import export_torchscript
 
-        path, spec, _ = export_torchscript(self.entry["path"], export_dir / f"{self.name}.onnx",
+        path, spec, _ = export_torchscript(self.entry["path"], self._target(export_dir),
                                            input_shape=self.entry["input_shape"], spec=self.entry.get("spec"),
                                            name=self.name)
         return path, spec
@@ -63,12 +68,12 @@ class HuggingFaceSource(ModelSource):
         if hub_id:  # a Hub model at a revision: the commit sha it resolves to goes into the spec's source
             from medbench_fast.models.huggingface import export_hub
 
-            path, spec, _ = export_hub(hub_id, self.entry.get("revision") or "main", export_dir / f"{self.name}.onnx",
+            path, spec, _ = export_hub(hub_id, self.entry.get("revision") or "main", self._target(export_dir),
                                        task=self.entry["task"], name=self.name)
             return path, self._spec_override(spec)
         from medbench_fast.models.huggingface import export_hf
 
-        path, spec, _ = export_hf(self.entry.get("path") or self.entry["id"], export_dir / f"{self.name}.onnx",
+        path, spec, _ = export_hf(self.entry.get("path") or self.entry["id"], self._target(export_dir),
                                   task=self.entry["task"], name=self.name)
         return path, self._spec_override(spec)
 
@@ -77,7 +82,7 @@ class AieneSource(ModelSource):
     def onnx(self, export_dir):
         from medbench_fast.models.aiene.export import export_aiene
 
-        path, spec, _ = export_aiene(self.entry["path"], export_dir / f"{self.name}.onnx", name=self.name,
+        path, spec, _ = export_aiene(self.entry["path"], self._target(export_dir), name=self.name,
                                      node_label=self.entry["node_label"])
         return path, self._spec_override(spec)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbench_fast.data.cache import VolumeCache
+from medbench_fast.files import path_inside
 from medbench_fast.runner.executors.base import ExecStats
 from medbench_fast.runner.finalize import finalize_run
 from medbench_fast.runner.identity import RunFolder, RunFolderError, case_list_change, run_fingerprint
@@ -237,7 +238,8 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
         _write_shard_status(run_dir, shard, {"status": "starting", "started": run_info.utc_now(), "error": None})
     cache = cache if cache is not None else VolumeCache()
     # each shard exports into its own folder: no file is written by two shards
-    resolved = _resolve_models(plan, run_dir / "models" / shard.namespace if shard else run_dir / "models")
+    exports = path_inside(run_dir, "models", shard.namespace) if shard else path_inside(run_dir, "models")
+    resolved = _resolve_models(plan, exports)
     fingerprint = identity.with_specs({n: r.spec for n, r in resolved.items()})
     if previous.get("fingerprint"):
         diffs = Fingerprint.from_dict(previous["fingerprint"]).differences(fingerprint)

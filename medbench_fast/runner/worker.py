@@ -22,6 +22,7 @@ import numpy as np
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, load_volume
+from medbench_fast.files import path_inside
 from medbench_fast.metrics.evaluate import evaluate_pair
 from medbench_fast.models.base import CASE_OBJECT
 from medbench_fast.runner.cases import RunCase, load_case_image
@@ -85,14 +86,14 @@ def scores_rows(prediction, case_id: str, targets: dict) -> list[dict]:
     return rows
 
 
-def save_dicom_seg(label_map: Volume, case: RunCase, folder: Path, model: str, label_names: dict | None) -> None:
-    """Write a DICOM case's prediction as ``FOLDER/CASE.dcm`` (DICOM-SEG referencing its series)."""
+def save_dicom_seg(label_map: Volume, case: RunCase, seg_dir: Path, model: str, label_names: dict | None) -> None:
+    """Write a DICOM case's prediction as ``SEG_DIR/MODEL/CASE.dcm`` (DICOM-SEG referencing its series)."""
     from medbench_fast.data.dicom.paths import SeriesPath
     from medbench_fast.data.dicom.write import write_prediction_seg
 
     if isinstance(case.image_path, SeriesPath):
-        write_prediction_seg(label_map.array, case.image_path, folder / f"{case.case_id}.dcm", model=model,
-                             label_names=label_names)
+        target = path_inside(seg_dir, model, f"{case.case_id}.dcm")
+        write_prediction_seg(label_map.array, case.image_path, target, model=model, label_names=label_names)
 
 
 class CaseWorker:
@@ -179,7 +180,7 @@ class CaseWorker:
             outcome.inference_s = prediction.timings["inference_s"]
             outcome.score_rows = scores_rows(prediction, cid, self.targets)
             if self.seg_dir is not None and prediction.label_map is not None:
-                save_dicom_seg(prediction.label_map, item.case, self.seg_dir / name, name, self.options.label_names)
+                save_dicom_seg(prediction.label_map, item.case, self.seg_dir, name, self.options.label_names)
             label_map = prediction.label_map if item.ref is not None else None
         except Exception as exc:  # the case fails for this model; the run goes on
             row.update(success=False, error=f"{type(exc).__name__}: {exc}" if not item.error else item.error)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medbench_fast.files import atomic_write, path_inside
 from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
 
 
@@ -26,13 +27,7 @@ class StoreError(RuntimeError):
 
 
 def _atomic_write_table(table: pa.Table, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(target, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def _stamp(schema: pa.Schema, fingerprint: str, run_id: str) -> pa.Schema:
@@ -49,7 +44,7 @@ class PartWriter:
 
     def __init__(self, run_dir: str | os.PathLike, table: str, schema: pa.Schema, *, fingerprint: str,
                  run_id: str, namespace: str = "main"):
-        self.folder = Path(run_dir) / "parts" / table
+        self.folder = path_inside(run_dir, "parts", table)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.prefix = f"part-{namespace}-"
         for stale in self.folder.glob(f".{self.prefix}*.tmp"):  # left by a killed writer of this namespace
@@ -64,7 +59,7 @@ class PartWriter:
         if not rows:
             return None
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        target = self.folder / f"{self.prefix}{self._seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        target = path_inside(self.folder, f"{self.prefix}{self._seq:06d}-{uuid.uuid4().hex[:8]}.parquet")
         self._seq += 1
         _atomic_write_table(table, target)
         return target
@@ -118,6 +113,6 @@ def write_table(table: pa.Table, run_dir: str | os.PathLike, name: str, metadata
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): v.encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(merged)
-    target = Path(run_dir) / f"{name}.parquet"
+    target = path_inside(run_dir, f"{name}.parquet")
     _atomic_write_table(table, target)
     return target

@@ -14,6 +14,8 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
+from medbench_fast.files import naming
+
 #: Distributions whose versions every run records (absent ones are skipped).
 VERSIONED = ("medbench-fast", "numpy", "numba", "SimpleITK", "pyarrow", "onnxruntime", "onnxruntime-gpu",
              "torch", "transformers", "optimum-onnx", "ray")
@@ -234,8 +236,9 @@ def write_run_json(run_dir: str | os.PathLike, info: dict) -> Path:
     target = Path(run_dir) / "run.json"
     tmp = target.with_name(f".run.json.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        with naming(target):
+            tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -253,6 +256,24 @@ def record_failure(run_dir: str | os.PathLike, exc: BaseException) -> None:
             write_run_json(run_dir, info)
     except (OSError, ValueError):
         pass
+
+
+def record_reports(run_dir: str | os.PathLike, failure: dict | None) -> bool:
+    """Record in run.json that the run's reports failed (``failure``: status, error, written and
+    missing files), or clear that record (None) once they are written; best effort (the disk
+    may be full). Returns whether run.json now says so."""
+    try:
+        info = read_run_json(run_dir)
+        if not info or info.get("reports") == failure:
+            return bool(info)
+        if failure is None:
+            info.pop("reports", None)
+        else:
+            info["reports"] = failure
+        write_run_json(run_dir, info)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def read_run_json(run_dir: str | os.PathLike) -> dict:

@@ -332,3 +332,62 @@ def test_a_dead_workers_case_is_retried_once_then_a_failed_row():
     assert bar.n == 1 and [o.case_row["model"] for o in result.outcomes] == ["a", "b"]
     assert all(not o.case_row["success"] and o.case_row["error"] == "worker process killed by SIGKILL on this "
                "case, twice" for o in result.outcomes)
+
+
+# -- thread counts -------------------------------------------------------------------------------
+def test_rows_are_bit_identical_across_executors_and_thread_counts(tmp_path, bench_assets, ray_cluster):
+    """Local (every core), processes (one thread each) and Ray (whose workers run with
+    ``OMP_NUM_THREADS=1``) give the same surface-distance values, bit for bit."""
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"""\
+dataset:
+  image_dir: {bench_assets}/data/images
+  seg_dir: {bench_assets}/data/labels
+models:
+  - name: baseline
+    path: {bench_assets}/models/baseline.onnx
+benchmark:
+  threads: 1
+  metrics: [dice, hd, hd95, assd, masd, nsd]
+output:
+  formats: [json]
+""")
+    threads = str(max(2, os.cpu_count() or 2))
+    many = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"), threads)
+    one = dict.fromkeys(many, "1")
+    _, address = ray_cluster
+    runs = {"local": ([], many), "processes": (["--executor", "processes", "--workers", "2"], one),
+            "ray": (["--executor", "ray", "--workers", "2"], {"RAY_ADDRESS": address})}
+    rows = {}
+    for name, (args, env) in runs.items():
+        _ok(_medbench("run", "--config", str(config), "--out", str(tmp_path / name), *args, env=env))
+        metrics, _ = _rows(tmp_path / name)
+        rows[name] = [{k: v.hex() if isinstance(v, float) else v for k, v in r.items()} for r in metrics]
+    assert rows["local"] and any(r["assd"] not in ("0x0.0p+0", "inf") for r in rows["local"])
+    assert rows["processes"] == rows["local"]
+    assert rows["ray"] == rows["local"]
+
+
+def test_a_killed_resource_tracker_prints_no_tracebacks(tmp_path, scale_setup):
+    """multiprocessing's resource tracker killed from outside: the run finishes with its rows
+    and nothing on stderr (queues made its replacement print a traceback per semaphore)."""
+    config, want = scale_setup
+    out = tmp_path / "run"
+    proc = _medbench("run", "--config", str(config), "--out", str(out), "--executor", "processes", "--workers", "2")
+    deadline, killed = time.time() + 300, None
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" in cmd and list((out / "parts").glob("*/part-*.parquet")):
+                os.kill(int(pid), signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.02)
+    assert killed, "no resource tracker found while the run was going on"
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "resource_tracker" not in err and "Warning" not in err, err
+    assert _rows(out) == want

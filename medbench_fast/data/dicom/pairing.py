@@ -4,9 +4,11 @@ Pairing is by UIDs, never by file names: every image series found (recursively) 
 case; its reference is the SEG or RTSTRUCT whose ReferencedSeriesInstanceUID is the
 series' SeriesInstanceUID (the frame of reference is checked when the object is read).
 A case's id is its series folder's name when the folder holds that one series, else
-``<folder>_<SeriesNumber>``. Objects referencing no series of the dataset, series without
-or with several references, and series spread over several folders become cases that
-carry a ``problem`` (a failed row naming the file); the run goes on.
+``<folder>_<SeriesNumber>`` (the number made a harmless file name: other characters than
+letters, digits and ``._+-=@,`` become ``_``, since case ids name written files). Objects
+referencing no series of the dataset, series without or with several references, and
+series spread over several folders become cases that carry a ``problem`` (a failed row
+naming the file); the run goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from medbench_fast.data.dicom.index import DicomIndex, DicomObject, Series, scan
 from medbench_fast.data.dicom.labels import LabelRules
 from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath
+from medbench_fast.files import safe_name
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ def _case_ids(index: DicomIndex) -> dict[str, str]:
     per_folder = Counter(s.folder for s in index.series.values())
     ids = {}
     for uid, s in sorted(index.series.items(), key=lambda kv: (str(kv[1].folder), kv[1].number, kv[0])):
-        ids[uid] = s.folder.name if per_folder[s.folder] == 1 else f"{s.folder.name}_{s.number or uid[-8:]}"
+        ids[uid] = s.folder.name if per_folder[s.folder] == 1 else f"{s.folder.name}_{safe_name(s.number or uid[-8:])}"
     counts = Counter(ids.values())
     return {uid: cid if counts[cid] == 1 else f"{cid}_{uid[-8:]}" for uid, cid in ids.items()}
 

@@ -74,8 +74,22 @@ def read_seg(path: str):
 
     try:
         return hd.seg.segread(path)
-    except (ValueError, AttributeError, KeyError, OSError) as exc:
-        raise VolumeError(f"{path}: not a readable DICOM-SEG: {exc}") from None
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError, OSError) as exc:
+        raise VolumeError(f"{path}: not a readable DICOM-SEG: {_seg_problem(path) or exc}") from None
+
+
+def _seg_problem(path: str) -> str | None:
+    """What makes the DICOM-SEG at ``path`` unreadable, where the header tells (None: it does not)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        frames = int(getattr(header, "NumberOfFrames", 1) or 0)
+    except Exception:  # noqa: BLE001 - the file's own error is reported instead
+        return None
+    if frames == 0 or not len(getattr(header, "PerFrameFunctionalGroupsSequence", None) or []):
+        return "it has no frames (NumberOfFrames 0); a segmentation needs at least one frame per segment"
+    return None
 
 
 def rasterise_seg(seg, grid: SeriesGrid, rules: LabelRules, name: str) -> tuple[np.ndarray, list[str]]:

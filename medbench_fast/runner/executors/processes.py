@@ -3,19 +3,23 @@
 Workers are spawned (never forked from a process whose onnxruntime or numba threads have
 started), set ``CUDA_VISIBLE_DEVICES`` before onnxruntime loads, open their own sessions
 and take cases one at a time from the driver, so a slow case never idles the others. The
-driver is the only writer. A worker that dies (segfault, OOM kill) is replaced; its case
-is retried once on another worker, then recorded as a failed row naming the cause.
+driver is the only writer. Each worker talks to the driver over its own pipe: no queue, so
+no named semaphore that multiprocessing's resource tracker would have to follow (a killed
+tracker then costs nothing, where queues made its replacement print a traceback for each).
+A worker that dies (segfault, OOM kill) is replaced; its case is retried once on another
+worker, then recorded as a failed row naming the cause.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
 import signal
 import time
+import warnings
 from collections import deque
 from contextlib import contextmanager
+from multiprocessing.connection import Connection, wait
 
 from medbench_fast.runner.executors.base import (
     ExecStats,
@@ -37,8 +41,9 @@ from medbench_fast.runner.sink import RunSink
 POLL_S = 0.2
 
 
-def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
-    """A worker process: open the models, then score the cases sent to ``inbox`` until None."""
+def _worker_main(slot: WorkerSlot, init: WorkerInit, conn: Connection) -> None:
+    """A worker process: open the models, then score the cases received on ``conn`` until None,
+    sending each result back on it."""
     from medbench_fast.runner.executors.remote import (
         ignore_sigint,
         open_worker,
@@ -53,26 +58,28 @@ def _worker_main(slot: WorkerSlot, init: WorkerInit, inbox, results) -> None:
     try:
         worker, identity = open_worker(init)
     except BaseException as exc:  # reported to the driver, which stops the run with the message
-        results.put(("fatal", slot.index, f"worker {slot.index} could not start: {type(exc).__name__}: {exc}"))
+        conn.send(("fatal", slot.index, f"worker {slot.index} could not start: {type(exc).__name__}: {exc}"))
         return
-    results.put(("ready", slot.index, identity))
+    conn.send(("ready", slot.index, identity))
     while True:
         try:
-            task = inbox.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent:  # the driver is gone (killed): do not linger
-                return
-            continue
+            if not conn.poll(1.0):
+                if os.getppid() != parent:  # the driver is gone (killed): do not linger
+                    return
+                continue
+            task = conn.recv()
+        except (EOFError, OSError):  # the driver closed its end
+            return
         if task is None:
             return
         case, names = task
         try:
             result = worker.process(case, names)
         except BaseException as exc:  # a model-wide error (ModelError) or a bug: stop the run with it
-            results.put(("fatal", slot.index, f"{type(exc).__name__}: {exc}"))
+            conn.send(("fatal", slot.index, f"{type(exc).__name__}: {exc}"))
             return
-        results.put(("done", slot.index, pack(result, init.metrics_schema, worker.model_info,
-                                              GpuWatch.of_process().record())))
+        conn.send(("done", slot.index, pack(result, init.metrics_schema, worker.model_info,
+                                            GpuWatch.of_process().record())))
 
 
 @contextmanager
@@ -109,22 +116,24 @@ class ProcessExecutor:
         self.slots = slots
         self.ctx = mp.get_context("spawn")
 
-    def _start(self, slot: WorkerSlot, results):
+    def _start(self, slot: WorkerSlot):
         from dataclasses import replace
 
-        inbox = self.ctx.Queue()
+        here, there = self.ctx.Pipe()
         init = replace(self.init, threads=slot.threads if slot.threads is not None else self.init.threads)
-        proc = self.ctx.Process(target=_worker_main, args=(slot, init, inbox, results), daemon=True,
+        proc = self.ctx.Process(target=_worker_main, args=(slot, init, there), daemon=True,
                                 name=f"medbench-worker-{slot.index}")
-        with _visible_gpu(slot.gpu):  # the child starts with it, before any import
+        with _visible_gpu(slot.gpu), warnings.catch_warnings():  # the child starts with it, before any import
+            # a resource tracker killed from outside is relaunched for the child; nothing of ours leaks
+            warnings.filterwarnings("ignore", "resource_tracker: process died unexpectedly")
             proc.start()
-        return {"slot": slot, "proc": proc, "inbox": inbox, "ready": False, "task": None, "identity": None,
-                "cases_done": 0, "model_info": {}}
+        there.close()  # the worker holds it now: its death is an end of file on ``here``
+        return {"slot": slot, "proc": proc, "conn": here, "open": True, "ready": False, "task": None,
+                "identity": None, "cases_done": 0, "model_info": {}}
 
     def run(self, todo, sink: RunSink, *, progress: bool) -> ExecStats:
         stats = ExecStats()
-        results = self.ctx.Queue()
-        workers = {s.index: self._start(s, results) for s in self.slots}
+        workers = {s.index: self._start(s) for s in self.slots}
         retired: list[dict] = []
         retired_info: list[dict] = []
         waiting = deque(todo)
@@ -148,24 +157,29 @@ class ProcessExecutor:
                 sink.add(unpack(payload))
                 bar.update(1)
 
-        def drain(timeout: float | None) -> None:
-            try:
-                handle(*(results.get(timeout=timeout) if timeout else results.get_nowait()))
-                while True:
-                    handle(*results.get_nowait())
-            except queue.Empty:
-                pass
+        def drain(timeout: float) -> None:
+            """Handle every message waiting on the workers' pipes (waiting up to ``timeout`` for one)."""
+            conns = {w["conn"]: w for w in workers.values() if w["open"]}
+            for conn in wait(list(conns), timeout=timeout):
+                try:
+                    while conn.poll():
+                        handle(*conn.recv())
+                except (EOFError, OSError):  # the worker died; what it sent before was handled
+                    conns[conn]["open"] = False
 
         try:
             while waiting or any(w["task"] is not None for w in workers.values()):
                 for w in workers.values():  # hand out one case per idle worker
                     if w["ready"] and w["task"] is None and waiting:
                         w["task"] = waiting.popleft()
-                        w["inbox"].put(w["task"])
+                        try:
+                            w["conn"].send(w["task"])
+                        except OSError:  # it died: its case is retried below like any dead worker's
+                            pass
                 drain(POLL_S)
                 dead = [i for i, w in workers.items() if not w["proc"].is_alive()]
                 if dead:
-                    drain(None)  # results a worker sent before it died are kept, never redone
+                    drain(0)  # results a worker sent before it died are kept, never redone
                 for index in dead:  # replace dead workers; retry their case once on another
                     w = workers[index]
                     cause = _cause(w["proc"].exitcode)
@@ -174,7 +188,8 @@ class ProcessExecutor:
                     retired.append(_record(w, cause))
                     retired_info.append(w["model_info"])
                     retry.worker_died(w["task"], f"worker process {cause}")
-                    workers[index] = self._start(w["slot"], results)
+                    w["conn"].close()
+                    workers[index] = self._start(w["slot"])
         except KeyboardInterrupt:
             stats.interrupted = True
         finally:
@@ -193,13 +208,17 @@ class ProcessExecutor:
     def _stop(workers: dict) -> None:
         for w in workers.values():
             if w["proc"].is_alive():
-                w["inbox"].put(None)
+                try:
+                    w["conn"].send(None)
+                except OSError:  # it is dying: joined below
+                    pass
         deadline = time.monotonic() + 10
         for w in workers.values():
             w["proc"].join(timeout=max(0.1, deadline - time.monotonic()))
             if w["proc"].is_alive():
                 w["proc"].kill()
                 w["proc"].join()
+            w["conn"].close()
 
 
 def _record(w: dict, cause: str | None) -> dict:
