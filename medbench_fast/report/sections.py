@@ -242,7 +242,7 @@ def failures_section(summary: dict, models: list[str]) -> Section | None:
 
 def _pairs(items: dict) -> list[tuple[str, str]]:
     """``(key, text)`` of a mapping's set values; lists and mappings as JSON."""
-    return [(str(k), json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v))
+    return [(str(k), json.dumps(v, sort_keys=True, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v))
             for k, v in items.items() if v is not None]
 
 
