@@ -102,7 +102,7 @@ def poison(summary: dict, per_case: dict, info: dict) -> tuple[dict, dict, dict,
         s["latency"][key] = _rename(s["latency"][key], names)
     per_case = _rename(per_case, names)
     for cases in per_case.values():
-        for i, case in enumerate(list(cases)):
+        for case in list(cases):
             cases[fresh(visible=False)] = cases.pop(case)  # per-case values feed the charts only
     for c in s["cases"].values():
         for f in c["failures"]:
@@ -113,12 +113,12 @@ def poison(summary: dict, per_case: dict, info: dict) -> tuple[dict, dict, dict,
             entry = labels.pop(label)
             entry["label_name"] = fresh()
             labels[fresh()] = entry
-    for model, targets in s["classification"].items():
+    for targets in s["classification"].values():
         for target in list(targets):
             entry = targets.pop(target)
             entry.update(auc_ci95=None, auc_ci_note=fresh())
             targets[fresh()] = entry
-    for model, stages in s["latency"]["stages"].items():
+    for stages in s["latency"]["stages"].values():
         for stage in list(stages):
             if stage not in ("total", "inference"):
                 stages[fresh()] = stages.pop(stage)
