@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the generators and fetchers tests use
 from common import markdown_table, timed, write_results  # noqa: E402
+from dicom_synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg  # noqa: E402
 
 from medbench_fast.data.dicom.labels import LabelRules  # noqa: E402
 from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath, series_grid  # noqa: E402
-from medbench_fast.data.dicom.synthetic import (SeriesSpec, circle_contours, write_ct_series,  # noqa: E402
-                                                write_rtstruct, write_seg)
 from medbench_fast.data.reader import load_volume  # noqa: E402
 
 

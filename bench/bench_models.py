@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the generators and fetchers tests use
 from common import markdown_table, write_results  # noqa: E402
 
 from medbench_fast.models import load_model  # noqa: E402
@@ -165,7 +166,7 @@ def bench_deepbet(work: Path, args) -> dict:
     from medbench_fast.data.reader import load_volume
     from medbench_fast.models.torchscript import export_torchscript
 
-    from medbench_fast.data import registry
+    import package_registry as registry
 
     shutil.copyfile(registry.deepbet_models()["bbox_model.pt"], work / "bbox_model.pt")
     scans = registry.brain_scans()

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the generators and fetchers tests use
+import package_registry as registry  # noqa: E402
 from common import markdown_table, timed, write_results  # noqa: E402
 
 from medbench_fast import evaluate_pair  # noqa: E402
-from medbench_fast.data import registry  # noqa: E402
 from medbench_fast.data.reader import Volume, load_volume, write_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,13 +1,14 @@
 """Inline SVG charts for the leaderboard: box-and-strip plots per model, latency-vs-accuracy scatter.
 
-Charts are deterministic strings (no randomness: strip jitter is a fixed pattern) and every
-data string is HTML-escaped. Styling comes from the page's stylesheet via class names.
+Charts are computed here as plain shapes (deterministic: strip jitter is a fixed pattern);
+``templates/charts.html`` draws them, autoescaped. Styling comes from the page's stylesheet
+via class names.
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,6 +21,77 @@ _ROW = 34
 _TOP = 14
 _AXIS = 40
 _NAME_CHARS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    cls: str
+    x1: str
+    y1: str
+    x2: str
+    y2: str
+    tag = "line"
+
+
+@dataclass(frozen=True, slots=True)
+class Rect:
+    cls: str
+    x: str
+    y: str
+    width: str
+    height: str
+    fill: str
+    tag = "rect"
+
+
+@dataclass(frozen=True, slots=True)
+class Circle:
+    cls: str
+    cx: str
+    cy: str
+    r: str
+    fill: str
+    title: str | None = None  # tooltip
+    tag = "circle"
+
+
+@dataclass(frozen=True, slots=True)
+class Dots:
+    """One row's cases of a strip plot: small circles of one colour at ``points`` ``(cx, cy)``,
+    floats rounded to 0.1 (numbers only, so the template writes them without escaping)."""
+
+    fill: str
+    points: list[tuple[float, float]]
+    tag = "dots"
+
+    def __post_init__(self):
+        if not all(type(x) is float and type(y) is float for x, y in self.points):
+            raise TypeError("Dots.points must be floats")
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A ``<text>``: ``anchor`` is ``text-anchor``; ``title`` a tooltip (the full name of a shortened one)."""
+
+    cls: str
+    x: str
+    y: str
+    text: str
+    anchor: str | None = None
+    dy: str | None = None
+    transform: str | None = None
+    title: str | None = None
+    tag = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One SVG: its size, its accessible title and its shapes, drawn in order."""
+
+    width: int
+    height: int
+    title: str
+    shapes: list
 
 
 def colour(index: int) -> str:
@@ -54,19 +126,18 @@ def _tick_label(v: float) -> str:
     return f"{v:g}"
 
 
-def _x_axis(lo: float, hi: float, y: float, label: str, to_x) -> list[str]:
-    parts = [f'<line class="axis" x1="{_LEFT}" y1="{_num(y)}" x2="{_WIDTH - _RIGHT}" y2="{_num(y)}"/>']
+def _x_axis(lo: float, hi: float, y: float, label: str, to_x) -> list:
+    shapes = [Line("axis", str(_LEFT), _num(y), str(_WIDTH - _RIGHT), _num(y))]
     for t in nice_ticks(lo, hi):
         x = _num(to_x(t))
-        parts.append(f'<line class="grid" x1="{x}" y1="{_TOP}" x2="{x}" y2="{_num(y)}"/>')
-        parts.append(f'<text class="tick" x="{x}" y="{_num(y + 16)}" text-anchor="middle">{_tick_label(t)}</text>')
-    parts.append(f'<text class="axis-label" x="{_num((_LEFT + _WIDTH - _RIGHT) / 2)}" y="{_num(y + 34)}" '
-                 f'text-anchor="middle">{escape(label)}</text>')
-    return parts
+        shapes.append(Line("grid", x, str(_TOP), x, _num(y)))
+        shapes.append(Label("tick", x, _num(y + 16), _tick_label(t), "middle"))
+    shapes.append(Label("axis-label", _num((_LEFT + _WIDTH - _RIGHT) / 2), _num(y + 34), label, "middle"))
+    return shapes
 
 
 def box_strip(groups: dict[str, list[float]], *, label: str, title: str, order: list[str] | None = None,
-              domain: tuple[float, float] | None = None) -> str:
+              domain: tuple[float, float] | None = None) -> Chart:
     """Horizontal box plot (quartiles, whiskers at 1.5 IQR) with every case as a dot, one row per model.
 
     Non-finite values are left out; a row says how many were. ``domain`` fixes the value axis.
@@ -84,46 +155,40 @@ def box_strip(groups: dict[str, list[float]], *, label: str, title: str, order: 
     def to_x(v: float) -> float:
         return _LEFT + (v - lo) / (hi - lo) * (_WIDTH - _LEFT - _RIGHT)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {_WIDTH} {height}" role="img" aria-label="{escape(title)}">',
-             f"<title>{escape(title)}</title>"]
-    parts += _x_axis(lo, hi, _TOP + _ROW * len(names), label, to_x)
+    shapes = _x_axis(lo, hi, _TOP + _ROW * len(names), label, to_x)
     for i, model in enumerate(names):
         values = finite[model]
         cy = _TOP + _ROW * i + _ROW / 2
         left_out = len(groups.get(model, [])) - values.size
-        parts.append(f'<text class="name" x="{_LEFT - 8}" y="{_num(cy + 4)}" text-anchor="end">'
-                     f"<title>{escape(model)}</title>{escape(_short(model))}</text>")
+        shapes.append(Label("name", str(_LEFT - 8), _num(cy + 4), _short(model), "end", title=model))
         if not values.size:
-            parts.append(f'<text class="note" x="{_LEFT + 6}" y="{_num(cy + 4)}">no finite values</text>')
+            shapes.append(Label("note", str(_LEFT + 6), _num(cy + 4), "no finite values"))
             continue
         q1, med, q3 = np.percentile(values, [25, 50, 75])
         iqr = q3 - q1
         w_lo = values[values >= q1 - 1.5 * iqr].min()
         w_hi = values[values <= q3 + 1.5 * iqr].max()
         c, y = colour(i), _num(cy)
-        x_q1, x_med = _num(to_x(q1)), _num(to_x(med))
-        parts.append(f'<line class="whisker" x1="{_num(to_x(w_lo))}" y1="{y}" x2="{_num(to_x(w_hi))}" y2="{y}"/>')
-        parts.append(f'<rect class="box" x="{x_q1}" y="{_num(cy - 9)}" width="{_num(max(to_x(q3) - to_x(q1), 1))}" '
-                     f'height="18" fill="{c}" stroke="{c}"/>')
-        parts.append(f'<line class="median" x1="{x_med}" y1="{_num(cy - 10)}" x2="{x_med}" y2="{_num(cy + 10)}"/>')
-        for j, v in enumerate(values):
-            jitter = ((j * 7) % 11 - 5) * 1.4
-            parts.append(f'<circle class="dot" cx="{_num(to_x(v))}" cy="{_num(cy + jitter)}" r="2.6" fill="{c}"/>')
+        x_med = _num(to_x(med))
+        shapes.append(Line("whisker", _num(to_x(w_lo)), y, _num(to_x(w_hi)), y))
+        shapes.append(Rect("box", _num(to_x(q1)), _num(cy - 9), _num(max(to_x(q3) - to_x(q1), 1)), "18", c))
+        shapes.append(Line("median", x_med, _num(cy - 10), x_med, _num(cy + 10)))
+        xs = np.round(_LEFT + (values - lo) / (hi - lo) * (_WIDTH - _LEFT - _RIGHT), 1).tolist()
+        ys = np.round(cy + (np.arange(values.size) * 7 % 11 - 5) * 1.4, 1).tolist()
+        shapes.append(Dots(c, list(zip(xs, ys))))
         if left_out:
-            parts.append(f'<text class="note" x="{_WIDTH - _RIGHT}" y="{_num(cy - 11)}" text-anchor="end">'
-                         f"{left_out} not finite</text>")
-    parts.append("</svg>")
-    return "".join(parts)
+            shapes.append(Label("note", str(_WIDTH - _RIGHT), _num(cy - 11), f"{left_out} not finite", "end"))
+    return Chart(_WIDTH, height, title, shapes)
 
 
-def scatter(points: list[tuple[str, float, float, int]], *, x_label: str, y_label: str, title: str) -> str:
-    """Scatter of ``(model, x, y, colour index)`` points, each labelled with its model name."""
+def scatter(points: list[tuple[str, float, float, int]], *, x_label: str, y_label: str, title: str) -> Chart | None:
+    """Scatter of ``(model, x, y, colour index)`` points, each labelled with its model name; None without points."""
     points = [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
     height = 320
     left, bottom, top = 64, height - 48, 16
     right = _WIDTH - 24
     if not points:
-        return ""
+        return None
     xs = [p[1] for p in points]
     ys = [p[2] for p in points]
     x_lo, x_hi = min(0.0, min(xs)), max(xs) * 1.1 or 1.0
@@ -137,29 +202,23 @@ def scatter(points: list[tuple[str, float, float, int]], *, x_label: str, y_labe
     def to_y(v):
         return bottom - (v - y_lo) / (y_hi - y_lo) * (bottom - top)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {_WIDTH} {height}" role="img" aria-label="{escape(title)}">',
-             f"<title>{escape(title)}</title>",
-             f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>',
-             f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>']
+    shapes = [Line("axis", str(left), str(bottom), str(right), str(bottom)),
+              Line("axis", str(left), str(top), str(left), str(bottom))]
     for t in nice_ticks(x_lo, x_hi):
         x = _num(to_x(t))
-        parts.append(f'<line class="grid" x1="{x}" y1="{top}" x2="{x}" y2="{bottom}"/>')
-        parts.append(f'<text class="tick" x="{x}" y="{bottom + 16}" text-anchor="middle">{_tick_label(t)}</text>')
+        shapes.append(Line("grid", x, str(top), x, str(bottom)))
+        shapes.append(Label("tick", x, str(bottom + 16), _tick_label(t), "middle"))
     for t in nice_ticks(y_lo, y_hi, 4):
         y = _num(to_y(t))
-        parts.append(f'<line class="grid" x1="{left}" y1="{y}" x2="{right}" y2="{y}"/>')
-        parts.append(f'<text class="tick" x="{left - 6}" y="{y}" text-anchor="end" dy="4">{_tick_label(t)}</text>')
-    parts.append(f'<text class="axis-label" x="{_num((left + right) / 2)}" y="{height - 8}" text-anchor="middle">'
-                 f"{escape(x_label)}</text>")
-    parts.append(f'<text class="axis-label" x="16" y="{_num((top + bottom) / 2)}" text-anchor="middle" '
-                 f'transform="rotate(-90 16 {_num((top + bottom) / 2)})">{escape(y_label)}</text>')
+        shapes.append(Line("grid", str(left), y, str(right), y))
+        shapes.append(Label("tick", str(left - 6), y, _tick_label(t), "end", dy="4"))
+    mid = _num((top + bottom) / 2)
+    shapes.append(Label("axis-label", _num((left + right) / 2), str(height - 8), x_label, "middle"))
+    shapes.append(Label("axis-label", "16", mid, y_label, "middle", transform=f"rotate(-90 16 {mid})"))
     for model, x, y, idx in points:
         cx, cy = to_x(x), to_y(y)
         anchor = "end" if cx > (left + right) / 2 else "start"
         dx = -9 if anchor == "end" else 9
-        parts.append(f'<circle class="point" cx="{_num(cx)}" cy="{_num(cy)}" r="6" fill="{colour(idx)}">'
-                     f"<title>{escape(model)}</title></circle>")
-        parts.append(f'<text class="point-label" x="{_num(cx + dx)}" y="{_num(cy + 4)}" text-anchor="{anchor}">'
-                     f"{escape(_short(model))}</text>")
-    parts.append("</svg>")
-    return "".join(parts)
+        shapes.append(Circle("point", _num(cx), _num(cy), "6", colour(idx), title=model))
+        shapes.append(Label("point-label", _num(cx + dx), _num(cy + 4), _short(model), anchor))
+    return Chart(_WIDTH, height, title, shapes)

@@ -1,25 +1,21 @@
-"""HTML building blocks of the leaderboard: escaping, number formats, sortable tables.
+"""Building blocks of the leaderboard as plain data: number formats, table cells, tables.
 
-Every function escapes the data it is given; ``extra`` arguments take trusted markup only.
+Nothing here writes markup: the autoescaping templates (``templates/*.html``) turn these
+objects into HTML, so every string from data reaches the page escaped.
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
-
-
-def h(value) -> str:
-    """HTML-escaped text of any value (None becomes an empty string)."""
-    return "" if value is None else escape(str(value), quote=True)
+from dataclasses import dataclass
 
 
 def fmt(value, digits: int = 3) -> str:
-    """A number with ``digits`` decimals; a dash for missing or non-finite values."""
+    """A number with ``digits`` decimals; a dash for missing or non-finite values; text as it is."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "\u2013"
     if isinstance(value, str):
-        return h(value)
+        return value
     return f"{value:.{digits}f}"
 
 
@@ -30,40 +26,85 @@ def fmt_p(p) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def num_cell(value, digits: int, extra: str = "") -> str:
-    """A right-aligned number cell; ``data-v`` holds the exact value for sorting (empty when missing).
-    ``extra`` is trusted markup appended after the number."""
-    v = "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else repr(float(value))
-    return f'<td class="num" data-v="{v}">{fmt(value, digits)}{extra}</td>'
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A small annotation after a cell's number: an interval, a count, a warning (``cls``),
+    with an optional tooltip."""
+
+    text: str
+    cls: str = "ci"
+    title: str | None = None
 
 
-def text_cell(text, cls: str = "") -> str:
-    """An escaped text cell, sortable by its text."""
-    klass = f' class="{cls}"' if cls else ""
-    return f'<td{klass} data-v="{h(text)}">{h(text)}</td>'
+@dataclass(frozen=True, slots=True)
+class Num:
+    """A right-aligned number cell; its sort key (``data-v``) is the exact value, empty when missing."""
+
+    value: object
+    digits: int
+    notes: tuple[Note, ...] = ()
+    cls: str = ""
+    kind = "num"
+
+    @property
+    def sort_key(self) -> str:
+        v = self.value
+        return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else repr(float(v))
+
+    @property
+    def text(self) -> str:
+        return fmt(self.value, self.digits)
 
 
-def header_row(columns: list[tuple[str, str, str | None]]) -> str:
-    """``(title, type num|text, better asc|desc|None)`` -> a sortable header row."""
-    cells = []
-    for title, kind, better in columns:
-        attrs = f' data-type="{kind}"' + (f' data-better="{better}"' if better else "")
-        cells.append(f'<th scope="col"{attrs}><button type="button">{h(title)}</button></th>')
-    return "<thead><tr>" + "".join(cells) + "</tr></thead>"
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A text cell, sorted by its text; ``code`` sets it in monospace (error messages)."""
+
+    text: object
+    cls: str = ""
+    code: bool = False
+    kind = "text"
+
+    @property
+    def sort_key(self) -> str:
+        return "" if self.text is None else str(self.text)
 
 
-def table(header: list[tuple[str, str, str | None]], rows: list[str], *, table_id: str = "") -> str:
-    """A sortable table in a horizontally scrolling wrapper; ``rows`` are ``<tr>`` strings."""
-    ident = f' id="{table_id}"' if table_id else ""
-    return (f'<div class="table-wrap"><table class="sortable"{ident}>{header_row(header)}'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The result of a paired comparison: ``better`` than ``worse`` at ``p``, no significant
+    difference (``better`` None), or not tested with a ``reason``."""
+
+    p: str = ""
+    better: str | None = None
+    worse: str | None = None
+    differ: str | None = None
+    reason: str | None = None
+    kind = "verdict"
 
 
-def ci_text(stats: dict | None) -> str:
+@dataclass(frozen=True, slots=True)
+class Row:
+    cells: tuple
+    model: str | None = None  # ``data-model`` of the leaderboard's rows
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A sortable table: ``columns`` are ``(title, type num|text, better asc|desc|None)``."""
+
+    columns: tuple[tuple[str, str, str | None], ...]
+    rows: list[Row]
+    ident: str = ""
+
+
+def ci_notes(stats: dict | None) -> tuple[Note, ...]:
+    """The bootstrap 95 % interval of ``stats`` as a note, if it has one."""
     ci = (stats or {}).get("ci95")
-    return f'<span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>' if ci else ""
+    return (Note(f"[{ci[0]:.3f}, {ci[1]:.3f}]"),) if ci else ()
 
 
-def inf_text(stats: dict | None) -> str:
+def inf_notes(stats: dict | None) -> tuple[Note, ...]:
+    """How many labels had an infinite distance and were left out of the mean."""
     n = (stats or {}).get("inf_labels")
-    return f'<span class="ci">{n} inf left out</span>' if n else ""
+    return (Note(f"{n} inf left out"),) if n else ()

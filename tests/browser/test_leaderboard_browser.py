@@ -128,3 +128,38 @@ def test_comparison_page_loads_clean(browser, leaderboard, tmp_path):
     assert page.locator("#leaderboard-table tbody tr").count() == 2 * len(MODELS)
     assert page.locator("h3.run-name").all_inner_texts() == ["Run base", "Run next"]
     page.close()
+
+
+def test_hostile_strings_run_nothing(browser, leaderboard, tmp_path):
+    """Payloads in every data field of the page: no dialog, error or request; they show as text."""
+    import json
+
+    from report.hostile import poison
+
+    from medbench_fast.report.html import render_leaderboard
+    from medbench_fast.report.run import load_run
+    from medbench_fast.report.tables import summarize
+
+    run = load_run(leaderboard.parent)
+    _, per_case = summarize(run)
+    summary = json.loads((leaderboard.parent / "summary.json").read_text())
+    summary, per_case, info, _shown = poison(summary, per_case, run.info)
+    path = tmp_path / "hostile.html"
+    path.write_text(render_leaderboard(summary, per_case, info), encoding="utf-8")
+    page = browser.new_page()
+    seen = {"dialogs": [], "problems": [], "requests": []}
+    page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
+    page.on("console", lambda m: m.type in ("error", "warning") and seen["problems"].append(m.text))
+    page.on("pageerror", lambda e: seen["problems"].append(str(e)))
+    page.on("request", lambda r: seen["requests"].append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    page.locator("#leaderboard-table thead th", has_text="p50").locator("button").click()
+    page.wait_for_timeout(200)
+    assert seen == {"dialogs": [], "problems": [], "requests": [path.as_uri()]}
+    assert page.locator("img").count() == 0 and page.locator("script").count() == 1
+    assert page.locator("[onerror], [onload], [onmouseover], textarea, iframe, object").count() == 0
+    models = page.locator("#leaderboard-table tbody td.model").all_text_contents()
+    assert sorted(models) == sorted(summary["cases"])
+    assert page.locator("pre").text_content() == info["config"]["text"]
+    page.close()

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from medbench_fast.cli.main import cli
-from medbench_fast.data.dicom.synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg
+from dicom_synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg
 from medbench_fast.data.synthetic import LABEL_NAMES, make_case
 
 SHAPE, SPACING = (24, 96, 96), (2.5, 1.0, 1.0)

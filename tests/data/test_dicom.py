@@ -14,7 +14,7 @@ from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.dicom.labels import parse_rules
 from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath
-from medbench_fast.data.dicom.synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg
+from dicom_synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg
 from medbench_fast.data.dicom.write import write_prediction_seg
 from medbench_fast.data.reader import VolumeError, load_volume
 from medbench_fast.runner.cases import discover_cases
@@ -251,7 +251,7 @@ def test_prediction_written_as_seg_reads_back_exactly(tmp_path):
 
 @pytest.mark.real
 def test_real_ct_slice_from_pydicom_read_end_to_end(tmp_path):
-    from medbench_fast.data.registry import RegistryError, dicom_ct_slice
+    from package_registry import RegistryError, dicom_ct_slice
 
     try:
         source = dicom_ct_slice(tmp_path / "downloads")

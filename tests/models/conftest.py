@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medbench_fast.data import registry
+import package_registry as registry
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -14,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.stats
 from click.testing import CliRunner
+from markupsafe import escape as h
 from report.run_builder import HOSTILE, MODELS
 
 from medbench_fast.cli.main import cli
-from medbench_fast.report.markup import h
 from medbench_fast.report.run import load_run, merge_runs
 from medbench_fast.report.stats import holm
 from medbench_fast.report.tables import build_summary, summarize, write_reports
@@ -136,7 +137,7 @@ def test_html_escapes_every_data_string(bench_run):
 
 def test_html_csp_hashes_match_inline_code(bench_run):
     page = (bench_run / "leaderboard.html").read_text()
-    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1)
+    csp = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1))
     assert "default-src 'none'" in csp
     for tag in ("style", "script"):
         body = re.search(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL).group(1)

@@ -1,5 +1,8 @@
 """Synthetic DICOM data for tests and benchmarks: CT series, DICOM-SEG and RTSTRUCT files.
 
+Lives with the tests (``bench/`` puts ``tests/`` on ``sys.path``); the runtime package never
+imports it.
+
 Everything is written with pydicom (SEG with highdicom), on any grid: anisotropic spacing,
 any orientation (``axes``: rows are the unit vectors of array axes X, Y, Z in patient
 space), files named in shuffled order.

