@@ -13,7 +13,7 @@ import os
 import uuid
 from pathlib import Path
 
-from medbench_fast.files import naming
+from medbench_fast.files import write_text_atomic
 
 def new_run_id() -> str:
     """A sortable, unique run id: UTC timestamp plus 6 random hex digits."""
@@ -33,13 +33,7 @@ def config_record(text: str | None) -> dict | None:
 def write_run_json(run_dir: str | os.PathLike, info: dict) -> Path:
     """Write ``info`` as ``RUN_DIR/run.json`` atomically (keys sorted, stable bytes)."""
     target = Path(run_dir) / "run.json"
-    tmp = target.with_name(f".run.json.{os.getpid()}.tmp")
-    try:
-        with naming(target):
-            tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-            os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(target, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return target
 
 
