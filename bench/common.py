@@ -17,7 +17,7 @@ RESULTS = Path(os.environ.get("MEDBENCH_BENCH_RESULTS", Path(__file__).resolve()
 
 
 def host() -> dict:
-    from medbench_fast.store.run_info import cpu_model
+    from medbench_fast.environment import cpu_model
 
     versions = {}
     for name in ("medbench-fast", "numpy", "numba", "SimpleITK", "pyarrow", "monai", "torch", "medpy",

@@ -180,7 +180,7 @@ class MemorySampler:
     """This process's GPU memory on device 0, sampled every ``every`` seconds in a thread."""
 
     def __init__(self, every: float = 0.02):
-        from medbench_fast.runner.profile import GpuMemory
+        from medbench_fast.environment import GpuMemory
 
         self.memory = GpuMemory(0)
         self.every = every

@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from medbench_fast import __version__
+from medbench_fast.files import atomic_folder
 from medbench_fast.models.onnx_floor import MAX_IR_VERSION, save_onnx
 from medbench_fast.models.postgraph import PostOps, append_postprocessing
 from medbench_fast.models.spec import ModelError
@@ -38,20 +37,10 @@ def derived_model(path: Path, model_sha256: str, *, fp16: bool, post: PostOps | 
     if (entry / "model.onnx").is_file():
         return entry / "model.onnx"
     model = _build(path, fp16=fp16, post=post)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
+    with atomic_folder(entry, replace=False) as tmp:  # another process may finish the same entry first
         big = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_BYTES
         save_onnx(model, tmp / "model.onnx", save_as_external_data=big, all_tensors_to_one_file=True,
                   location="model.onnx.data")
-        try:
-            os.replace(tmp, entry)
-        except OSError:  # another process finished the same entry first
-            if not (entry / "model.onnx").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return entry / "model.onnx"
 
 

@@ -3,7 +3,7 @@
 An entry is a folder ``<cache>/<key>/`` holding ``model.onnx`` and ``model.spec.json``;
 it is built in a temporary folder, its IR version and opsets lowered to what the oldest
 supported onnxruntime loads (:mod:`~medbench_fast.models.onnx_floor`), and renamed into place. An export holds an exclusive
-lock on its key (``<cache>/.<key>.lock``, POSIX ``flock``) from the cache lookup to the copy
+lock on its key (``<cache>/.<key>.lock``, :class:`~medbench_fast.files.FileLock`) from the cache lookup to the copy
 of the result, so two processes exporting one model never break each other: the second
 waits and reuses the first one's entry. The copies at ``out`` are written atomically.
 The cache folder is ``$MEDBENCH_EXPORT_CACHE`` or ``~/.cache/medbench-fast/exports``.
@@ -15,21 +15,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from medbench_fast import __version__
-from medbench_fast.files import atomic_write
+from medbench_fast.files import FileLock, atomic_folder, atomic_write
 from medbench_fast.models.onnx_floor import MAX_IR_VERSION, MAX_OPSETS, lower_file
 from medbench_fast.models.spec import ModelSpec, spec_path_for
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: entries are still renamed into place
-    fcntl = None
-
 
 def export_cache_dir() -> Path:
     return Path(os.environ.get("MEDBENCH_EXPORT_CACHE", Path.home() / ".cache" / "medbench-fast" / "exports"))
@@ -64,27 +56,6 @@ def output_paths(out: str | os.PathLike) -> tuple[Path, Path]:
     return onnx_path, spec_path_for(onnx_path)
 
 
-@contextmanager
-def _key_lock(root: Path, key: str) -> Iterator[None]:
-    """Hold an exclusive lock on one cache key (released when the process dies)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{key}.lock", "a+b") as fh:
-        if fcntl is not None:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        yield
-
-
-def _install(tmp: Path, entry: Path) -> None:
-    """Rename the built folder ``tmp`` to ``entry``, moving an older entry out of the way first."""
-    old = None
-    if entry.exists():
-        old = Path(tempfile.mkdtemp(prefix=".old-", dir=entry.parent))
-        os.replace(entry, old / "entry")
-    os.replace(tmp, entry)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def cached_export(kind: str, sources: list[Path], options: dict, out: str | os.PathLike,
                   build: Callable[[Path], ModelSpec], *, cache_dir: str | os.PathLike | None = None,
                   force: bool = False) -> tuple[Path, ModelSpec, bool]:
@@ -96,18 +67,14 @@ def cached_export(kind: str, sources: list[Path], options: dict, out: str | os.P
     root = Path(cache_dir) if cache_dir is not None else export_cache_dir()
     key = cache_key(kind, sources, options)
     entry = root / key
-    with _key_lock(root, key):
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / f".{key}.lock"):
         hit = (entry / "model.onnx").is_file() and (entry / "model.spec.json").is_file() and not force
         if not hit:
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-            try:
+            with atomic_folder(entry) as tmp:  # an older entry (force) is replaced
                 spec = build(tmp / "model.onnx")
                 lower_file(tmp / "model.onnx")
                 spec.to_json(tmp / "model.spec.json")
-                _install(tmp, entry)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp)
         spec = ModelSpec.from_json(entry / "model.spec.json")
         onnx_path, spec_path = output_paths(out)
         onnx_path.parent.mkdir(parents=True, exist_ok=True)

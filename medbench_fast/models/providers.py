@@ -32,9 +32,9 @@ import hashlib
 import re
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
+from medbench_fast.environment import tensorrt_version
 from medbench_fast.models.spec import ModelError
 
 PROVIDER_NAMES = {
@@ -141,40 +141,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tensorrt_version() -> str:
-    """The TensorRT runtime version: its pip distribution, else the ``libnvinfer`` the loader
-    finds (``getInferLibVersion``, a system install), else ``unknown``."""
-    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs", "tensorrt-cu13-libs",
-                 "tensorrt-cu12-libs"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return library_tensorrt_version() or "unknown"
-
-
-def decode_trt_version(number: int) -> str:
-    """``getInferLibVersion()``'s integer as ``major.minor.patch`` (10.x: M*10000 + m*100 + p;
-    before 10: M*1000 + m*100 + p)."""
-    if number >= 100000:
-        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
-    return f"{number // 1000}.{number // 100 % 10}.{number % 100}"
-
-
-def library_tensorrt_version() -> str | None:
-    """The version of the ``libnvinfer`` the dynamic loader finds, or None."""
-    for name in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        getter = getattr(lib, "getInferLibVersion", None)
-        if getter is not None:
-            getter.restype = ctypes.c_int32
-            return decode_trt_version(int(getter()))
-    return None
-
-
 def trt_cache_folder(root: Path, model_sha256: str, gpu_name: str | None) -> Path:
     """``<root>/<model hash>-<gpu>-trt<version>``: engines are valid only for that triple."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name or "gpu").strip("-").lower()
@@ -224,23 +190,6 @@ def cuda_device_count() -> int | None:
         return 0
     count = ctypes.c_int(0)
     return int(count.value) if lib.cuDeviceGetCount(ctypes.byref(count)) == 0 else 0
-
-
-def cuda_device_uuid(ordinal: int) -> str | None:
-    """The ``GPU-...`` UUID of CUDA device ``ordinal`` as this process numbers it (after
-    ``CUDA_VISIBLE_DEVICES``), from ``libcuda`` itself; None without a driver or device."""
-    try:
-        lib = ctypes.CDLL("libcuda.so.1" if sys.platform.startswith("linux") else "nvcuda.dll")
-    except OSError:
-        return None
-    device, raw = ctypes.c_int(0), (ctypes.c_ubyte * 16)()
-    getter = getattr(lib, "cuDeviceGetUuid_v2", None) or getattr(lib, "cuDeviceGetUuid", None)
-    if getter is None or lib.cuInit(0) != 0 or lib.cuDeviceGet(ctypes.byref(device), int(ordinal)) != 0:
-        return None
-    if getter(raw, device) != 0:
-        return None
-    h = bytes(raw).hex()
-    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def explain_unavailable(ort, provider: str, device_id: int = 0) -> str | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench_fast import environment
 from medbench_fast.models.derived import derived_model
 from medbench_fast.models.iobinding import DeviceBinding
 from medbench_fast.models.placement import (
@@ -54,8 +55,6 @@ from medbench_fast.models.spec import ModelError
 
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
 _LOOSEN = "To run on what is available instead, pass --no-strict-providers (benchmark.strict_providers: false)"
-#: CUDA ordinals that sessions of this process run on (``run.json`` records these GPUs).
-DEVICES_USED: set[int] = set()
 
 
 def import_onnxruntime():
@@ -175,10 +174,9 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     trt_cache = None
     if tensorrt:
         from medbench_fast.models.exports import export_cache_dir
-        from medbench_fast.store.run_info import visible_gpu
 
         root = Path(settings.trt_cache_dir) if settings.trt_cache_dir else export_cache_dir() / "tensorrt"
-        trt_cache = trt_cache_folder(root, sha, (visible_gpu(settings.device_id) or {}).get("name"))
+        trt_cache = trt_cache_folder(root, sha, (environment.visible_gpu(settings.device_id) or {}).get("name"))
         trt_cache.mkdir(parents=True, exist_ok=True)
     option_list = provider_options(order, settings, fp16=fp16, trt_cache=trt_cache, trt_shapes=trt_shapes)
 
@@ -228,7 +226,7 @@ def create_session(path: str | os.PathLike, *, providers=("cpu",), threads: int 
     if strict:
         check_placement(result, source, ort, order[0], settings.device_id)
     if result.device == "cuda":
-        DEVICES_USED.add(settings.device_id)
+        environment.DEVICES_USED.add(settings.device_id)
     missing = [full for full in requested if full not in result.providers_in_use]
     if missing:
         warnings.warn(f"{p.name}: requested provider(s) {missing} not in use; running on {result.providers_in_use}",

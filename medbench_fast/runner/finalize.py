@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from medbench_fast.metrics.evaluate import both_empty_rows
+from medbench_fast import environment
 from medbench_fast.store import run_info
 from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
 from medbench_fast.store.parts import StoreError, dedupe_last, read_parts, write_table
@@ -35,7 +36,8 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
                     "label_names": None if not options.label_names else {str(k): v for k, v in options.label_names.items()},
                     "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance,
                     "threshold": threshold},
-        "versions": run_info.package_versions(), "hardware": run_info.hardware(info.get("workers")), "git_commit": run_info.git_commit(),
+        "versions": environment.package_versions(), "hardware": environment.hardware(info.get("workers")),
+        "git_commit": environment.git_commit(),
     }
     from medbench_fast.report.tables import ReportsError, report_files, write_reports
 

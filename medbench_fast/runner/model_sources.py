@@ -100,9 +100,9 @@ def gpu_settings(benchmark: dict):
 
 
 def watch_gpus(benchmark: dict):
-    """This process's :class:`~medbench_fast.runner.profile.GpuWatch`, with the baseline of the
+    """This process's :class:`~medbench_fast.environment.GpuWatch`, with the baseline of the
     device a GPU run uses read before its sessions exist."""
-    from medbench_fast.runner.profile import GpuWatch
+    from medbench_fast.environment import GpuWatch
 
     watch = GpuWatch.of_process()
     if any(p in ("cuda", "tensorrt") for p in benchmark.get("providers") or ()):

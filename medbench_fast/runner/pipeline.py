@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbench_fast.data.cache import VolumeCache
-from medbench_fast.files import path_inside
+from medbench_fast.files import atomic_create, path_inside, write_text_atomic
 from medbench_fast.runner.executors.base import ExecStats
 from medbench_fast.runner.finalize import finalize_run
 from medbench_fast.runner.identity import RunFolder, RunFolderError, case_list_change, run_fingerprint
@@ -316,35 +316,28 @@ def _write_shard_status(run_dir: Path, shard: Shard, status: dict) -> None:
     path = _shard_path(run_dir, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**current, **status, "shard": str(shard)}, indent=2, sort_keys=True, default=str),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({**current, **status, "shard": str(shard)}, indent=2, sort_keys=True,
+                                       default=str))
 
 
 def _create_shared_run_json(run_dir: Path, info: dict, identity: Fingerprint) -> dict:
     """The first shard to start writes ``run.json``; the others find it. Returns the record in force."""
-    path = run_dir / "run.json"
-    tmp = run_dir / f".run.json.{os.getpid()}.new"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    try:
-        os.link(tmp, path)  # fails when another shard got there first
+    text = json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
+    if atomic_create(run_dir / "run.json", lambda tmp: tmp.write_text(text, encoding="utf-8")):
         return info
-    except FileExistsError:
-        recorded = run_info.read_run_json(run_dir)
-        changed = case_list_change(recorded, info.get("case_ids"))
-        if changed:
-            raise RunFolderError(f"{run_dir}: this shard cannot join the run: {changed}") from None
-        diffs = (Fingerprint.from_dict(recorded.get("fingerprint")) or Fingerprint({})).differences(identity)
-        if diffs:
-            raise RunFolderError(f"{run_dir}: holds shards of another run; this shard differs in:\n  "
-                                 + "\n  ".join(diffs)) from None
-        if recorded.get("shards") != info.get("shards"):
-            raise RunFolderError(f"{run_dir}: holds a run in {recorded.get('shards')} shards, not "
-                                 f"{info.get('shards')}") from None
-        return recorded
-    finally:
-        tmp.unlink(missing_ok=True)
+    # another shard got there first
+    recorded = run_info.read_run_json(run_dir)
+    changed = case_list_change(recorded, info.get("case_ids"))
+    if changed:
+        raise RunFolderError(f"{run_dir}: this shard cannot join the run: {changed}") from None
+    diffs = (Fingerprint.from_dict(recorded.get("fingerprint")) or Fingerprint({})).differences(identity)
+    if diffs:
+        raise RunFolderError(f"{run_dir}: holds shards of another run; this shard differs in:\n  "
+                             + "\n  ".join(diffs)) from None
+    if recorded.get("shards") != info.get("shards"):
+        raise RunFolderError(f"{run_dir}: holds a run in {recorded.get('shards')} shards, not "
+                             f"{info.get('shards')}") from None
+    return recorded
 
 
 def _recorded_shards(run_dir: Path) -> int | None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench_fast.environment import GpuMemory
+
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
            "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
@@ -42,78 +44,6 @@ def peak_rss_mb() -> float | None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     except ImportError:
         return None
-
-
-def _nvml():
-    """The initialised ``pynvml`` module (``nvidia-ml-py``), or None without it, its library or a driver."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return None
-    return pynvml
-
-
-class GpuMemory:
-    """This process's GPU memory on the device a session uses, in MiB, through NVML.
-
-    Create it before the session (it reads the device's baseline), call :meth:`sample`
-    after work; :attr:`peak_mib` is the largest sample. The device is CUDA ordinal
-    ``ordinal`` resolved to its UUID through ``CUDA_VISIBLE_DEVICES``
-    (:func:`~medbench_fast.store.run_info.visible_gpu`; NVML ignores that variable). A
-    sample is this process's entry in the device's compute-process list
-    (:attr:`source` ``process``); where the driver lists none for it (MIG, containers
-    without the host's PID namespace), the device's used memory minus the baseline
-    (``device_delta``). Everything is None without NVML or a resolvable device.
-    """
-
-    def __init__(self, ordinal: int = 0):
-        from medbench_fast.store.run_info import visible_gpu
-
-        self.peak_mib: float | None = None
-        self.source: str | None = None
-        self.uuid: str | None = None
-        self._nvml = _nvml()
-        self._handle = None
-        gpu = visible_gpu(ordinal) if self._nvml is not None else None
-        if not gpu or not gpu.get("uuid"):
-            return
-        try:
-            self._handle = self._nvml.nvmlDeviceGetHandleByUUID(gpu["uuid"])
-            self._baseline = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
-        except self._nvml.NVMLError:
-            self._handle = None
-            return
-        self.uuid = gpu["uuid"]
-
-    def process_mib(self) -> float | None:
-        """This process's entry in the device's compute-process list (MiB), or None."""
-        if self._handle is None:
-            return None
-        try:
-            mine = [p.usedGpuMemory for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
-                    if p.pid == os.getpid() and p.usedGpuMemory is not None]
-        except self._nvml.NVMLError:
-            return None
-        return float(sum(mine)) / 2**20 if mine else None
-
-    def sample(self) -> float | None:
-        """Read this process's GPU memory now (MiB) and update the peak."""
-        if self._handle is None:
-            return None
-        mib = self.process_mib()
-        self.source = "process"
-        if mib is None:
-            try:
-                used = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used
-            except self._nvml.NVMLError:
-                return None
-            mib, self.source = max(float(used - self._baseline), 0.0) / 2**20, "device_delta"
-        self.peak_mib = mib if self.peak_mib is None else max(self.peak_mib, mib)
-        return mib
 
 
 def make_inputs(session, batch_size: int, input_shape: list[int] | None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -193,87 +123,3 @@ def profile_model(path: str | os.PathLike, *, providers=("cpu",), batch_sizes=(1
         rows[0]["ort_profile"] = profile_file
     return rows
 
-
-class GpuWatch:
-    """This process's GPU memory on each device its sessions use, sampled in a thread.
-
-    :meth:`before_sessions` reads each device's baseline before the first session creates
-    its CUDA context (so the device-delta fallback includes the context); :meth:`start`
-    samples every ``every`` seconds until :meth:`record`, which returns one entry per device:
-    the GPU (:func:`~medbench_fast.store.run_info.visible_gpu`), this process's peak MiB and
-    its source (``process``, ``device_delta`` or ``not measured``), pid and host. One per
-    process: :meth:`of_process`.
-    """
-
-    _process: GpuWatch | None = None
-
-    def __init__(self, every: float = 0.25):
-        import threading
-
-        self.every = every
-        self.memories: dict[int, GpuMemory] = {}
-        self._gpus: dict[int, dict] = {}  # ordinal -> visible_gpu(), read once
-        self._stop = threading.Event()
-        self._thread = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def of_process(cls) -> GpuWatch:
-        if cls._process is None:
-            cls._process = cls()
-        return cls._process
-
-    def before_sessions(self, ordinals) -> None:
-        for ordinal in ordinals:
-            with self._lock:
-                if ordinal not in self.memories:
-                    self.memories[ordinal] = GpuMemory(ordinal)
-
-    def _used(self) -> list[int]:
-        import sys
-
-        session = sys.modules.get("medbench_fast.models.session")
-        return sorted(getattr(session, "DEVICES_USED", ()))
-
-    def sample(self) -> None:
-        self.before_sessions(self._used())
-        with self._lock:
-            for memory in self.memories.values():
-                memory.sample()
-
-    def start(self) -> GpuWatch:
-        import threading
-
-        if self._thread is None and self._used():
-            self._thread = threading.Thread(target=self._loop, name="medbench-gpu-memory", daemon=True)
-            self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            self.sample()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def record(self) -> list[dict] | None:
-        """The devices used so far with this process's sampled peak (None: no GPU session)."""
-        import socket
-
-        from medbench_fast.store.run_info import visible_gpu
-
-        used = self._used()
-        if not used:
-            return None
-        self.sample()
-        out = []
-        for ordinal in used:
-            memory = self.memories[ordinal]
-            if ordinal not in self._gpus:
-                self._gpus[ordinal] = visible_gpu(ordinal) or {"uuid": memory.uuid}
-            out.append({"cuda_ordinal": ordinal, **self._gpus[ordinal],
-                        "pid": os.getpid(), "host": socket.gethostname(), "process_peak_mib": memory.peak_mib,
-                        "memory_source": memory.source or "not measured"})
-        return out

@@ -1,28 +1,26 @@
 """One writer per run folder (and part namespace) at a time.
 
-The lock is a file ``RUN_DIR/.lock`` (``.lock-<namespace>`` for other namespaces) created
-with ``O_EXCL`` and holding the writer's host, pid, process start time and command. A
-second writer gets :class:`RunLockedError` naming them. A lock whose process is gone on
-this host (or whose pid was reused by another process) is stale and taken over; a lock
-held from another host cannot be checked and must be removed by hand, as the message says.
+The lock is a file ``RUN_DIR/.lock`` (``.lock-<namespace>`` for other namespaces) held with
+:class:`~medbench_fast.files.FileLock` (``flock``) for the whole write and holding the
+writer's host, pid, process start time and command. A second writer finds it held and gets
+:class:`RunLockedError` naming them. The kernel drops the lock when its writer dies (killed
+included), so the next writer takes it over at once, and of many that try exactly one wins.
 
-Taking the lock (creating it, or judging the present one stale, removing it and creating
-ours) happens under an exclusive ``flock`` of the run folder itself, so of many processes
-that find the same stale lock exactly one takes it over; the others then find the
-winner's live lock. The kernel drops the ``flock`` when its process dies, so it never
-goes stale itself.
+The record keeps the rules of a file system without ``flock`` and of a lock written by hand:
+a lock whose process is alive on this host is held; a lock from another host cannot be
+checked and must be removed by hand, as the message says; a record that is not a lock
+medbench-fast writes is refused.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from medbench_fast.files import FileLock
 from medbench_fast.store.run_info import utc_now
 
 
@@ -58,29 +56,29 @@ class RunLock:
         self.record = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
                        "command": command, "since": utc_now()}
         self.held = False
+        self._kernel = True
 
     def acquire(self) -> RunLock:
-        with _folder_guard(self.path.parent):
-            return self._acquire()
+        lock = FileLock(self.path)
+        if not lock.acquire(wait=False):
+            raise RunLockedError(self._busy(self._holder() or {}))
+        try:
+            holder, self._kernel = self._holder(), lock.kernel
+            if holder is not None and not self._stale(holder):
+                raise RunLockedError(self._busy(holder))
+            data = json.dumps(self.record).encode()  # the last writer's record, replaced in place
+            os.ftruncate(lock.fd, 0)
+            os.pwrite(lock.fd, data, 0)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock, self.held = lock, True
+        return self
 
-    def _acquire(self) -> RunLock:
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is None or self._stale(holder):
-                    self.path.unlink(missing_ok=True)  # a killed writer's lock: take it over
-                    continue
-                raise RunLockedError(
-                    f"{self.path.parent}: being written by {holder.get('command', 'medbench')} "
-                    f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}); "
-                    f"wait for it to finish, or remove {self.path} if that process is gone") from None
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.record, fh)
-            self.held = True
-            return self
-        raise RunLockedError(f"{self.path}: could not take the lock (it keeps reappearing)")
+    def _busy(self, holder: dict) -> str:
+        return (f"{self.path.parent}: being written by {holder.get('command', 'medbench')} "
+                f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}); "
+                f"wait for it to finish, or remove {self.path} if that process is gone")
 
     def _holder(self) -> dict | None:
         try:
@@ -92,7 +90,11 @@ class RunLock:
         return data if isinstance(data, dict) else {}
 
     def _stale(self, holder: dict) -> bool:
+        """Whether the record of a lock no process holds (where the file system has no
+        ``flock``: of a lock file) is a writer's that is gone."""
         if not holder:  # empty or unreadable: a writer killed between creating and filling it
+            if self._kernel:
+                return True
             try:
                 return time.time() - self.path.stat().st_mtime > 10
             except FileNotFoundError:
@@ -108,7 +110,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
+            self._lock.release(remove=True)
             self.held = False
 
     def __enter__(self) -> RunLock:
@@ -117,23 +119,3 @@ class RunLock:
     def __exit__(self, *exc) -> None:
         self.release()
 
-
-@contextmanager
-def _folder_guard(folder: Path):
-    """An exclusive ``flock`` of ``folder`` (the run folder) while a lock is taken or taken over.
-
-    Where the file system does not lock (some network mounts), taking a stale lock falls back
-    to the ``O_EXCL`` create alone."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the flock

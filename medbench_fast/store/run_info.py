@@ -1,25 +1,19 @@
-"""``run.json``: what was run, when, on what, with which versions."""
+"""``run.json``: what was run, when, on what, with which versions.
+
+The store writes the facts it is handed (the runner collects versions and hardware from
+:mod:`medbench_fast.environment`); it asks no model or runner itself.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import json
 import os
-import platform
-import subprocess
-import sys
 import uuid
-from importlib import metadata
 from pathlib import Path
 
-from medbench_fast.files import naming
-
-#: Distributions whose versions every run records (absent ones are skipped).
-VERSIONED = ("medbench-fast", "numpy", "numba", "SimpleITK", "pyarrow", "onnxruntime", "onnxruntime-gpu",
-             "torch", "transformers", "optimum-onnx", "ray")
-
+from medbench_fast.files import write_text_atomic
 
 def new_run_id() -> str:
     """A sortable, unique run id: UTC timestamp plus 6 random hex digits."""
@@ -28,201 +22,6 @@ def new_run_id() -> str:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@functools.lru_cache(maxsize=1)
-def _versions() -> tuple[tuple[str, str], ...]:
-    out = []
-    for name in VERSIONED:
-        try:
-            out.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            continue
-    return tuple(out)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the :data:`VERSIONED` distributions installed (read once per process)."""
-    return dict(_versions())
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str | None:
-    """The commit of the medbench-fast checkout in use, when run from one."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def _smi(*args: str) -> str | None:
-    """stdout of ``nvidia-smi args`` or None (not installed, failed, hung)."""
-    try:
-        out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def _mib(text: str) -> float | None:
-    try:
-        return float(text.split()[0])
-    except (ValueError, IndexError):
-        return None
-
-
-def nvidia_smi_gpus() -> list[dict] | None:
-    """Every GPU ``nvidia-smi`` lists (``index``, ``uuid``, ``name``, ``driver``,
-    ``memory_total_mib``), or None without nvidia-smi. Lines that are not a GPU row
-    (warnings, blank lines, a changed format) are skipped, never raised on."""
-    text = _smi("--query-gpu=index,uuid,name,driver_version,memory.total", "--format=csv,noheader,nounits")
-    if text is None:
-        return None
-    gpus = []
-    for line in text.splitlines():
-        parts = [part.strip() for part in line.split(",")]
-        if len(parts) != 5 or not parts[0].isdigit() or not parts[1].startswith("GPU-"):
-            continue
-        gpus.append({"index": int(parts[0]), "uuid": parts[1], "name": parts[2], "driver": parts[3],
-                     "memory_total_mib": _mib(parts[4])})
-    return gpus or None
-
-
-def driver_cuda_version() -> str | None:
-    """The highest CUDA version the driver supports (``nvidia-smi``'s header), or None."""
-    text = _smi() or ""
-    for token in text.split("|"):
-        if "CUDA Version:" in token:
-            rest = token.split("CUDA Version:", 1)[1].split()
-            return rest[0] if rest else None
-    return None
-
-
-def visible_gpu(ordinal: int) -> dict | None:
-    """The GPU that CUDA device ``ordinal`` is, resolved through ``CUDA_VISIBLE_DEVICES``
-    (indices, ``GPU-`` UUIDs or their prefixes, ``MIG-`` instances) to nvidia-smi's row.
-    Where the CUDA driver library is loadable, the UUID comes from it (``cuDeviceGetUuid``)
-    and name and memory from NVML (:func:`nvml_gpu`), so nvidia-smi is not needed.
-
-    NVML and nvidia-smi ignore ``CUDA_VISIBLE_DEVICES`` and number GPUs in PCI order, so a
-    bare ordinal is matched as an nvidia-smi index only when the variable is unset. A MIG
-    instance is returned as ``{"uuid": "MIG-...", "mig": True}``. None when unresolvable.
-    """
-    from medbench_fast.models.providers import cuda_device_uuid
-
-    uuid = cuda_device_uuid(ordinal)  # the driver's own numbering: exact, no nvidia-smi needed
-    gpus = nvidia_smi_gpus() or []
-    if uuid is not None:
-        row = next((gpu for gpu in gpus if gpu["uuid"] == uuid), None)
-        return row or {"uuid": uuid, **nvml_gpu(uuid)}
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    entry = str(ordinal)
-    if env is not None:
-        items = [item.strip() for item in env.split(",") if item.strip()]
-        if ordinal >= len(items):
-            return None
-        entry = items[ordinal]
-    if entry.startswith("MIG-"):
-        return {"uuid": entry, "mig": True}
-    for gpu in gpus:
-        if (entry.isdigit() and gpu["index"] == int(entry)) or (entry.startswith("GPU-") and gpu["uuid"].startswith(entry)):
-            return gpu
-    return None
-
-
-def nvml_gpu(uuid: str) -> dict:
-    """Name and total memory of the GPU ``uuid`` through NVML (``nvidia-ml-py``), or {}."""
-    from medbench_fast.runner.profile import _nvml
-
-    nvml = _nvml()
-    if nvml is None:
-        return {}
-    try:
-        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
-        name = nvml.nvmlDeviceGetName(handle)
-        total = nvml.nvmlDeviceGetMemoryInfo(handle).total
-        driver = nvml.nvmlSystemGetDriverVersion()
-    except nvml.NVMLError:
-        return {}
-    text = (lambda v: v.decode() if isinstance(v, bytes) else str(v))
-    return {"name": text(name), "driver": text(driver), "memory_total_mib": float(total) / 2**20}
-
-
-def onnxruntime_build() -> dict | None:
-    """onnxruntime's package and the CUDA/cuDNN/TensorRT versions it was built against
-    (read only when onnxruntime is already imported)."""
-    ort = sys.modules.get("onnxruntime")
-    if ort is None:
-        return None
-    info = getattr(getattr(ort, "capi", None), "build_and_package_info", None)
-    out = {"package": getattr(info, "package_name", None), "version": getattr(ort, "__version__", None),
-           "providers_available": list(ort.get_available_providers())}
-    for key in ("cuda_version", "cudnn_version", "trt_version", "tensorrt_version"):
-        value = getattr(info, key, None) or getattr(ort, key, None)
-        if value:
-            out[key] = str(value)
-    from medbench_fast.models.providers import tensorrt_version
-
-    if "TensorrtExecutionProvider" in out["providers_available"]:
-        out["tensorrt_runtime"] = tensorrt_version()
-    return out
-
-
-def gpu_info() -> list[dict] | None:
-    """Every NVIDIA GPU of the machine (``nvidia-smi``) with the driver's CUDA version, or None."""
-    gpus = nvidia_smi_gpus()
-    if not gpus:
-        return None
-    cuda = driver_cuda_version()
-    return [{**gpu, "driver_cuda": cuda} for gpu in gpus]
-
-
-def gpus_used(workers: list[dict] | None = None) -> list[dict] | None:
-    """The GPUs the run's sessions ran on, with every worker process's sampled peak memory.
-
-    ``workers``: ``run.json``'s worker records (every executor: local, processes, Ray), each
-    with ``gpus`` from its process's :class:`~medbench_fast.runner.profile.GpuWatch`. One
-    entry per GPU (by UUID): its facts, ``processes`` (pid, host, ``process_peak_mib``,
-    ``memory_source``) and ``process_peak_mib``, the largest of them. Without worker
-    records, this process's own GPUs. None when no session ran on a GPU.
-    """
-    rows = [gpu for worker in workers or () for gpu in worker.get("gpus") or ()]
-    if not rows:
-        from medbench_fast.runner.profile import GpuWatch
-
-        rows = GpuWatch.of_process().record() or []
-    if not rows:
-        return None
-    out: dict[str, dict] = {}
-    for row in rows:
-        key = row.get("uuid") or f"{row.get('host')}:{row.get('cuda_ordinal')}"
-        process = {k: row.get(k) for k in ("pid", "host", "process_peak_mib", "memory_source")}
-        entry = out.setdefault(key, {k: v for k, v in row.items() if k not in process and k != "cuda_ordinal"}
-                               | {"processes": []})
-        entry["processes"].append(process)
-    for entry in out.values():
-        peaks = [p["process_peak_mib"] for p in entry["processes"] if p["process_peak_mib"] is not None]
-        entry["process_peak_mib"] = max(peaks) if peaks else None
-    return list(out.values())
-
-
-def hardware(workers: list[dict] | None = None) -> dict:
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "gpus": gpu_info(), "gpus_used": gpus_used(workers),
-            "onnxruntime_build": onnxruntime_build()}
 
 
 def config_record(text: str | None) -> dict | None:
@@ -234,13 +33,7 @@ def config_record(text: str | None) -> dict | None:
 def write_run_json(run_dir: str | os.PathLike, info: dict) -> Path:
     """Write ``info`` as ``RUN_DIR/run.json`` atomically (keys sorted, stable bytes)."""
     target = Path(run_dir) / "run.json"
-    tmp = target.with_name(f".run.json.{os.getpid()}.tmp")
-    try:
-        with naming(target):
-            tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-            os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(target, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return target
 
 

@@ -556,23 +556,24 @@ def test_tensorrt_version_from_the_loaded_library(monkeypatch):
     """A system TensorRT (no pip metadata) keys its caches by libnvinfer's own version."""
     from importlib import metadata
 
+    from medbench_fast import environment
     from medbench_fast.models import providers
 
-    assert providers.decode_trt_version(100300) == "10.3.0"
-    assert providers.decode_trt_version(8601) == "8.6.1"
+    assert environment.decode_trt_version(100300) == "10.3.0"
+    assert environment.decode_trt_version(8601) == "8.6.1"
 
     def no_dist(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(providers.metadata, "version", no_dist)
+    monkeypatch.setattr(environment.metadata, "version", no_dist)
 
     class Lib:
         @staticmethod
         def getInferLibVersion():
             return 101300
 
-    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: Lib() if name == "libnvinfer.so.10" else
+    monkeypatch.setattr(environment.ctypes, "CDLL", lambda name: Lib() if name == "libnvinfer.so.10" else
                         (_ for _ in ()).throw(OSError(name)))
     assert providers.tensorrt_version() == "10.13.0"
-    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    monkeypatch.setattr(environment.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
     assert providers.tensorrt_version() == "unknown"

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from medbench_fast.runner.profile import GpuMemory, GpuWatch
-from medbench_fast.store import run_info
+from medbench_fast import environment
+from medbench_fast.environment import GpuMemory, GpuWatch
 
 UUID0 = "GPU-0a1b2c3d-1111-2222-3333-444455556666"
 UUID1 = "GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"
@@ -49,7 +49,7 @@ def fake_smi(tmp_path, monkeypatch):
 
 def test_extra_lines_and_several_gpus(fake_smi, monkeypatch):
     fake_smi()
-    gpus = run_info.gpu_info()
+    gpus = environment.gpu_info()
     assert [(g["index"], g["uuid"], g["name"], g["memory_total_mib"]) for g in gpus] == [
         (0, UUID0, "NVIDIA H100 80GB HBM3", 81559.0), (1, UUID1, "NVIDIA A100-SXM4-40GB", 40960.0)]
     assert all(g["driver"] == "550.54.15" and g["driver_cuda"] == "12.4" for g in gpus)
@@ -65,22 +65,20 @@ def test_visible_gpu_by_uuid(fake_smi, monkeypatch, visible, ordinal, uuid):
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    gpu = run_info.visible_gpu(ordinal)
+    gpu = environment.visible_gpu(ordinal)
     assert (gpu or {}).get("uuid") == uuid
 
 
 def test_hardware_records_the_device_used(fake_smi, monkeypatch):
     import onnxruntime
 
-    from medbench_fast.models import session
-
     fake_smi()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    monkeypatch.setattr(session, "DEVICES_USED", {0})
+    monkeypatch.setattr(environment, "DEVICES_USED", {0})
     nvml = FakeNvml(used=30 << 30, processes=[SimpleNamespace(pid=os.getpid(), usedGpuMemory=5 << 30)])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     monkeypatch.setattr(GpuWatch, "_process", None)
-    hw = run_info.hardware()
+    hw = environment.hardware()
     assert hw["gpus_used"] == [{"index": 1, "uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15",
                                 "memory_total_mib": 40960.0, "process_peak_mib": 5120.0,
                                 "processes": [{"pid": os.getpid(), "host": socket.gethostname(),
@@ -92,13 +90,13 @@ def test_hardware_records_the_device_used(fake_smi, monkeypatch):
 @pytest.mark.parametrize("query, code", [("", 0), ("garbage\n,,,,\n", 0), (QUERY_OUTPUT, 9), ("\x00\xff", 0)])
 def test_broken_nvidia_smi_never_raises(fake_smi, query, code):
     fake_smi(query, code)
-    assert run_info.gpu_info() is None
-    assert run_info.hardware()["gpus"] is None
+    assert environment.gpu_info() is None
+    assert environment.hardware()["gpus"] is None
 
 
 def test_no_nvidia_smi(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert run_info.gpu_info() is None and run_info.visible_gpu(0) is None
+    assert environment.gpu_info() is None and environment.visible_gpu(0) is None
 
 
 class FakeNvml(SimpleNamespace):
@@ -159,8 +157,6 @@ def test_uuid_from_the_cuda_driver_without_nvidia_smi(monkeypatch, tmp_path):
     numbering, CUDA_VISIBLE_DEVICES applied) and the name and memory from NVML."""
     import ctypes
 
-    from medbench_fast.models import providers
-
     raw = bytes.fromhex(UUID1[4:].replace("-", ""))
 
     class Driver:
@@ -175,26 +171,24 @@ def test_uuid_from_the_cuda_driver_without_nvidia_smi(monkeypatch, tmp_path):
             ctypes.memmove(out, raw, 16)
             return 0
 
-    monkeypatch.setattr(providers.ctypes, "CDLL", lambda name: Driver())
+    monkeypatch.setattr(environment.ctypes, "CDLL", lambda name: Driver())
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
     nvml = FakeNvml(used=0, processes=[])
     nvml.nvmlDeviceGetName = lambda handle: b"NVIDIA A100-SXM4-40GB"
     nvml.nvmlSystemGetDriverVersion = lambda: "550.54.15"
     nvml.nvmlDeviceGetMemoryInfo = lambda handle: SimpleNamespace(used=0, total=40 << 30)
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    assert providers.cuda_device_uuid(0) == UUID1 and providers.cuda_device_uuid(1) is None
-    assert run_info.visible_gpu(0) == {"uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15",
+    assert environment.cuda_device_uuid(0) == UUID1 and environment.cuda_device_uuid(1) is None
+    assert environment.visible_gpu(0) == {"uuid": UUID1, "name": "NVIDIA A100-SXM4-40GB", "driver": "550.54.15",
                                        "memory_total_mib": 40 * 1024}
 
 
 def test_gpu_memory_is_sampled_during_the_run_and_gathered_from_every_worker(fake_smi, monkeypatch):
     """The watch samples while work runs (a peak between samples is kept after memory drops);
     run.json's gpus_used gathers every worker process's record (processes and Ray executors)."""
-    from medbench_fast.models import session
-
     fake_smi()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(session, "DEVICES_USED", {0})
+    monkeypatch.setattr(environment, "DEVICES_USED", {0})
     nvml = FakeNvml(used=10 << 30, processes=[SimpleNamespace(pid=os.getpid(), usedGpuMemory=1 << 30)])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     watch = GpuWatch(every=0.01)
@@ -213,7 +207,7 @@ def test_gpu_memory_is_sampled_during_the_run_and_gathered_from_every_worker(fak
               "memory_source": "not measured"}
     workers = [{"executor": "processes", "gpus": [mine[0]]}, {"executor": "processes", "gpus": [other]},
                {"executor": "ray", "gpus": [second]}, {"executor": "ray", "gpus": None}]
-    used = run_info.gpus_used(workers)
+    used = environment.gpus_used(workers)
     assert [g["uuid"] for g in used] == [UUID0, UUID1]
     assert used[0]["process_peak_mib"] == 7 * 1024 and [p["pid"] for p in used[0]["processes"]] == [os.getpid(), 4242]
     assert used[1]["process_peak_mib"] is None and used[1]["processes"][0]["memory_source"] == "not measured"

@@ -14,6 +14,7 @@ import numpy as np
 
 from medbench_fast.data.dicom.paths import SeriesPath, series_grid
 from medbench_fast.data.reader import VolumeError
+from medbench_fast.files import atomic_write
 
 
 def write_prediction_seg(label_map: np.ndarray, series: SeriesPath, path: str | os.PathLike, *, model: str,
@@ -46,7 +47,5 @@ def write_prediction_seg(label_map: np.ndarray, series: SeriesPath, path: str | 
         device_serial_number="0", series_description=f"{model} segmentation", omit_empty_frames=top > 0)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    seg.save_as(tmp)
-    os.replace(tmp, out)
+    atomic_write(out, seg.save_as)
     return out

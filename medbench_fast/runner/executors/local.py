@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from medbench_fast.runner.executors.base import ExecStats, progress_bar
-from medbench_fast.runner.profile import GpuWatch
+from medbench_fast.environment import GpuWatch
 from medbench_fast.runner.sink import RunSink
 from medbench_fast.runner.worker import (
     CaseResult,

@@ -50,7 +50,7 @@ def _worker_main(slot: WorkerSlot, init: WorkerInit, conn: Connection) -> None:
         pin_gpu,
     )
 
-    from medbench_fast.runner.profile import GpuWatch
+    from medbench_fast.environment import GpuWatch
 
     ignore_sigint()
     pin_gpu(slot.gpu)

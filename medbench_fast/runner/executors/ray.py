@@ -104,7 +104,7 @@ class _Actor:
         return self.identity
 
     def process(self, case, names):
-        from medbench_fast.runner.profile import GpuWatch
+        from medbench_fast.environment import GpuWatch
 
         return pack(self.worker.process(case, names), self.init.metrics_schema, self.worker.model_info,
                     GpuWatch.of_process().record())
