@@ -206,7 +206,8 @@ class VolumeCache:
         array = np.ascontiguousarray(volume.array)
         header = {
             "format": _FORMAT, "source": str(source), **fingerprint,
-            "sha256": _sha256(source) if isinstance(source, Path) else None, "meta": meta or {},
+            "sha256": volume.meta.get("sha256") or (_sha256(source) if isinstance(source, Path) else None),
+            "meta": meta or {},
             "shape": list(array.shape), "dtype": str(array.dtype), "nbytes": int(array.nbytes),
             "spacing": list(volume.spacing), "origin": list(volume.origin), "direction": list(volume.direction),
         }

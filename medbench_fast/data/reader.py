@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbench_fast.data import metaimage, nifti
+from medbench_fast.data import metaimage, nifti, nifti_read
 from medbench_fast.data.errors import VolumeError
 
 #: File-name endings recognised as images, longest first (so ``.nii.gz`` wins over ``.gz``).
@@ -115,18 +115,19 @@ def read_sitk(path: str | os.PathLike):
         raise VolumeError(f"{p}: cannot be read as an image (truncated or corrupt?): {detail.strip()}") from None
 
 
-def check_finite(volume: Volume) -> None:
+def check_finite(volume: Volume, *, stored: bool = False) -> None:
     """Raise :class:`VolumeError` when a float volume holds NaN or infinite voxels.
 
-    For a float NIfTI file the raw voxels are checked too: ITK reads NaN and infinity there
-    as 0, so only a decoded array without zeros is known to be clean.
+    For a float NIfTI file decoded by ITK the raw voxels are checked too: ITK reads NaN and
+    infinity there as 0, so only a decoded array without zeros is known to be clean.
+    ``stored``: the array holds the file's own values (:mod:`~medbench_fast.data.nifti_read`).
     """
     array = volume.array
     if not np.issubdtype(array.dtype, np.floating):
         return
     bad = int(array.size - np.count_nonzero(np.isfinite(array)))
     path = Path(volume.path) if volume.path else None
-    if not bad and path is not None and nifti.is_nifti(path) and not np.all(array):
+    if not bad and not stored and path is not None and nifti.is_nifti(path) and not np.all(array):
         header = nifti.check_nifti(path)
         bad = nifti.count_non_finite(path, header)
     if bad:
@@ -135,11 +136,28 @@ def check_finite(volume: Volume) -> None:
 
 
 def decode_volume(path: str | os.PathLike, *, channels: bool = False) -> Volume:
-    """Decode a file or DICOM folder with SimpleITK into a checked :class:`Volume`
-    (``channels``: a 4D file is ``(C, Z, Y, X)``)."""
+    """Decode a file or DICOM folder into a checked :class:`Volume` (``channels``: a 4D file
+    is ``(C, Z, Y, X)``): NIfTI by :func:`~medbench_fast.data.nifti_read.read_nifti` where it
+    reads the file, everything else (and every invalid file) with SimpleITK."""
+    volume = _nifti_volume(Path(path), channels) if nifti.is_nifti(Path(path)) else None
+    if volume is not None:
+        check_finite(volume, stored=True)
+        return volume
     volume = (sitk_to_channels if channels else sitk_to_volume)(read_sitk(path), path)
     check_finite(volume)
     return volume
+
+
+def _nifti_volume(path: Path, channels: bool) -> Volume | None:
+    """A 3D NIfTI file (or 4D with ``channels``) read without SimpleITK; None for the rest,
+    which SimpleITK reads or refuses with its message."""
+    image = nifti_read.read_nifti(path)
+    if image is None or not (image.array.ndim == 3 or (channels and image.array.ndim == 4)):
+        return None
+    n = image.array.ndim
+    direction = np.asarray(image.direction, dtype=np.float64).reshape(n, n)[:3, :3][::-1, ::-1]
+    return Volume(image.array, _reindex_zyx(image.spacing, 3), _reindex_zyx(image.origin, 3),  # type: ignore[arg-type]
+                  tuple(float(v) for v in direction.ravel()), str(path), {"sha256": image.sha256})
 
 
 def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:

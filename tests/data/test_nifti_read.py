@@ -1,0 +1,184 @@
+"""The NIfTI reader against SimpleITK: voxels, dtype and geometry equal for every variant it
+reads itself, and everything else left to SimpleITK (``read_nifti`` returns None)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medbench_fast.data import nifti_read
+from medbench_fast.data.nifti_read import read_nifti
+
+DTYPES = ["u1", "i1", "i2", "u2", "i4", "u4", "i8", "u8", "f4", "f8"]
+
+
+def _rotation(rng) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+def _affine(rng, ndim: int = 3) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3] = _rotation(rng) * rng.uniform(0.3, 3.0, 3)
+    affine[:3, 3] = rng.uniform(-100, 100, 3)
+    return affine
+
+
+def _same_as_sitk(path, *, fast: bool = True) -> None:
+    image = sitk.ReadImage(str(path))
+    expected = sitk.GetArrayFromImage(image)
+    got = read_nifti(path)
+    if not fast:
+        assert got is None
+        return
+    assert got is not None, f"{path} was left to SimpleITK"
+    assert got.array.dtype == expected.dtype and got.array.shape == expected.shape
+    np.testing.assert_array_equal(got.array, expected)
+    assert got.spacing == image.GetSpacing()
+    assert got.origin == image.GetOrigin()
+    assert got.direction == image.GetDirection()
+
+
+def _save(image, path, *, qform: int, sform: int, affine) -> None:
+    image.set_qform(affine, code=qform)
+    image.set_sform(affine, code=sform)
+    nib.save(image, path)
+
+
+@pytest.mark.parametrize("codes", [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2), (0, 4), (1, 1), (2, 1)])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_qform_sform_variants_match_sitk(tmp_path, codes, suffix):
+    rng = np.random.default_rng(sum(codes) * 7 + len(suffix))
+    for i in range(4):
+        affine = _affine(rng)
+        if i == 0:  # axis-aligned with flips
+            affine[:3, :3] = np.diag(rng.choice([-1.0, 1.0], 3) * rng.uniform(0.5, 2.0, 3))
+        data = rng.integers(0, 5, (5, 6, 7)).astype(np.uint8)
+        path = tmp_path / f"case{i}{suffix}"
+        _save(nib.Nifti1Image(data, affine), path, qform=codes[0], sform=codes[1], affine=affine)
+        _same_as_sitk(path)
+
+
+def test_sitk_written_files_match(tmp_path, rng):
+    """SimpleITK writes qform and sform codes 1 (scanner): the sform's precision is kept."""
+    for i in range(5):
+        array = rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(tuple(rng.uniform(0.3, 3, 3)))
+        image.SetOrigin(tuple(rng.uniform(-100, 100, 3)))
+        image.SetDirection(tuple(_rotation(rng).ravel()))
+        path = tmp_path / f"s{i}.nii.gz"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        _same_as_sitk(path)
+
+
+def test_different_qform_and_sform(tmp_path, rng):
+    """Both known, sform not scanner-anatomical and far from the qform: ITK takes the qform;
+    a skewed sform: the qform too."""
+    data = rng.integers(0, 3, (4, 5, 6)).astype(np.uint8)
+    q_affine, s_affine = _affine(rng), _affine(rng)
+    image = nib.Nifti1Image(data, q_affine)
+    image.set_qform(q_affine, code=1)
+    image.set_sform(s_affine, code=2)
+    nib.save(image, tmp_path / "far.nii")
+    _same_as_sitk(tmp_path / "far.nii")
+    skew = q_affine.copy()
+    skew[0, 1] += 0.5
+    image.set_sform(skew, code=1)
+    nib.save(image, tmp_path / "skew.nii")
+    _same_as_sitk(tmp_path / "skew.nii")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_every_datatype_and_endianness(tmp_path, dtype, endian):
+    rng = np.random.default_rng(len(dtype) + ord(endian))
+    kind = np.dtype(dtype)
+    if kind.kind == "f":
+        data = rng.normal(0, 100, (4, 5, 6)).astype(kind)
+    else:
+        info = np.iinfo(kind)
+        data = rng.integers(info.min, info.max, (4, 5, 6), dtype=kind, endpoint=True)
+    header = nib.Nifti1Header(endianness=endian)
+    header.set_data_dtype(kind)
+    nib.Nifti1Image(data, _affine(rng), header).to_filename(tmp_path / "v.nii.gz")
+    assert nib.load(tmp_path / "v.nii.gz").header.endianness == endian
+    _same_as_sitk(tmp_path / "v.nii.gz")
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (5, 6, 7), (5, 6, 7, 1), (5, 6, 7, 3)])
+def test_2d_3d_4d(tmp_path, shape, rng):
+    data = rng.integers(0, 4, shape).astype(np.int16)
+    affine = _affine(rng)
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header["pixdim"][4] = 2.5
+    _save(image, tmp_path / "v.nii.gz", qform=1, sform=1, affine=affine)
+    _same_as_sitk(tmp_path / "v.nii.gz")
+
+
+@pytest.mark.parametrize("slope_inter", [(1.0, 0.0), (0.0, 5.0), (0.5, 3.0), (0.1, 0.3), (2.0, -1024.0)])
+@pytest.mark.parametrize("dtype", ["u1", "i2", "u2", "i4", "f4", "f8"])
+def test_scl_slope_and_inter(tmp_path, slope_inter, dtype, rng):
+    data = rng.integers(0, 100, (4, 5, 6)).astype(dtype)
+    image = nib.Nifti1Image(data, _affine(rng), dtype=dtype)
+    path = tmp_path / "v.nii"
+    image.to_filename(path)
+    raw = bytearray(path.read_bytes())  # nibabel's writer would rescale the data: set the fields by hand
+    raw[112:120] = np.array(slope_inter, "<f4").tobytes()
+    path.write_bytes(bytes(raw))
+    _same_as_sitk(path)
+
+
+def test_multi_member_gzip_and_padding(tmp_path, rng):
+    data = rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)
+    affine = _affine(rng)
+    _save(nib.Nifti1Image(data, affine), tmp_path / "v.nii", qform=1, sform=1, affine=affine)
+    raw = (tmp_path / "v.nii").read_bytes()
+    cuts = (0, 200, len(raw) // 2, len(raw))
+    members = b"".join(gzip.compress(raw[a:b]) for a, b in itertools.pairwise(cuts))
+    for name, content in (("multi", members), ("padded", gzip.compress(raw) + b"\0" * 64),
+                          ("trailing", gzip.compress(raw) + b"not gzip")):
+        path = tmp_path / f"{name}.nii.gz"
+        path.write_bytes(content)
+        _same_as_sitk(path)
+
+
+def test_left_to_sitk(tmp_path, rng):
+    """Kinds read by SimpleITK: both codes known and close but not equal, units in metres,
+    RGB voxels, 5 dimensions."""
+    data = rng.integers(0, 5, (5, 6, 7)).astype(np.uint8)
+    affine = _affine(rng)
+    _save(nib.Nifti1Image(data, affine), tmp_path / "close.nii", qform=1, sform=2, affine=affine)
+    _same_as_sitk(tmp_path / "close.nii", fast=False)
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("meter")
+    image.to_filename(tmp_path / "metre.nii")
+    _same_as_sitk(tmp_path / "metre.nii", fast=False)
+    rgb = np.zeros((5, 6, 7), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.Nifti1Image(rgb, affine).to_filename(tmp_path / "rgb.nii")
+    _same_as_sitk(tmp_path / "rgb.nii", fast=False)
+
+
+def test_nifti2_equals_nifti1(tmp_path, rng):
+    """SimpleITK does not read NIfTI-2; the reader gives it the geometry of the same header as NIfTI-1
+    (equal up to NIfTI-1's single precision)."""
+    for codes in ((0, 0), (1, 0), (0, 2), (1, 1)):
+        data = rng.integers(0, 5, (5, 6, 7)).astype(np.int16)
+        affine = _affine(rng)
+        _save(nib.Nifti1Image(data, affine), tmp_path / "one.nii.gz", qform=codes[0], sform=codes[1], affine=affine)
+        _save(nib.Nifti2Image(data, affine), tmp_path / "two.nii.gz", qform=codes[0], sform=codes[1], affine=affine)
+        one, two = read_nifti(tmp_path / "one.nii.gz"), read_nifti(tmp_path / "two.nii.gz")
+        assert one is not None and two is not None
+        np.testing.assert_array_equal(one.array, two.array)
+        for a, b in ((one.spacing, two.spacing), (one.origin, two.origin), (one.direction, two.direction)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)
+
+
+def test_inflater_is_the_fastest_installed():
+    assert nifti_read.INFLATER == "libdeflate"
