@@ -268,6 +268,8 @@ def _decode(data: bytes, digest: str | None) -> NiftiImage | None:
     if not dtype.isnative:
         array = array.astype(dtype.newbyteorder("="))
     slope, inter = (float(v) for v in _round((h.slope, h.inter), h.float32))
+    if any(0.0 < abs(v) < 1e-15 for v in (slope, inter, slope - 1.0)):
+        return None  # ITK compares with 1 and 0 within a few ulps
     slope = slope or 1.0  # ITK reads a zero slope as 1 and still adds the intercept
     if slope != 1.0 or inter != 0.0:
         out = np.float64 if array.dtype == np.float64 else np.float32
