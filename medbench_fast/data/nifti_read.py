@@ -119,7 +119,7 @@ def _squeezed(h: _Header) -> _Header:
 
 def _supported(h: _Header) -> bool:
     """Whether ITK reads this header as a plain scalar image whose geometry this module computes exactly."""
-    if not 1 <= h.ndim <= 4 or any(d < 1 for d in h.dims[:h.ndim]) or h.datatype not in SCALAR_TYPES:
+    if not 2 <= h.ndim <= 4 or any(d < 1 for d in h.dims[:h.ndim]) or h.datatype not in SCALAR_TYPES:
         return False
     if h.intent not in _PLAIN_INTENTS or h.units & 7 not in _MM or (h.ndim == 4 and h.units & 0x38 not in _SECONDS):
         return False
