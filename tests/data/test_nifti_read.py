@@ -7,6 +7,7 @@ import gzip
 import itertools
 import os
 import struct
+import sys
 import tempfile
 from pathlib import Path
 
@@ -188,6 +189,23 @@ def test_nifti2_equals_nifti1(tmp_path, rng):
 
 def test_inflater_is_the_fastest_installed():
     assert nifti_read.INFLATER == "libdeflate"
+
+
+@pytest.mark.parametrize("missing", [("deflate",), ("deflate", "isal")])
+def test_fallback_inflaters(tmp_path, monkeypatch, rng, missing):
+    """Without libdeflate, ISA-L; without both, zlib: the same voxels, and the same refusals."""
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)
+    name, inflate, errors = nifti_read._pick_inflater()
+    assert name == ("isal" if missing == ("deflate",) else "zlib")
+    monkeypatch.setattr(nifti_read, "_inflate", inflate)
+    monkeypatch.setattr(nifti_read, "_INFLATE_ERRORS", errors)
+    test_multi_member_gzip_and_padding(tmp_path, rng)
+    sitk.WriteImage(sitk.GetImageFromArray(rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)), str(tmp_path / "s.nii.gz"))
+    _same_as_sitk(tmp_path / "s.nii.gz")
+    data = (tmp_path / "s.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    assert read_nifti(tmp_path / "cut.nii.gz") is None
 
 
 # Fuzz: random header fields and damaged gzip streams. The reader never raises; what it reads
