@@ -148,7 +148,7 @@ class VolumeCache:
             fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
         except OSError:
             fingerprint = None  # missing source: decoding names the problem
-        volume = decode_volume(path, channels=channels)
+        volume = decode_volume(path, channels=channels, sha256=self.write_error is None)
         self._store(source, volume, fingerprint)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 

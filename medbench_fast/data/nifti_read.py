@@ -226,15 +226,16 @@ def _geometry(h: _Header, matrix: np.ndarray) -> tuple[tuple[float, ...], tuple[
     return tuple(pixdim), tuple(origin), tuple(float(v) for v in direction.ravel())
 
 
-def read_nifti(path: str | Path) -> NiftiImage | None:
+def read_nifti(path: str | Path, *, sha256: bool = False) -> NiftiImage | None:
     """Read ``path`` as SimpleITK would; None when the file is invalid, cut short, corrupt or
-    of a kind this module leaves to SimpleITK. Non-finite voxels are returned as stored."""
+    of a kind this module leaves to SimpleITK. Non-finite voxels are returned as stored.
+    ``sha256``: also hash the file's bytes (read once for both)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError:
         return None
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = hashlib.sha256(raw).hexdigest() if sha256 else None
     if raw[:2] != b"\x1f\x8b":
         return _decode(raw, digest)
     try:

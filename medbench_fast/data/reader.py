@@ -135,11 +135,12 @@ def check_finite(volume: Volume, *, stored: bool = False) -> None:
                           "expected finite numbers")
 
 
-def decode_volume(path: str | os.PathLike, *, channels: bool = False) -> Volume:
+def decode_volume(path: str | os.PathLike, *, channels: bool = False, sha256: bool = False) -> Volume:
     """Decode a file or DICOM folder into a checked :class:`Volume` (``channels``: a 4D file
     is ``(C, Z, Y, X)``): NIfTI by :func:`~medbench_fast.data.nifti_read.read_nifti` where it
-    reads the file, everything else (and every invalid file) with SimpleITK."""
-    volume = _nifti_volume(Path(path), channels) if nifti.is_nifti(Path(path)) else None
+    reads the file, everything else (and every invalid file) with SimpleITK. ``sha256``: put
+    the file's digest in ``meta["sha256"]`` where the bytes were read here anyway."""
+    volume = _nifti_volume(Path(path), channels, sha256) if nifti.is_nifti(Path(path)) else None
     if volume is not None:
         check_finite(volume, stored=True)
         return volume
@@ -148,16 +149,17 @@ def decode_volume(path: str | os.PathLike, *, channels: bool = False) -> Volume:
     return volume
 
 
-def _nifti_volume(path: Path, channels: bool) -> Volume | None:
+def _nifti_volume(path: Path, channels: bool, sha256: bool) -> Volume | None:
     """A 3D NIfTI file (or 4D with ``channels``) read without SimpleITK; None for the rest,
     which SimpleITK reads or refuses with its message."""
-    image = nifti_read.read_nifti(path)
+    image = nifti_read.read_nifti(path, sha256=sha256)
     if image is None or not (image.array.ndim == 3 or (channels and image.array.ndim == 4)):
         return None
     n = image.array.ndim
     direction = np.asarray(image.direction, dtype=np.float64).reshape(n, n)[:3, :3][::-1, ::-1]
     return Volume(image.array, _reindex_zyx(image.spacing, 3), _reindex_zyx(image.origin, 3),  # type: ignore[arg-type]
-                  tuple(float(v) for v in direction.ravel()), str(path), {"sha256": image.sha256})
+                  tuple(float(v) for v in direction.ravel()), str(path),
+                  {"sha256": image.sha256} if image.sha256 else {})
 
 
 def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:
