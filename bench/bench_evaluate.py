@@ -8,7 +8,7 @@ times, round-robin so that drift of a shared machine hits every measurement alik
 - SimpleITK decoding both folders of a set in this process (``ReadImage`` + array);
 - ``medbench evaluate --metrics counts``, first run (empty volume cache), whole process;
 - the same with the default metrics (surface distances too), first run;
-- the counts run again with the cache filled (second run);
+- the counts run again with the cache filled (second run), and with ``--no-cache``;
 - ``nnUNetv2_evaluate_simple -np 2`` (nnU-Net v2's folder evaluation), whole process;
 - ``medbench evaluate`` of one case (one of the large ones, default metrics), whole process.
 
@@ -97,12 +97,14 @@ class Medbench:
         self.work = work
         self.n = 0
 
-    def __call__(self, ref: Path, pred: Path, *, counts: bool, cache: Path | None = None) -> float:
+    def __call__(self, ref: Path, pred: Path, *, counts: bool, cache: Path | None = None,
+                 no_cache: bool = False) -> float:
         self.n += 1
         cache = cache or self.work / f"cache{self.n}"
         out = self.work / f"out{self.n}"
         cmd = [sys.executable, "-m", "medbench_fast", "evaluate", "--pred", str(pred), "--ref", str(ref),
-               "--out", str(out), "--quiet"] + (["--metrics", "counts"] if counts else [])
+               "--out", str(out), "--quiet"] + (["--metrics", "counts"] if counts else []) + \
+            (["--no-cache"] if no_cache else [])
         elapsed = _process(cmd, {**os.environ, "MEDBENCH_CACHE_DIR": str(cache)})
         shutil.rmtree(out)
         return elapsed
@@ -148,6 +150,7 @@ def main() -> None:
                     "sitk_decode": lambda: _sitk_decode(ref, pred),
                     "counts_first": lambda: medbench(ref, pred, counts=True, cache=warm_cache),
                     "counts_cached": lambda: medbench(ref, pred, counts=True, cache=warm_cache),
+                    "counts_no_cache": lambda: medbench(ref, pred, counts=True, no_cache=True),
                     "surface_first": lambda: medbench(ref, pred, counts=False),
                     "nnunet_np2": lambda: _nnunet(ref, pred, work / f"nnunet_{name}.json"),
                 }
@@ -169,6 +172,7 @@ def main() -> None:
         for key, label in (("sitk_decode", "SimpleITK decode of both folders, one process"),
                            ("counts_first", "`medbench evaluate --metrics counts`, first run"),
                            ("counts_cached", "same, volume cache filled"),
+                           ("counts_no_cache", "same, `--no-cache` (nothing stored)"),
                            ("surface_first", "`medbench evaluate` (default metrics, surface too), first run"),
                            ("nnunet_np2", "`nnUNetv2_evaluate_simple -np 2`")):
             rows.append([size, label, f"{m[key]:.2f}"])
