@@ -12,15 +12,18 @@ times, round-robin so that drift of a shared machine hits every measurement alik
 - ``nnUNetv2_evaluate_simple -np 2`` (nnU-Net v2's folder evaluation), whole process;
 - ``medbench evaluate`` of one case (one of the large ones, default metrics), whole process.
 
-numba's cache is filled by an untimed run first. Prints medians and the ratios against the
-targets, and writes ``bench/results/evaluate.json``. Timings on a shared machine are noisy:
-compare ratios measured in one invocation.
+numba's cache is filled by an untimed run first. Prints medians of wall time and of CPU time
+(user + system, of this process or of the child processes) and the ratios of wall times
+against the targets, and writes ``bench/results/evaluate.json``. Timings on a shared machine
+are noisy: compare ratios measured in one invocation; CPU time moves less than wall time
+when other processes compete for the cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,23 +74,33 @@ def _make_set(root: Path, n: int, shape) -> tuple[Path, Path]:
     return ref, pred
 
 
-def _sitk_decode(*folders: Path) -> float:
+#: CPU seconds (user + system) of each timed run, by measurement: less sensitive than wall
+#: time to other processes on a shared machine.
+CPU: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sitk_decode(*folders: Path) -> tuple[float, float]:
     import SimpleITK as sitk
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for folder in folders:
         for path in sorted(folder.iterdir()):
             sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def _process(cmd: list[str], env: dict | None = None) -> float:
-    t = time.perf_counter()
+def _process(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    t, c = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, _children_cpu() - c
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return elapsed
+    return elapsed, cpu
 
 
 class Medbench:
@@ -98,7 +111,7 @@ class Medbench:
         self.n = 0
 
     def __call__(self, ref: Path, pred: Path, *, counts: bool, cache: Path | None = None,
-                 no_cache: bool = False) -> float:
+                 no_cache: bool = False) -> tuple[float, float]:
         self.n += 1
         cache = cache or self.work / f"cache{self.n}"
         out = self.work / f"out{self.n}"
@@ -110,11 +123,16 @@ class Medbench:
         return elapsed
 
 
-def _nnunet(ref: Path, pred: Path, out: Path) -> float:
+def _nnunet(ref: Path, pred: Path, out: Path) -> tuple[float, float]:
     exe = shutil.which("nnUNetv2_evaluate_simple")
     if exe is None:
         raise SystemExit("nnUNetv2_evaluate_simple not found (pip install nnunetv2)")
     return _process([exe, str(ref), str(pred), "-l", "1", "2", "3", "4", "-np", "2", "-o", str(out)])
+
+
+def _record(samples: dict, key: str, timing: tuple[float, float]) -> None:
+    samples.setdefault(key, []).append(timing[0])
+    CPU.setdefault(key, []).append(timing[1])
 
 
 def main() -> None:
@@ -128,7 +146,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_evaluate_") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        sets = {"large": _make_set(work / "large", args.cases, LARGE), "tiny": _make_set(work / "tiny", args.tiny, TINY)}
+        sets = {"large": _make_set(work / "large", args.cases, LARGE),
+                "tiny": _make_set(work / "tiny", args.tiny, TINY)}
         one_ref, one_pred = work / "one" / "ref", work / "one" / "pred"
         one_ref.mkdir(parents=True)
         one_pred.mkdir()
@@ -155,11 +174,12 @@ def main() -> None:
                     "nnunet_np2": lambda: _nnunet(ref, pred, work / f"nnunet_{name}.json"),
                 }
                 for key, run in runs.items():
-                    samples.setdefault(f"{name}.{key}", []).append(run())
-            samples.setdefault("one_case_process", []).append(medbench(one_ref, one_pred, counts=False))
-            samples.setdefault("one_case_process_counts", []).append(medbench(one_ref, one_pred, counts=True))
+                    _record(samples, f"{name}.{key}", run())
+            _record(samples, "one_case_process", medbench(one_ref, one_pred, counts=False))
+            _record(samples, "one_case_process_counts", medbench(one_ref, one_pred, counts=True))
 
     med = {k: statistics.median(v) for k, v in samples.items()}
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
     ratios, rows = {}, []
     for name in ("large", "tiny"):
         m = {k.split(".", 1)[1]: v for k, v in med.items() if k.startswith(name + ".")}
@@ -175,11 +195,12 @@ def main() -> None:
                            ("counts_no_cache", "same, `--no-cache` (nothing stored)"),
                            ("surface_first", "`medbench evaluate` (default metrics, surface too), first run"),
                            ("nnunet_np2", "`nnUNetv2_evaluate_simple -np 2`")):
-            rows.append([size, label, f"{m[key]:.2f}"])
-    rows.append(["1 x 160x256x256", "`medbench evaluate`, whole process (default metrics)", f"{med['one_case_process']:.2f}"])
+            rows.append([size, label, f"{m[key]:.2f}", f"{cpu[name + '.' + key]:.2f}"])
+    rows.append(["1 x 160x256x256", "`medbench evaluate`, whole process (default metrics)",
+                 f"{med['one_case_process']:.2f}", f"{cpu['one_case_process']:.2f}"])
     rows.append(["1 x 160x256x256", "`medbench evaluate --metrics counts`, whole process",
-                 f"{med['one_case_process_counts']:.2f}"])
-    print(markdown_table(["folder", "what", "median s"], rows))
+                 f"{med['one_case_process_counts']:.2f}", f"{cpu['one_case_process_counts']:.2f}"])
+    print(markdown_table(["folder", "what", "median wall s", "median CPU s"], rows))
     targets = [
         ("first-run counts / SimpleITK decode, 20 large", ratios["large"]["counts_first_over_sitk_decode"], "<= 1.0"),
         ("nnU-Net / first-run counts, 20 large", ratios["large"]["nnunet_over_counts_first"], ">= 5"),
@@ -189,7 +210,8 @@ def main() -> None:
     ]
     print(markdown_table(["ratio", "measured", "target"], [[n, f"{v:.2f}", t] for n, v, t in targets]))
     print(write_results("evaluate", {"repeat": args.repeat, "cases": args.cases, "tiny": args.tiny,
-                                     "inflater": INFLATER, "median_s": med, "samples_s": samples, "ratios": ratios,
+                                     "inflater": INFLATER, "median_s": med, "samples_s": samples,
+                                     "median_cpu_s": cpu, "cpu_samples_s": CPU, "ratios": ratios,
                                      "targets": {n: {"measured": v, "target": t} for n, v, t in targets}}))
 
 

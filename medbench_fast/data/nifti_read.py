@@ -258,7 +258,7 @@ def _decode(data: bytes, digest: str | None) -> NiftiImage | None:
         return None
     shape = tuple(int(d) for d in h.dims[:h.ndim])
     dtype = np.dtype(h.endian + SCALAR_TYPES[h.datatype])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     offset = int(h.vox_offset)
     if len(data) < offset + count * dtype.itemsize:
         return None
@@ -277,11 +277,4 @@ def _decode(data: bytes, digest: str | None) -> NiftiImage | None:
         array = (array.astype(np.float64) * slope + inter).astype(out, copy=False)
     spacing, origin, direction = _geometry(h, matrix)
     return NiftiImage(array, spacing, origin, direction, digest)
-
-
-def count_non_finite(array: np.ndarray) -> int:
-    """Number of NaN or infinite values of a float array (0 for other types)."""
-    if not np.issubdtype(array.dtype, np.floating):
-        return 0
-    return int(array.size - np.count_nonzero(np.isfinite(array)))
 
