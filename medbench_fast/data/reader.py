@@ -1,5 +1,7 @@
-"""Reading 3D volumes with SimpleITK into ``(Z, Y, X)`` arrays with millimetre geometry.
+"""Reading 3D volumes into ``(Z, Y, X)`` arrays with millimetre geometry.
 
+NIfTI files are read by :mod:`~medbench_fast.data.nifti_read` where it reads them exactly as
+SimpleITK does, everything else by SimpleITK.
 Any format SimpleITK reads is accepted: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``,
 ``.nhdr``), MetaImage (``.mha``, ``.mhd``) and a folder holding one DICOM series.
 Geometry is kept in array-axis order: ``spacing`` is ``(sz, sy, sx)`` in mm; ``origin`` is
