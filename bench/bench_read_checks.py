@@ -5,10 +5,10 @@ without a cache and of SimpleITK's ``ReadImage`` alone on the same files, in thi
 and writes ``bench/results/read_checks.json``. The checks run on the first read only: later
 reads come from the volume cache.
 
-Files: a CT-sized uint8 label map (.nii.gz, the usual case: the gzip trailer states the size,
-no extra pass), a float32 image with zeros (.nii.gz: its raw bytes are decompressed again to
-find NaN that ITK would read as 0) and the same image as compressed MetaImage (.mha: the data
-is inflated again to check it holds every voxel).
+Files: a CT-sized uint8 label map and a float32 image with zeros (.nii.gz: read by the
+project's NIfTI reader, one inflate, the checks on that buffer) and the same image as
+compressed MetaImage (.mha: SimpleITK decodes it, and the data is inflated again to check it
+holds every voxel).
 """
 
 from __future__ import annotations

@@ -66,6 +66,9 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
     from medbench_fast.metrics.regions import parse_regions
     from medbench_fast.metrics.selection import resolve_metrics
     from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders, find_layout, with_layout
+    from medbench_fast.store.parts import skip_pandas_detection
+
+    skip_pandas_detection()  # this process never hands pyarrow a DataFrame
 
     if not math.isfinite(tolerance_mm) or tolerance_mm < 0:
         raise click.BadParameter(f"expected a finite number >= 0, got {tolerance_mm}", param_hint="--tolerance-mm")

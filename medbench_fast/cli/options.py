@@ -40,7 +40,7 @@ cache_dir_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False), envvar="MEDBENCH_CACHE_DIR", show_envvar=True,
     help="Volume cache folder (default: ~/.cache/medbench-fast/volumes).",
 )
-no_cache_option = click.option("--no-cache", is_flag=True, help="Decode every file with SimpleITK; store nothing.")
+no_cache_option = click.option("--no-cache", is_flag=True, help="Decode every file each time; store nothing.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the final lines.")
 
 

@@ -148,7 +148,7 @@ class VolumeCache:
             fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
         except OSError:
             fingerprint = None  # missing source: decoding names the problem
-        volume = decode_volume(path, channels=channels)
+        volume = decode_volume(path, channels=channels, sha256=self.write_error is None)
         self._store(source, volume, fingerprint)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 
@@ -206,7 +206,8 @@ class VolumeCache:
         array = np.ascontiguousarray(volume.array)
         header = {
             "format": _FORMAT, "source": str(source), **fingerprint,
-            "sha256": _sha256(source) if isinstance(source, Path) else None, "meta": meta or {},
+            "sha256": volume.meta.get("sha256") or (_sha256(source) if isinstance(source, Path) else None),
+            "meta": meta or {},
             "shape": list(array.shape), "dtype": str(array.dtype), "nbytes": int(array.nbytes),
             "spacing": list(volume.spacing), "origin": list(volume.origin), "direction": list(volume.direction),
         }

@@ -1,5 +1,7 @@
-"""Reading 3D volumes with SimpleITK into ``(Z, Y, X)`` arrays with millimetre geometry.
+"""Reading 3D volumes into ``(Z, Y, X)`` arrays with millimetre geometry.
 
+NIfTI files are read by :mod:`~medbench_fast.data.nifti_read` where it reads them exactly as
+SimpleITK does, everything else by SimpleITK.
 Any format SimpleITK reads is accepted: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``,
 ``.nhdr``), MetaImage (``.mha``, ``.mhd``) and a folder holding one DICOM series.
 Geometry is kept in array-axis order: ``spacing`` is ``(sz, sy, sx)`` in mm; ``origin`` is
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbench_fast.data import metaimage, nifti
+from medbench_fast.data import metaimage, nifti, nifti_read
 from medbench_fast.data.errors import VolumeError
 
 #: File-name endings recognised as images, longest first (so ``.nii.gz`` wins over ``.gz``).
@@ -115,18 +117,19 @@ def read_sitk(path: str | os.PathLike):
         raise VolumeError(f"{p}: cannot be read as an image (truncated or corrupt?): {detail.strip()}") from None
 
 
-def check_finite(volume: Volume) -> None:
+def check_finite(volume: Volume, *, stored: bool = False) -> None:
     """Raise :class:`VolumeError` when a float volume holds NaN or infinite voxels.
 
-    For a float NIfTI file the raw voxels are checked too: ITK reads NaN and infinity there
-    as 0, so only a decoded array without zeros is known to be clean.
+    For a float NIfTI file decoded by ITK the raw voxels are checked too: ITK reads NaN and
+    infinity there as 0, so only a decoded array without zeros is known to be clean.
+    ``stored``: the array holds the file's own values (:mod:`~medbench_fast.data.nifti_read`).
     """
     array = volume.array
     if not np.issubdtype(array.dtype, np.floating):
         return
     bad = int(array.size - np.count_nonzero(np.isfinite(array)))
     path = Path(volume.path) if volume.path else None
-    if not bad and path is not None and nifti.is_nifti(path) and not np.all(array):
+    if not bad and not stored and path is not None and nifti.is_nifti(path) and not np.all(array):
         header = nifti.check_nifti(path)
         bad = nifti.count_non_finite(path, header)
     if bad:
@@ -134,12 +137,31 @@ def check_finite(volume: Volume) -> None:
                           "expected finite numbers")
 
 
-def decode_volume(path: str | os.PathLike, *, channels: bool = False) -> Volume:
-    """Decode a file or DICOM folder with SimpleITK into a checked :class:`Volume`
-    (``channels``: a 4D file is ``(C, Z, Y, X)``)."""
+def decode_volume(path: str | os.PathLike, *, channels: bool = False, sha256: bool = False) -> Volume:
+    """Decode a file or DICOM folder into a checked :class:`Volume` (``channels``: a 4D file
+    is ``(C, Z, Y, X)``): NIfTI by :func:`~medbench_fast.data.nifti_read.read_nifti` where it
+    reads the file, everything else (and every invalid file) with SimpleITK. ``sha256``: put
+    the file's digest in ``meta["sha256"]`` where the bytes were read here anyway."""
+    volume = _nifti_volume(Path(path), channels, sha256) if nifti.is_nifti(Path(path)) else None
+    if volume is not None:
+        check_finite(volume, stored=True)
+        return volume
     volume = (sitk_to_channels if channels else sitk_to_volume)(read_sitk(path), path)
     check_finite(volume)
     return volume
+
+
+def _nifti_volume(path: Path, channels: bool, sha256: bool) -> Volume | None:
+    """A 3D NIfTI file (or 4D with ``channels``) read without SimpleITK; None for the rest,
+    which SimpleITK reads or refuses with its message."""
+    image = nifti_read.read_nifti(path, sha256=sha256)
+    if image is None or not (image.array.ndim == 3 or (channels and image.array.ndim == 4)):
+        return None
+    n = image.array.ndim
+    direction = np.asarray(image.direction, dtype=np.float64).reshape(n, n)[:3, :3][::-1, ::-1]
+    return Volume(image.array, _reindex_zyx(image.spacing, 3), _reindex_zyx(image.origin, 3),  # type: ignore[arg-type]
+                  tuple(float(v) for v in direction.ravel()), str(path),
+                  {"sha256": image.sha256} if image.sha256 else {})
 
 
 def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:

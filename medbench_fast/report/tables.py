@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from medbench_fast.files import atomic_write, path_inside, write_text_atomic
-from medbench_fast.metrics.classification import classification_summary
 from medbench_fast.report.latency import profile_rows, stage_summary, wall_throughput
 from medbench_fast.report.conventions import convention_differences, label_sets
 from medbench_fast.report.paired import paired_comparisons
@@ -88,6 +87,8 @@ def classification_section(scores: pa.Table | None, *, threshold: float = 0.5) -
     """``{model: {target_name: classification_summary}}`` over rows with both a score and a target."""
     if scores is None:
         return {}
+    from medbench_fast.metrics.classification import classification_summary  # scipy.stats: only for scores
+
     groups: dict[tuple[str, str], tuple[list, list]] = {}
     for r in scores.select(["model", "target_name", "score", "target"]).to_pylist():
         if r["score"] is None or r["target"] is None:

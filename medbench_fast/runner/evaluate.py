@@ -161,7 +161,7 @@ def evaluate_folders(
 
     Writes ``metrics.parquet``, ``cases.parquet``, ``run.json``, ``results.csv`` and
     ``summary.json`` under ``out_dir``. ``model`` defaults to the prediction folder's name;
-    ``cache`` None decodes every file with SimpleITK; ``workers`` reading threads
+    ``cache`` None decodes every file each time; ``workers`` reading threads
     (default: CPU count); ``progress`` None shows a bar only on a terminal;
     ``worst_distance="diagonal"`` replaces +inf distances by the image diagonal in the summary.
     A folder that holds another run is refused (:class:`~medbench_fast.runner.identity.RunFolderError`)

@@ -22,6 +22,34 @@ from medbench_fast.files import atomic_write, path_inside
 from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
 
 
+def skip_pandas_detection() -> None:
+    """Tell pyarrow that pandas is absent, unless it is already imported.
+
+    pyarrow imports pandas (0.4 s or more) the first time it converts Python values, only
+    to check whether they are DataFrames; the project never hands it one. Commands whose
+    process never does either (``medbench evaluate``) call this first. An explicit
+    ``to_pandas()`` later still imports pandas (pyarrow retries then)."""
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])  # pyarrow's one attempt to import pandas for type checks fails here
+    finally:
+        sys.meta_path.remove(finder)
+
+
+class _NoPandas:
+    """An import finder that makes ``import pandas`` fail (see :func:`skip_pandas_detection`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError(f"{name} is not used by this command")
+        return None
+
+
 class StoreError(RuntimeError):
     """A run folder whose files cannot be trusted (corrupt, or of another run); names the file."""
 

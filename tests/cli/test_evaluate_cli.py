@@ -208,6 +208,38 @@ def test_help_does_not_import_heavy_modules():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_evaluate_imports_nothing_heavy_before_scoring(tmp_path, rng):
+    """Up to the first scored case, ``medbench evaluate`` of NIfTI files imports neither
+    scipy.stats, pandas, onnxruntime, torch, pydicom nor SimpleITK; a one-case run never
+    imports scipy.stats or pandas at all."""
+    ref, pred = _pair(rng)
+    for folder, array in (("ref", ref), ("pred", pred)):
+        (tmp_path / folder).mkdir()
+        write_volume(Volume(array, SPACING), tmp_path / folder / "case1.nii.gz")
+    heavy = ("scipy.stats", "pandas", "onnxruntime", "torch", "pydicom", "SimpleITK")
+    code = f"""
+import json, sys
+import medbench_fast.runner.evaluate as ev
+seen = []
+score = ev.evaluate_pair
+def spy(*args, **kwargs):
+    seen.append([m for m in {heavy!r} if m in sys.modules])
+    return score(*args, **kwargs)
+ev.evaluate_pair = spy
+from medbench_fast.cli.main import cli
+try:
+    cli(["evaluate", "--pred", sys.argv[1], "--ref", sys.argv[2], "--out", sys.argv[3], "--quiet", "--no-cache"])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print(json.dumps({{"before": seen, "after": [m for m in ("scipy.stats", "pandas") if m in sys.modules]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pred"), str(tmp_path / "ref"), str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found == {"before": [[]], "after": []}, found
+
+
 @pytest.mark.parametrize("command", ["evaluate", "demo", "cache"])
 def test_every_command_has_help_with_examples(command):
     result = _run([command, "--help"])

@@ -31,6 +31,17 @@ def test_bootstrap_matches_slow_reference(rng, n):
     assert bootstrap_mean_ci(values, n_resamples=500, seed=3) == pytest.approx(slow_bootstrap(values, 500, 3), abs=1e-12)
 
 
+@pytest.mark.parametrize("n", [2, 5, 20, 333, 5000])
+def test_bootstrap_equals_scipy_to_the_last_bit(n):
+    """The numpy bootstrap is scipy's percentile bootstrap, bit for bit (same draws, same quantiles)."""
+    for seed in range(3):
+        values = np.random.default_rng([n, seed]).normal(0.0, 10.0, n)
+        res = scipy.stats.bootstrap((values,), np.mean, n_resamples=2000, batch=max(1, stats._CHUNK // n),
+                                    confidence_level=0.95, method="percentile", rng=seed, vectorized=True)
+        ci = res.confidence_interval
+        assert bootstrap_mean_ci(values, seed=seed) == (float(ci.low), float(ci.high))
+
+
 def test_bootstrap_does_not_depend_on_blocking(rng, monkeypatch):
     values = rng.uniform(size=33)
     whole = bootstrap_mean_ci(values, n_resamples=300)

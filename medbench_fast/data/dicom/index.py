@@ -124,11 +124,13 @@ def scan(*folders: str | os.PathLike) -> DicomIndex:
 
 
 def has_dicom_objects(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` holds (at any depth) a DICOM-SEG or RTSTRUCT file."""
-    import pydicom
-
+    """True when ``folder`` holds (at any depth) a DICOM-SEG or RTSTRUCT file. Files named as
+    images (``.nii.gz``, ``.mha``, ...) are not opened, and pydicom is imported only for a
+    file with the DICOM preamble."""
     for path in _candidates(Path(folder)):
         if is_dicom_file(path):
+            import pydicom
+
             try:
                 header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
             except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError):
