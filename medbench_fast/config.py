@@ -407,6 +407,32 @@ def _bounded_loader():
                 raise _TooLarge(f"its aliases expand to more than {MAX_CONFIG_NODES} nodes (an alias bomb?)")
             return self.construct_document(node)
 
+        def construct_mapping(self, node, deep=False):
+            """Refuse a key given twice in one mapping (YAML would keep the last silently);
+            a merge key (``<<``) may still be overridden."""
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                            f"found duplicate key {key!r}", key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+        def construct_yaml_int(self, node):
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # past Python's digit limit for int()
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"an integer of {len(node.value)} digits is too long", node.start_mark) from None
+
+    BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
     return BoundedLoader
 
 
