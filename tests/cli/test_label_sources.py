@@ -97,6 +97,14 @@ def test_duplicate_region_name_in_regions_flag_is_refused(tmp_path, folders):
     assert "regions.X: the region is given twice" in result.output
 
 
+def test_a_label_named_twice_in_label_names_flag_is_refused(tmp_path, folders):
+    root, preds = folders
+    result = _invoke(["evaluate", "--pred", str(preds), "--ref", str(root / "labelsTs"), "--out",
+                      str(tmp_path / "e"), "--label-names", "1=a,2=b,1=c"], 2)
+    assert "--label-names" in result.output and "label 1 is named twice" in result.output
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize("labels, message", [
     ("0", "0 is not a foreground label value"),
     ("1,0", "0 is not a foreground label value"),
