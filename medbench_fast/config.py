@@ -340,13 +340,13 @@ def _resolve_dataset(dataset: dict, where: str) -> None:
     if len(kinds) > 1 and {"nnunet", "decathlon"} & set(kinds):
         raise ConfigError(f"{where}: give one of {', '.join(kinds)}, not several")
     source = dataset[kinds[0]] if kinds and kinds[0] in ("nnunet", "decathlon") else None
-    if kinds and kinds[0] == "image_dir":  # e.g. image_dir: Dataset001_BraTS/imagesTs
-        source = find_dataset_json(Path(dataset["image_dir"]).parent)
-    if source is not None:
-        try:
-            layout = read_layout(source, kinds[0] if kinds[0] != "image_dir" else None)
-        except LayoutError as exc:
-            raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
+    try:
+        if kinds and kinds[0] == "image_dir":  # e.g. image_dir: Dataset001_BraTS/imagesTs
+            source = find_dataset_json(Path(dataset["image_dir"]).parent)
+        layout = None if source is None else read_layout(source, kinds[0] if kinds[0] != "image_dir" else None)
+    except LayoutError as exc:
+        raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
+    if layout is not None:
         for key, value in layout.scoring().items():
             if dataset[key] is None:
                 dataset[key] = value
