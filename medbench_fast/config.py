@@ -340,13 +340,13 @@ def _resolve_dataset(dataset: dict, where: str) -> None:
     if len(kinds) > 1 and {"nnunet", "decathlon"} & set(kinds):
         raise ConfigError(f"{where}: give one of {', '.join(kinds)}, not several")
     source = dataset[kinds[0]] if kinds and kinds[0] in ("nnunet", "decathlon") else None
-    if kinds and kinds[0] == "image_dir":  # e.g. image_dir: Dataset001_BraTS/imagesTs
-        source = find_dataset_json(Path(dataset["image_dir"]).parent)
-    if source is not None:
-        try:
-            layout = read_layout(source, kinds[0] if kinds[0] != "image_dir" else None)
-        except LayoutError as exc:
-            raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
+    try:
+        if kinds and kinds[0] == "image_dir":  # e.g. image_dir: Dataset001_BraTS/imagesTs
+            source = find_dataset_json(Path(dataset["image_dir"]).parent)
+        layout = None if source is None else read_layout(source, kinds[0] if kinds[0] != "image_dir" else None)
+    except LayoutError as exc:
+        raise ConfigError(f"{where}.{kinds[0]}: {exc}") from None
+    if layout is not None:
         for key, value in layout.scoring().items():
             if dataset[key] is None:
                 dataset[key] = value
@@ -407,6 +407,32 @@ def _bounded_loader():
                 raise _TooLarge(f"its aliases expand to more than {MAX_CONFIG_NODES} nodes (an alias bomb?)")
             return self.construct_document(node)
 
+        def construct_mapping(self, node, deep=False):
+            """Refuse a key given twice in one mapping (YAML would keep the last silently);
+            a merge key (``<<``) may still be overridden."""
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                            f"found duplicate key {key!r}", key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+        def construct_yaml_int(self, node):
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # past Python's digit limit for int()
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"an integer of {len(node.value)} digits is too long", node.start_mark) from None
+
+    BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
     return BoundedLoader
 
 

@@ -48,8 +48,7 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
     series folder name. Writes metrics.parquet, cases.parquet, run.json, results.csv and
     summary.json to OUT. A case that cannot be scored is recorded as failed and the run
     goes on. OUT holds exactly one run: a folder with another run is refused unless
-    --overwrite.
-    goes on. With an nnU-Net or Decathlon dataset.json (in PRED, where nnU-Net writes it, or
+    --overwrite. With an nnU-Net or Decathlon dataset.json (in PRED, where nnU-Net writes it, or
     in the folder holding REF), its labels, label names and regions are scored.
 
     \b

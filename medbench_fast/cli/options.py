@@ -32,6 +32,9 @@ def parse_label_names(text: str | None) -> dict[int, str] | None:
         if not sep or not key.strip().isdigit() or not name.strip():
             raise click.BadParameter(f"{item!r}: expected LABEL=NAME pairs such as 1=liver,2=spleen",
                                      param_hint="--label-names")
+        if int(key) in out:
+            raise click.BadParameter(f"label {int(key)} is named twice ({out[int(key)]!r} and {name.strip()!r}); "
+                                     f"name each label once", param_hint="--label-names")
         out[int(key)] = name.strip()
     return out
 

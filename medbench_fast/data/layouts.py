@@ -189,14 +189,17 @@ def looks_like_channel_files(image_dir, seg_dir=None) -> bool:
 
 
 def find_dataset_json(folder) -> Path | None:
-    """``folder/dataset.json`` if it exists and looks like an nnU-Net or Decathlon one."""
+    """``folder/dataset.json`` if it exists and looks like an nnU-Net or Decathlon one. One that
+    is not JSON is a :class:`LayoutError` (ignoring it would drop its labels and regions)."""
     p = Path(folder) / "dataset.json"
     if not p.is_file():
         return None
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except OSError:
         return None
+    except ValueError as exc:
+        raise LayoutError(f"{p}: not valid JSON ({exc}); fix it, or move it out of {p.parent}") from None
     looks = isinstance(raw, dict) and "labels" in raw and ("channel_names" in raw or "modality" in raw)
     return p if looks else None
 
@@ -277,6 +280,13 @@ def _channel_names(value, path: Path, key: str) -> tuple[str, ...]:
 def _label_value(value, path: Path, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise LayoutError(f"{path}: {where}: expected a non-negative integer label value, got {value!r}")
+    if value:
+        from medbench_fast.metrics.regions import check_label
+
+        try:
+            check_label(value, where)
+        except ValueError as exc:
+            raise LayoutError(f"{path}: {exc}") from None
     return value
 
 

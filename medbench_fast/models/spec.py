@@ -268,15 +268,17 @@ class ModelSpec:
         names = [n.lower() for n in self.channel_names or []]
         return {c if isinstance(c, int) else names.index(c.lower()) for c in step.channels}
 
-    def check_dataset_labels(self, dataset_labels) -> None:
-        """Raise :class:`ModelError` if a label this model predicts is not among ``dataset_labels``."""
+    def check_dataset_labels(self, dataset_labels, *, model: str | None = None) -> None:
+        """Raise :class:`ModelError` if a label this model predicts is not among ``dataset_labels``;
+        ``model``: the name the user gave it (default: the spec's)."""
         if self.output.kind == "case_scores":
             return
         known = {int(v) for v in dataset_labels}
         missing = sorted({v for v in self.output.labels.values() if v != 0} - known)
         if missing:
-            raise ModelError(f"model {self.name!r}: predicts label(s) {missing} that the dataset does not have "
-                             f"(dataset labels: {sorted(known)}); fix output.labels in its spec")
+            raise ModelError(f"model {model or self.name!r}: predicts label(s) {missing} that the dataset does not "
+                             f"have (dataset labels: {sorted(known)}); fix output.labels in its spec, or add "
+                             f"them to dataset.labels")
 
 
 _AXIS_OF = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}

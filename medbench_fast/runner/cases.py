@@ -139,12 +139,12 @@ def _channel_folders(images: dict, refs: dict, image_dir: Path, seg_dir: str | N
     """nnU-Net channel files ``<case>_<XXXX>`` in a plain folder: one case per ``<case>``;
     channel names from a ``dataset.json`` in the folder's parent, when there is one."""
     names: tuple[str, ...] = ()
-    json_path = find_dataset_json(image_dir.parent)
-    if json_path is not None:
-        try:
+    try:
+        json_path = find_dataset_json(image_dir.parent)
+        if json_path is not None:
             names = read_layout(json_path).channel_names
-        except LayoutError as exc:
-            raise ConfigError(f"dataset.image_dir: {exc}") from None
+    except LayoutError as exc:
+        raise ConfigError(f"dataset.image_dir: {exc}") from None
     files = [p for paths in images.values() for p in paths]
     cases = []
     for cid, channels in group_channel_files(files).items():

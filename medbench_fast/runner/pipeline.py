@@ -153,7 +153,7 @@ def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
 
             spec = ModelSpec.from_dict(resolved[entry["name"]].spec, where=f"model {entry['name']!r}")
             if spec.output.kind != "case_scores":
-                spec.check_dataset_labels(plan.options.labels)
+                spec.check_dataset_labels(plan.options.labels, model=entry["name"])
     return resolved
 
 

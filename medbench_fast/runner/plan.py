@@ -95,6 +95,9 @@ class RunPlan:
         cases = discover_cases(config["dataset"])
         case_ids = tuple(c.case_id for c in cases)
         if shard is not None:
+            if shard.count > len(cases):
+                raise ConfigError(f"--shard '{shard}': {shard.count} is more shards than the dataset's "
+                                  f"{len(cases)} cases; use at most {len(cases)}")
             cases = [c for c in cases if shard.holds(c.case_id)]
         return cls(config, select_models(config, models), options_from_config(config), cases,
                    read_targets(config["dataset"].get("targets_csv")), shard, case_ids)

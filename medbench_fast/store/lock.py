@@ -28,6 +28,9 @@ class RunLockedError(RuntimeError):
     """The run folder is being written by another process."""
 
 
+_MAX_PID = 2 ** 31 - 1  # pid_t is a signed 32-bit integer
+
+
 def _process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to detect pid reuse."""
     try:
@@ -102,7 +105,7 @@ class RunLock:
         if holder.get("host") != self.record["host"]:
             return False
         pid = holder.get("pid")
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= _MAX_PID:
             raise RunLockedError(f"{self.path}: not a lock medbench-fast writes (its pid {str(pid)[:40]!r} is not a "
                                  f"process id); remove {self.path} if no medbench process is writing "
                                  f"{self.path.parent}")

@@ -63,3 +63,21 @@ def test_long_values_are_cut_in_messages(tmp_path):
     out = _check(tmp_path, "benchmark:\n  warmup: [" + ", ".join(["1"] * 5000) + "]\n")
     assert "benchmark.warmup: expected int, got [1, 1, 1" in out and "..." in out
     assert len(str(ConfigError("x" * 10_000))) < MAX_MESSAGE_CHARS + 60
+
+
+@pytest.mark.parametrize("text", ["dataset:\n  image_dir: a\ndataset:\n  image_dir: b\n",
+                                  "benchmark:\n  warmup: 1\n  warmup: 2\n"])
+def test_a_key_given_twice_is_refused(tmp_path, text):
+    """YAML would silently keep the last value; a config that says two things is a mistake."""
+    out = _check(tmp_path, text)
+    assert "not valid YAML" in out and "found duplicate key" in out and "line " in out
+
+
+def test_a_merge_key_may_still_override_what_it_merges(tmp_path):
+    out = _check(tmp_path, "x: &b\n  warmup: 1\nbenchmark:\n  <<: *b\n  warmup: 2\n")
+    assert "unknown key 'x'" in out
+
+
+def test_an_integer_too_long_to_convert_is_a_config_error(tmp_path):
+    out = _check(tmp_path, "dataset:\n  max_cases: 1" + "0" * 5000 + "\n")
+    assert "not valid YAML" in out and "integer of 5001 digits" in out and "set_int_max_str_digits" not in out

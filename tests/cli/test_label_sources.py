@@ -97,6 +97,14 @@ def test_duplicate_region_name_in_regions_flag_is_refused(tmp_path, folders):
     assert "regions.X: the region is given twice" in result.output
 
 
+def test_a_label_named_twice_in_label_names_flag_is_refused(tmp_path, folders):
+    root, preds = folders
+    result = _invoke(["evaluate", "--pred", str(preds), "--ref", str(root / "labelsTs"), "--out",
+                      str(tmp_path / "e"), "--label-names", "1=a,2=b,1=c"], 2)
+    assert "--label-names" in result.output and "label 1 is named twice" in result.output
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize("labels, message", [
     ("0", "0 is not a foreground label value"),
     ("1,0", "0 is not a foreground label value"),
@@ -122,3 +130,28 @@ def test_config_labels_follow_the_same_rule(tmp_path, folders, labels, message):
                                       "models": [{"name": "m", "path": str(tmp_path / "m.onnx")}]}))
     result = _invoke(["config", "check", str(config)], 2)
     assert message in result.output
+
+
+def test_dataset_json_label_past_int64_names_the_file(tmp_path, folders):
+    root, preds = folders
+    path = _add_region(root, 18446744073709551615)
+    result = _invoke(["evaluate", "--pred", str(preds), "--ref", str(root / "labelsTs"), "--out",
+                      str(tmp_path / "e"), "--metrics", "counts", "--quiet"], 2)
+    assert f"{path}: labels.both: 184467440737... is not a foreground label value" in result.output
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_dataset_json_that_is_not_json_is_refused_not_ignored(tmp_path, folders):
+    """Ignoring it would silently drop its label names and regions."""
+    root, preds = folders
+    path = root / "dataset.json"
+    path.write_text('{"labels": ')
+    result = _invoke(["evaluate", "--pred", str(preds), "--ref", str(root / "labelsTs"), "--out",
+                      str(tmp_path / "e"), "--metrics", "counts", "--quiet"], 2)
+    assert f"{path}: not valid JSON" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "e").exists()
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"dataset": {"image_dir": str(root / "imagesTs")},
+                                      "models": [{"name": "m", "path": str(tmp_path / "m.onnx")}]}))
+    result = _invoke(["config", "check", str(config)], 2)
+    assert f"{path}: not valid JSON" in result.output

@@ -149,3 +149,15 @@ def test_evaluate_of_folders_without_cases_is_refused(tmp_path):
     assert f"no cases found: no image file (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd), DICOM series or DICOM " \
            f"object in {preds} or {refs}" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("shard", ["1/7", "7/7", "1/99999999999999999999999"])
+def test_more_shards_than_cases_is_refused(tmp_path, bench_assets, small_data, write_config, shard):
+    """Six cases split in more than six shards leaves shards with nothing to do (and a huge N
+    would list every one of them): refused before anything is written."""
+    data, _, _ = small_data
+    config = _config(tmp_path, bench_assets, data, write_config)
+    out = tmp_path / "sharded"
+    result = _invoke(["run", "--config", str(config), "--out", str(out), "--shard", shard], code=2)
+    assert f"--shard {shard!r}: " in result.output and "more shards than the dataset's 6 cases" in result.output
+    assert not out.exists()

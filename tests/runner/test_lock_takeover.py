@@ -81,7 +81,7 @@ def test_many_concurrent_takers_of_a_stale_lock_have_one_winner(tmp_path):
     assert holder["pid"] == procs[outcomes.index("won")].pid
 
 
-@pytest.mark.parametrize("pid", ["abc", None, -5, True])
+@pytest.mark.parametrize("pid", ["abc", None, -5, True, 2 ** 31, 10 ** 30])
 def test_lock_with_a_bad_pid_is_a_clear_refusal(tmp_path, pid):
     _write_stale_lock(tmp_path, pid)
     with pytest.raises(RunLockedError, match=r"not a lock medbench-fast writes .* remove .*\.lock"):

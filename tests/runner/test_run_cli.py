@@ -128,6 +128,16 @@ def test_overrides_and_unknown_model(tmp_path, bench_assets, write_config):
     assert "'gpu' is not one of" in bad.output
 
 
+def test_a_model_predicting_labels_outside_dataset_labels_is_named_as_in_the_config(tmp_path, bench_assets,
+                                                                                    write_config):
+    """The message names the model by its config name (the spec's own name is not in the config)."""
+    config = write_config(tmp_path, bench_assets, max_cases=1)
+    config.write_text(config.read_text().replace("  label_names:", "  labels: [1, 2]\n  label_names:"))
+    result = _invoke(["run", "--config", str(config), "--out", str(tmp_path / "r"), "-q"], code=2)
+    assert "model 'baseline': predicts label(s) [4, 5] that the dataset does not have" in result.output
+    assert "dataset.labels" in result.output
+
+
 def test_model_file_that_is_not_onnx_fails_before_any_case(tmp_path, bench_assets, write_config):
     fake = tmp_path / "fake.onnx"
     fake.write_bytes(b"not a model")
