@@ -1,10 +1,13 @@
 """A local Hugging Face Hub on loopback, speaking the HTTP API the real ``huggingface_hub``
-client calls (checked against huggingface_hub 0.36's ``hf_api``, ``file_download``,
-``_commit_api`` and ``lfs`` modules):
+client calls (checked against the ``hf_api``, ``file_download``, ``_snapshot_download``,
+``_commit_api`` and ``lfs`` modules of huggingface_hub 2.4, 1.33 and 0.36; uploads over Git LFS,
+as a client without ``hf_xet`` sends them):
 
 - ``GET /api/models``: listing with ``search``, ``filter`` (tags, library and pipeline tag),
   ``pipeline_tag``, ``author``, ``sort``, ``limit``, ``expand``; pages through ``Link`` headers;
 - ``GET /api/{models,datasets}/OWNER/NAME[/revision/REV]``: repo info with ``siblings``;
+- ``GET /api/{models,datasets}/OWNER/NAME/tree/REV[/PATH]``: the file listing (``recursive``),
+  which ``snapshot_download`` reads from huggingface_hub 1.0 on;
 - ``HEAD``/``GET`` ``[/datasets]/OWNER/NAME/resolve/REV/PATH``: file download with ``ETag``,
   ``X-Repo-Commit``, ``X-Linked-Etag`` and ``X-Linked-Size``; never any ``X-Xet-*`` header,
   so the client never switches to the xet protocol;
@@ -291,6 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         routes = [
             ("GET", r"/api/models", self._list),
             ("GET", rf"/api/(?P<kind>models|datasets)/{repo}(?:/revision/(?P<rev>[^/]+))?", self._info),
+            ("GET", rf"/api/(?P<kind>models|datasets)/{repo}/tree/(?P<rev>[^/]+)(?:/(?P<folder>.*))?", self._tree),
             ("POST", r"/api/repos/create", self._create_repo),
             ("POST", r"/api/validate-yaml", self._validate_yaml),
             ("POST", rf"/api/(?P<kind>models|datasets)/{repo}/preupload/(?P<rev>[^/]+)", self._preupload),
@@ -405,6 +409,30 @@ class _Handler(BaseHTTPRequestHandler):
                                          "gated", "disabled", "downloads", "likes", "tags", "cardData", "siblings")}
         return 200, info, {}, None
 
+    def _tree(self, *, user, query, body, kind, repo, rev, folder=None):
+        """The files (and folders) under ``folder`` at ``rev``; all levels with ``recursive=true``."""
+        state = self._state(kind, repo, user)
+        files = state["commits"][self._resolve_rev(state, rev)]["files"]
+        prefix = f"{folder.strip('/')}/" if folder and folder.strip("/") else ""
+        recursive = query.get("recursive", ["false"])[0] == "true"
+        entries, folders = [], set()
+        for path in sorted(files):
+            if not path.startswith(prefix):
+                continue
+            parts = path[len(prefix):].split("/")
+            for depth in range(1, len(parts) if recursive else min(len(parts), 2)):
+                folders.add(prefix + "/".join(parts[:depth]))
+            if len(parts) > 1 and not recursive:
+                continue
+            entry = files[path]
+            row = {"type": "file", "oid": entry["oid"], "size": entry["size"], "path": path}
+            if entry["lfs"]:
+                row["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
+            entries.append(row)
+        entries += [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "size": 0, "path": f}
+                    for f in sorted(folders)]
+        return 200, entries, {}, None
+
     def _create_repo(self, *, user, query, body):
         payload = json.loads(body)
         if user is None:
@@ -414,11 +442,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(403, f"You don't have the rights to create a repo under {owner}")
         repo_type = payload.get("type") or "model"
         repo_id = f"{owner}/{payload['name']}"
+        private = bool(payload.get("private")) or payload.get("visibility") == "private"  # 0.x; 1.0 on
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         if self.hub._exists(repo_type, repo_id):
             raise HubError(409, f"You already created this {repo_type} repo",
                            extra={"url": f"{self.hub.url}/{prefix}{repo_id}"})
-        self.hub._save(repo_type, repo_id, self.hub._create(repo_type, repo_id, owner, bool(payload.get("private"))))
+        self.hub._save(repo_type, repo_id, self.hub._create(repo_type, repo_id, owner, private))
         return 200, {"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id}, {}, None
 
     def _validate_yaml(self, *, user, query, body):
