@@ -4,7 +4,7 @@ Settings are read from the environment when a command runs (not when ``huggingfa
 is imported), so ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HOME`` set by the caller always
 apply. Inside :func:`connection`, every request ``huggingface_hub`` sends must be answered
 within ``MEDBENCH_HUB_TIMEOUT`` seconds (default 30) in total, however slowly the server
-trickles its bytes (a file download gets its size at :data:`MIN_BODY_RATE` on top), and a
+trickles its bytes (an upload or download gets its size at :data:`MIN_BODY_RATE` on top), and a
 refused connection or a missed deadline raises :class:`HubUnreachable` at once instead of the
 library's long reconnect loop; :func:`with_retries` retries HTTP 429 and 5xx answers with
 exponential backoff. huggingface_hub 1.x and 2.x send through httpx (httpx2), bounded by a
@@ -55,14 +55,17 @@ class HubSettings:
         return HfApi(endpoint=self.endpoint)
 
 
-def settings() -> HubSettings:
-    """The Hub settings in force now, from the environment."""
+def settings(timeout_s: float | None = None) -> HubSettings:
+    """The Hub settings in force now, from the environment (``timeout_s``, when given, instead of
+    ``MEDBENCH_HUB_TIMEOUT``)."""
     endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     offline = _truthy(os.environ.get("HF_HUB_OFFLINE"))
     try:
-        timeout = float(os.environ.get(TIMEOUT_ENV) or 30)
+        timeout = float(timeout_s or os.environ.get(TIMEOUT_ENV) or 30)
     except ValueError:
-        raise HubError(f"{TIMEOUT_ENV}={os.environ[TIMEOUT_ENV]!r}: expected a number of seconds") from None
+        timeout = -1.0
+    if not 0 < timeout < float("inf"):
+        raise HubError(f"{TIMEOUT_ENV}={os.environ[TIMEOUT_ENV]!r}: expected a positive number of seconds")
     if os.environ.get("HF_HUB_CACHE"):
         cache = os.environ["HF_HUB_CACHE"]
     else:
@@ -166,10 +169,15 @@ def _deadline_backend(httpcore, inner):
     return Backend()
 
 
+def _size(headers) -> int:
+    size = headers.get("Content-Length", "")
+    return int(size) if size.isdigit() else 0
+
+
 def _client_factory(http, timeout_s: float, event_hooks: dict):
     """huggingface_hub >= 1.0 (``http`` is httpx, or httpx2 from 2.0): clients whose every request
-    has a total deadline of ``timeout_s`` (plus the body size at :data:`MIN_BODY_RATE` for a
-    download); unreachable or silent Hub -> :class:`HubUnreachable` at once, TLS or proxy
+    has a total deadline of ``timeout_s`` (plus the sizes of the bodies sent and received at
+    :data:`MIN_BODY_RATE`: uploads and downloads of large files); unreachable or silent Hub -> :class:`HubUnreachable` at once, TLS or proxy
     failure -> :class:`HubError`."""
     import sys
 
@@ -204,14 +212,13 @@ def _client_factory(http, timeout_s: float, event_hooks: dict):
         def handle_request(self, request):
             host = request.url.netloc.decode("ascii", "replace")
             start = time.monotonic()
-            _DEADLINE.at = start + timeout_s
+            sent = _size(request.headers)
+            _DEADLINE.at = start + timeout_s + sent / MIN_BODY_RATE
             try:
                 response = super().handle_request(request)
             except http.TransportError as exc:
                 raise mapped(host, exc) from None
-            size = response.headers.get("Content-Length", "")
-            if size.isdigit():
-                _DEADLINE.at = start + timeout_s + int(size) / MIN_BODY_RATE
+            _DEADLINE.at = start + timeout_s + (sent + _size(response.headers)) / MIN_BODY_RATE
             return http.Response(status_code=response.status_code, headers=response.headers,
                                  stream=Body(response.stream, host), extensions=response.extensions)
 

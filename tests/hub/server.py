@@ -19,8 +19,9 @@ as a client without ``hf_xet`` sends them):
 - ``POST /api/{models,datasets}/OWNER/NAME/commit/REV``: the NDJSON commit.
 
 State (repos, commits, blobs) lives in a folder; every request is recorded in
-:attr:`LocalHub.requests`. Faults (an error status N times, a hang, a stop after the
-response) are injected per method and path pattern.
+:attr:`LocalHub.requests`. Faults (an error status N times, a garbage answer, a hang, an
+answer trickled byte by byte, a stop after the response) are injected per method and path
+pattern.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def git_oid(data: bytes) -> str:
 
 @dataclass
 class Fault:
-    """Answer ``status`` (with ``headers``), hang until the server stops, or stop the server
-    after answering, for the next ``times`` requests matching ``method`` and ``path`` (regex)
-    and, when given, having the query parameter ``query``."""
+    """Answer ``status`` (with ``headers``), answer ``body`` (raw bytes, HTTP 200), hang until the
+    server stops, send the answer one byte every ``trickle`` seconds, or stop the server after
+    answering, for the next ``times`` requests matching ``method`` and ``path`` (regex) and, when
+    given, having the query parameter ``query``."""
 
     method: str
     path: str
@@ -60,6 +62,8 @@ class Fault:
     times: int = 1
     hang: bool = False
     stop: bool = False
+    trickle: float | None = None
+    body: bytes | None = None
     query: str | None = None
     headers: dict = field(default_factory=dict)
 
@@ -225,14 +229,30 @@ class _Handler(BaseHTTPRequestHandler):
               head: bool = False) -> None:
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
-        for key, value in (headers or {}).items():
+        headers = dict(headers or {})
+        self.send_header("Content-Type", headers.pop("Content-Type", None)
+                         or ("application/octet-stream" if raw is not None else "application/json"))
+        for key, value in headers.items():
             self.send_header(key, value)
-        if "Content-Length" not in (headers or {}):
+        if "Content-Length" not in headers:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if not head:
             self.wfile.write(data)
+
+    def _trickle(self, body: bytes, seconds: float) -> None:
+        """The whole answer, status line first, one byte every ``seconds`` (until the server stops)."""
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        self.close_connection = True
+        for i in range(len(answer)):
+            if self.hub.stopping.wait(seconds):
+                return
+            try:
+                self.wfile.write(answer[i:i + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def _error(self, err: HubError) -> None:
         headers = {"X-Error-Message": err.message, **err.headers}
@@ -263,6 +283,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.status:
             return self._error(HubError(fault.status, f"injected {fault.status}", headers=fault.headers))
+        if fault is not None and fault.body is not None:
+            return self._send(200, raw=fault.body, headers={"Content-Type": "application/json"})
+        if fault is not None and fault.trickle:
+            return self._trickle(b"[]", fault.trickle)
         if fault is not None and fault.stop:
             hub.stop()  # the listening socket closes before the answer goes out
             self.close_connection = True
