@@ -65,6 +65,13 @@ TINY: dict[tuple[str, str], object] = {
     (SEG, "mobilevitv2"): _MOBILEVITV2,
     (SEG, "segformer"): _SEGFORMER,
     (SEG, "upernet"): _upernet,
+    (SEG, "sapiens2"): dict(_VIT, num_register_tokens=2, num_key_value_attention_heads=2,
+                            num_first_full_attention_layers=1, num_last_full_attention_layers=1,
+                            head_config=dict(upsample_out_channels=[8], conv_out_channels=[8])),
+    (SEG, "tipsv2_dpt"): dict(backbone_config=dict(_VIT, model_type="tipsv2_vision_model", num_hidden_layers=4,
+                                                   out_indices=[1, 2, 3, 4], apply_layernorm=True,
+                                                   reshape_hidden_states=False),
+                              neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=16),
     (CLS, "beit"): _VIT,
     (CLS, "bit"): dict(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_groups=2),
     (CLS, "clip"): dict(vision_config=_CLIP_VISION, text_config=_CLIP_TEXT, projection_dim=8),
@@ -101,6 +108,9 @@ TINY: dict[tuple[str, str], object] = {
     (CLS, "nat"): None,  # needs natten
     (CLS, "perceiver"): dict(num_latents=8, d_latents=16, d_model=16, num_self_attends_per_block=1,
                              num_self_attention_heads=2, num_cross_attention_heads=1, image_size=SIDE),
+    (CLS, "pp_lcnet"): dict(block_configs=[[[3, 8, 8, 1, False]], [[3, 8, 16, 2, False]], [[3, 16, 16, 2, True]],
+                                           [[3, 16, 24, 2, False]], [[5, 24, 32, 2, True]]],
+                            stem_channels=8, class_expand=32),
     (CLS, "poolformer"): dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
     (CLS, "pvt"): dict(image_size=SIDE, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
                        num_attention_heads=[1, 1, 1, 1], num_labels=3),
@@ -202,26 +212,67 @@ def build_tiny(task: str, model_type: str, *, id2label: dict[int, str], seed: in
 _OWN_INIT = {"vit_hybrid"}
 
 
-def save_tiny(folder: str | Path, task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0,
-              side: int = SIDE) -> Path:
-    """Build the tiny ``model_type`` for ``task`` and save it with its image processor, sized to the model."""
+#: model_type -> ``preprocessor_config.json`` for image processors that exist only as torchvision
+#: classes (transformers 5), which cannot be built without torchvision: their class defaults, sized
+#: by :func:`save_tiny`.
+PROCESSOR_DEFAULTS = {
+    "sapiens2": {"image_processor_type": "Sapiens2ImageProcessor", "do_resize": True, "do_center_crop": False,
+                 "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                 "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]},
+    "tipsv2_dpt": {"image_processor_type": "Tipsv2DptImageProcessor", "do_resize": True, "do_rescale": True,
+                   "rescale_factor": 1 / 255, "do_normalize": False},
+    "pp_lcnet": {"image_processor_type": "PPLCNetImageProcessor", "do_resize": True, "do_center_crop": True,
+                 "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                 "image_mean": [0.406, 0.456, 0.485], "image_std": [0.225, 0.224, 0.229]},
+}
+
+
+def processor_class(model_type: str):
+    """The image processor class of ``model_type`` (the PIL one where transformers 5 has two), or
+    ``None`` when it needs torchvision, which is not installed."""
     from transformers.models.auto.image_processing_auto import (
         IMAGE_PROCESSOR_MAPPING_NAMES,
         get_image_processor_class_from_name,
     )
+
+    names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or IMAGE_PROCESSOR_MAPPING_NAMES["vit"]
+    if isinstance(names, dict):  # transformers 5: {"pil": ..., "torchvision": ...}
+        names = names.get("pil") or names.get("torchvision")
+    cls = get_image_processor_class_from_name(names[0] if isinstance(names, (tuple, list)) else names)
+    try:
+        cls()
+    except ImportError:
+        return None
+    return cls
+
+
+def save_tiny(folder: str | Path, task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0,
+              side: int = SIDE) -> Path:
+    """Build the tiny ``model_type`` for ``task`` and save it with its image processor, sized to the model."""
+    import json
 
     folder = Path(folder)
     model = build_tiny(task, model_type, id2label=id2label, seed=seed, side=side)
     model.save_pretrained(folder)
     vision = getattr(model.config, "vision_config", model.config)
     side = input_side(task, model_type, side)
-    names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or IMAGE_PROCESSOR_MAPPING_NAMES["vit"]
-    processor = get_image_processor_class_from_name(names[0] if isinstance(names, tuple) else names)()
+    cls = processor_class(model_type)
+    if cls is None:
+        config = dict(PROCESSOR_DEFAULTS[model_type], size={"height": side, "width": side})
+        if config.get("do_center_crop"):
+            config["crop_size"] = {"height": side, "width": side}
+        (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
+        return folder
+    processor = cls()
     for key in ("size", "crop_size"):
         value = getattr(processor, key, None)
-        if isinstance(value, dict):
-            edge = "shortest_edge" in value
-            setattr(processor, key, {"shortest_edge": side} if edge else {"height": side, "width": side})
+        if value is None or isinstance(value, int):
+            continue
+        # a dict (transformers 4) or a SizeDict (5) with height and width or shortest_edge
+        keys = {k for k in ("height", "width", "shortest_edge")
+                if (value.get(k) if isinstance(value, dict) else getattr(value, k, None)) is not None}
+        edge = "shortest_edge" in keys and "height" not in keys
+        setattr(processor, key, {"shortest_edge": side} if edge else {"height": side, "width": side})
     if model_type == "siglip2":  # a square grid of num_patches patches
         processor.patch_size, processor.max_num_patches = vision.patch_size, vision.num_patches
     if model_type == "imagegpt":  # colour clusters in [-1, 1], one per token id but the start token

@@ -1,4 +1,4 @@
-"""Hugging Face ``transformers`` vision models -> ONNX (optimum or torch.onnx), run slice by slice.
+"""Hugging Face ``transformers`` vision models -> ONNX (optimum, torch.onnx), run slice by slice.
 
 The spec is read from the model folder as plain JSON: ``config.json`` (``id2label``,
 ``num_channels``, ``image_size``) and ``preprocessor_config.json`` (``size``,
@@ -203,10 +203,11 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
               force: bool = False, positive_class: str | int | None = None) -> tuple[Path, ModelSpec, bool]:
     """Export a Hugging Face model folder (or Hub id) to ONNX at ``out`` plus its spec.
 
-    optimum exports the architectures it supports (asked with its own task name), a
-    ``torch.onnx`` wrapper the others; either way the ONNX logits must match PyTorch
-    (:mod:`medbench_fast.models.hf_export`). ``task`` may also be optimum's
-    ``image-segmentation``. Returns ``(onnx path, spec, cache hit)``.
+    optimum (where installed) exports the architectures it supports, asked with its own task
+    name; then ``torch.onnx`` (dynamo, then TorchScript) a wrapper; the first file whose logits
+    match PyTorch is kept (:mod:`medbench_fast.models.hf_export`); the spec's ``source`` records
+    the exporter and the versions of the libraries that made the file. ``task`` may also be
+    optimum's ``image-segmentation``. Returns ``(onnx path, spec, cache hit)``.
     """
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
@@ -231,7 +232,7 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
         if classes != named:
             raise ModelError(f"{folder}: config.json id2label names {named} classes but the model outputs {classes} "
                              f"logits")
-        spec.source.update(export=result.path, optimum_task=result.optimum_task,
+        spec.source.update(export=result.path, optimum_task=result.optimum_task, exporter_versions=result.versions,
                            parity_max_abs_diff=result.max_abs_diff, export_notes=result.notes)
         return spec
 

@@ -1,4 +1,5 @@
-"""Hugging Face export through optimum: tiny random models built from configs, offline."""
+"""Hugging Face export (optimum where installed, else torch.onnx): tiny random models built from
+configs, offline."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import pytest
 
 from medbench_fast.data.reader import Volume
 from medbench_fast.models import ModelError, ModelSpec, load_model
+from medbench_fast.models.hf_export import DYNAMO, TORCHSCRIPT, optimum_installed
 from medbench_fast.models.huggingface import export_hf, hf_spec
 from medbench_fast.models.transforms import resize
 
-pytest.importorskip("optimum.exporters.onnx")
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
+#: The exporter a ViT or SegFormer goes through: optimum in its environment, else the dynamo exporter.
+FIRST = "optimum" if optimum_installed() else DYNAMO
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,7 @@ def test_vit_classifier(vit_dir, tmp_path, rng):
     path, spec, hit = export_hf(vit_dir, tmp_path / "vit", task="image-classification", cache_dir=tmp_path / "cache")
     # 2 classes: one case score, P(class 1), named by the config
     assert spec.output.kind == "case_scores" and spec.output.score_names == ["abnormal_finding"]
-    assert spec.output.score_classes == [1] and spec.source["export"] == "optimum"
+    assert spec.output.score_classes == [1] and spec.source["export"] == FIRST
     assert spec.channels == 1 and spec.strategy.input_size == [16, 16]
     model = load_model(path)
     assert model.output_kind == "case_scores"
@@ -152,9 +155,11 @@ def test_hf_errors(tmp_path, vit_dir, segformer_dir):
 def test_parity_failure_names_architecture_and_difference(vit_dir, tmp_path, monkeypatch):
     from medbench_fast.models import hf_export
 
-    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass: optimum, then torch.onnx, both refused
-    with pytest.raises(ModelError, match=r"architecture 'vit': the ONNX export differs from PyTorch by "
-                                         r"\d\.\d\de[-+]\d+ .*optimum \(image-classification\) differs from PyTorch by"):
+    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass: every exporter's file is refused
+    tried = ["optimum \\(image-classification\\)"] if optimum_installed() else []
+    said = "; ".join(f"{name}: differs from PyTorch by \\d\\.\\d\\de[-+]\\d+" for name in tried + [DYNAMO, TORCHSCRIPT])
+    with pytest.raises(ModelError, match=r"architecture 'vit' could not be exported to ONNX for image-classification: "
+                                         r"no exporter made a file that matches PyTorch .*: " + said):
         export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
     assert not any((tmp_path / "cache").glob("*/model.onnx"))  # nothing cached
 
@@ -162,7 +167,8 @@ def test_parity_failure_names_architecture_and_difference(vit_dir, tmp_path, mon
 def test_task_alias_and_unknown_architecture(segformer_dir, tmp_path):
     """optimum's task name is accepted; a model type transformers lacks is an error naming it."""
     spec = export_hf(segformer_dir, tmp_path / "o", task="image-segmentation", cache_dir=tmp_path / "cache")[1]
-    assert spec.source["task"] == "semantic-segmentation" and spec.source["optimum_task"] == "semantic-segmentation"
+    assert spec.source["task"] == "semantic-segmentation"
+    assert spec.source["optimum_task"] == ("semantic-segmentation" if optimum_installed() else None)
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "config.json").write_text('{"model_type": "no-such-net", "id2label": {"0": "a", "1": "b"}}')
@@ -182,7 +188,7 @@ def test_export_hf_cli(vit_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "vit" / "model.onnx").is_file() and (tmp_path / "vit" / "model.spec.json").is_file()
     assert load_model(tmp_path / "vit" / "model.onnx").spec.intensity[0].range == [-500.0, 500.0]
-    assert "with optimum, max |ONNX - PyTorch|" in result.output
+    assert f"with {FIRST}, max |ONNX - PyTorch|" in result.output
     missing = CliRunner().invoke(cli, ["export", "--hf", str(vit_dir), "--out", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "--task" in missing.output
     chosen = CliRunner().invoke(cli, args + ["--positive-class", "normal", "--out", str(tmp_path / "neg")],
