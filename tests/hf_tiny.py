@@ -156,16 +156,17 @@ def _at_side(kwargs: dict, side: int) -> dict:
     return out
 
 
-def tiny_config(task: str, model_type: str, *, id2label: dict[int, str], side: int = SIDE):
+def tiny_config(task: str, model_type: str, *, id2label: dict[int, str], side: int = SIDE,
+                overrides: dict | None = None):
     """The tiny config of ``model_type`` with ``id2label`` for ``side`` x ``side`` inputs (a multiple of
-    :data:`SIDE`); ``None`` when no tiny entry exists."""
+    :data:`SIDE`), ``overrides`` replacing its keyword arguments; ``None`` when no tiny entry exists."""
     from transformers import AutoConfig
 
     kwargs = TINY.get((task, model_type))
     if kwargs is None:
         return None
     side = SIDE if model_type in OWN_SIDE else side
-    kwargs = kwargs(side) if callable(kwargs) else _at_side(kwargs, side)
+    kwargs = {**(kwargs(side) if callable(kwargs) else _at_side(kwargs, side)), **(overrides or {})}
     return AutoConfig.for_model(model_type, **kwargs, id2label=id2label, label2id={v: k for k, v in id2label.items()},
                                 architectures=[model_class_name(task, model_type)])
 
@@ -189,12 +190,13 @@ def input_side(task: str, model_type: str, side: int = SIDE) -> int:
     return max(side, int(size[0] if isinstance(size, list) else size))
 
 
-def build_tiny(task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0, side: int = SIDE):
+def build_tiny(task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0, side: int = SIDE,
+               overrides: dict | None = None):
     """The tiny ``model_type`` for ``task`` with random weights, in eval mode."""
     import torch
     import transformers
 
-    config = tiny_config(task, model_type, id2label=id2label, side=side)
+    config = tiny_config(task, model_type, id2label=id2label, side=side, overrides=overrides)
     cls = getattr(transformers, model_class_name(task, model_type))
     torch.manual_seed(seed)
     if model_type in _OWN_INIT:
@@ -247,12 +249,13 @@ def processor_class(model_type: str):
 
 
 def save_tiny(folder: str | Path, task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0,
-              side: int = SIDE) -> Path:
-    """Build the tiny ``model_type`` for ``task`` and save it with its image processor, sized to the model."""
+              side: int = SIDE, overrides: dict | None = None) -> Path:
+    """Build the tiny ``model_type`` for ``task`` (config keyword ``overrides`` applied) and save it with
+    its image processor, sized to the model."""
     import json
 
     folder = Path(folder)
-    model = build_tiny(task, model_type, id2label=id2label, seed=seed, side=side)
+    model = build_tiny(task, model_type, id2label=id2label, seed=seed, side=side, overrides=overrides)
     model.save_pretrained(folder)
     vision = getattr(model.config, "vision_config", model.config)
     side = input_side(task, model_type, side)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: Distributions whose versions every run records (absent ones are skipped).
 VERSIONED = ("medbench-fast", "numpy", "numba", "SimpleITK", "pyarrow", "onnxruntime", "onnxruntime-gpu",
-             "torch", "transformers", "optimum-onnx", "ray")
+             "torch", "transformers", "optimum-onnx", "onnxscript", "huggingface_hub", "ray")
 
 
 def new_run_id() -> str:

@@ -63,23 +63,66 @@ def saved(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("task, model_type", [_param(t, m) for t, m in EXPORTABLE])
-def test_export_matches_pytorch(task, model_type, saved, tmp_path):
-    folder = saved(task, model_type)
+def _check_export(folder, task, model_type, id2label, tmp_path):
+    """Export through ``export_hf``, then compare onnxruntime with the PyTorch model as transformers
+    loads it by default (its own attention implementation) on a batch of 4."""
     path, spec, _ = export_hf(folder, tmp_path / "out", task=task, cache_dir=tmp_path / "cache")
     assert spec.source["export"] in EXPORTERS and spec.source["exporter_versions"]["transformers"]
     assert spec.source["parity_max_abs_diff"] <= 1e-4
     model = load_model(path, postprocess="host")  # the runtime's own checks of inputs, channels and sizes
     processor = json.loads((folder / "preprocessor_config.json").read_text())
     net = getattr(transformers, hf_tiny.model_class_name(task, model_type))
-    net = net.from_pretrained(folder, num_labels=len(ID2LABEL)).eval()  # PVT 4.57 would reset id2label
+    net = net.from_pretrained(folder, num_labels=len(id2label)).eval()  # PVT 4.57 would reset id2label
     reference = pixels_to_logits(net, model_type, processor)
     x = np.random.default_rng(7).standard_normal((4, spec.channels, *spec.strategy.input_size)).astype(np.float32)
     ours = model.session.run({"pixel_values": x}, ["logits"])[0]
     with torch.no_grad():
         want = reference(torch.from_numpy(x)).numpy()
-    assert ours.shape == want.shape and ours.shape[:2] == (4, len(ID2LABEL))
+    assert ours.shape == want.shape and ours.shape[:2] == (4, len(id2label))
     np.testing.assert_allclose(ours, want, rtol=0, atol=1e-4)
+    return spec
+
+
+@pytest.mark.parametrize("task, model_type", [_param(t, m) for t, m in EXPORTABLE])
+def test_export_matches_pytorch(task, model_type, saved, tmp_path):
+    _check_export(saved(task, model_type), task, model_type, ID2LABEL, tmp_path)
+
+
+#: Five labels: an odd count, not the three of :data:`ID2LABEL`.
+ODD_LABELS = {i: f"label{i}" for i in range(5)}
+#: Non-default configurations: ``(task, model_type, config overrides)``, at twice the side (ViT-like
+#: models: twice the patch size too) with :data:`ODD_LABELS`; every exportable architecture with no
+#: overrides, plus the options their configs offer (relative position bias, shared bias, windows).
+VARIANTS = [(t, m, {}) for t, m in EXPORTABLE] + [
+    (task, model_type, flags) for model_type in ("beit", "data2vec-vision") for task in (hf_tiny.SEG, hf_tiny.CLS)
+    for flags in ({"use_relative_position_bias": True}, {"use_shared_relative_position_bias": True},
+                  {"use_absolute_position_embeddings": True, "layer_scale_init_value": 0.5})
+    if (task, model_type) in EXPORTABLE] + [
+    (hf_tiny.CLS, model_type, {"window_size": 4}) for model_type in ("swin", "swinv2", "donut-swin")
+    if (hf_tiny.CLS, model_type) in EXPORTABLE] + [
+    (hf_tiny.CLS, "vit", {"qkv_bias": False, "encoder_stride": 4}), (hf_tiny.CLS, "deit", {"hidden_act": "relu"}),
+    (hf_tiny.CLS, "dinov2", {"use_swiglu_ffn": True}), (hf_tiny.SEG, "segformer", {"reshape_last_stage": False})]
+
+
+def _variant(task, model_type, flags):
+    name = ",".join(f"{k}={v}" for k, v in flags.items()) or "x2"
+    return pytest.param(task, model_type, flags, id=f"{task.split('-')[0]}-{model_type}-{name}",
+                        marks=pytest.mark.hfcoverage)
+
+
+@pytest.mark.parametrize("task, model_type, flags", [_variant(*v) for v in VARIANTS])
+def test_non_default_configuration_matches_pytorch(task, model_type, flags, tmp_path):
+    folder = hf_tiny.save_tiny(tmp_path / "model", task, model_type, id2label=ODD_LABELS, side=2 * hf_tiny.SIDE,
+                               overrides=flags)
+    _check_export(folder, task, model_type, ODD_LABELS, tmp_path)
+
+
+def test_relative_position_bias_at_64_pixels_exports(tmp_path):
+    """BEiT segmentation with relative position bias at 64 x 64: the configuration the dynamo exporter
+    once failed to decompose (attention exported in its eager form)."""
+    folder = hf_tiny.save_tiny(tmp_path / "model", hf_tiny.SEG, "beit", id2label=ODD_LABELS, side=64,
+                               overrides={"use_relative_position_bias": True})
+    assert _check_export(folder, hf_tiny.SEG, "beit", ODD_LABELS, tmp_path).source["export"] in EXPORTERS
 
 
 @pytest.mark.parametrize("task, model_type", [(t, m) for t, m in EXPORTABLE if m not in hf_tiny.PROCESSOR_DEFAULTS])

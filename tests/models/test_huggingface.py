@@ -119,7 +119,8 @@ def test_vit_classifier(vit_dir, tmp_path, rng):
     assert spec.source["fixed_input_size"] == [16, 16]
     wrong = spec.to_dict()
     wrong["strategy"]["input_size"] = [32, 32]
-    with pytest.raises(ModelError, match=r"only accepts spatial size \[16, 16\]"):
+    # optimum's file has dynamic spatial axes (the spec's fixed size refuses it), torch.onnx's a fixed size
+    with pytest.raises(ModelError, match=r"(only accepts spatial size|has fixed spatial size) \[16, 16\]"):
         load_model(path, spec=wrong)
 
 
@@ -204,3 +205,44 @@ def test_score_classes_validated(vit_dir):
     spec["output"]["score_classes"] = [0, 1]  # two columns, one name
     with pytest.raises(ModelError, match="output.score_classes: needs one output column index"):
         ModelSpec.from_dict(spec)
+
+
+def test_a_failing_exporter_hands_over_to_the_next(vit_dir, tmp_path, monkeypatch):
+    """optimum where installed, then the dynamo exporter (made to fail here), then the TorchScript
+    exporter, whose real file passes the parity check; the notes keep what the others said."""
+    from medbench_fast.models import hf_export
+
+    real = hf_export._torch_export
+    monkeypatch.setattr(hf_export, "optimum_task", lambda model_type, task: None)
+
+    def dynamo_fails(wrapper, model_type, onnx_path, example, opset, *, dynamo):
+        if dynamo:
+            raise RuntimeError("Failed to decompose the FX graph for ONNX compatibility")
+        real(wrapper, model_type, onnx_path, example, opset, dynamo=dynamo)
+
+    monkeypatch.setattr(hf_export, "_torch_export", dynamo_fails)
+    path, spec, _ = export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
+    assert spec.source["export"] == TORCHSCRIPT and spec.source["parity_max_abs_diff"] <= 1e-4
+    assert spec.source["export_notes"][-1] == (f"{DYNAMO}: RuntimeError: Failed to decompose the FX graph for ONNX "
+                                               f"compatibility")
+    assert "onnxscript" not in spec.source["exporter_versions"] and spec.source["exporter_versions"]["torch"]
+    x = np.random.default_rng(1).standard_normal((3, 1, 16, 16)).astype(np.float32)
+    net = transformers.ViTForImageClassification.from_pretrained(vit_dir).eval()
+    with torch.no_grad():
+        ref = net(pixel_values=torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(load_model(path).session.run({"pixel_values": x})[0], ref, atol=1e-5)
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".onnx") == [path.name]  # no candidates left
+
+
+def test_every_exporter_failing_lists_each_message(vit_dir, tmp_path, monkeypatch):
+    from medbench_fast.models import hf_export
+
+    def fails(wrapper, model_type, onnx_path, example, opset, *, dynamo):
+        raise RuntimeError(f"{'dynamo' if dynamo else 'torchscript'} said no")
+
+    monkeypatch.setattr(hf_export, "optimum_task", lambda model_type, task: None)
+    monkeypatch.setattr(hf_export, "_torch_export", fails)
+    with pytest.raises(ModelError, match=f"architecture 'vit' could not be exported to ONNX for image-classification: "
+                                         f"every exporter failed .*{DYNAMO}: RuntimeError: dynamo said no; "
+                                         f"{TORCHSCRIPT}: RuntimeError: torchscript said no"):
+        export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
