@@ -101,11 +101,15 @@ def _pixel_steps(processor: dict, channels: int, hu_window, where: Path) -> list
     if processor.get("do_rescale", not kind.startswith("ImageGPTImageProcessor")):  # the processors' default
         scale *= float(processor.get("rescale_factor", 1 / 255))
         shift = -1.0 if processor.get("rescale_offset") else 0.0
-    if kind.startswith("ImageGPTImageProcessor") and processor.get("do_normalize", True):
+    # ImageGPT's normalisation to [-1, 1]: by hand in transformers 4 (no mean/std saved), as mean/std 0.5 in 5
+    if kind.startswith("ImageGPTImageProcessor") and processor.get("do_normalize", True) \
+            and processor.get("image_mean") is None:
         scale, shift = scale * 2 / 255, -1.0
     if abs(scale - 1.0) > 1e-9 or shift:
         steps.append(IntensityStep(op="affine", scale=scale, shift=shift))
-    normalize = processor.get("do_normalize", True) and processor.get("image_mean") is not None
+    # MobileViT never normalises: transformers 5 saves its inherited mean/std but no do_normalize
+    normalize = processor.get("do_normalize", not kind.startswith("MobileViT")) \
+        and processor.get("image_mean") is not None
     if normalize:
         mean = _per_channel(processor, "image_mean", channels, where)
         std = _per_channel(processor, "image_std", channels, where)
