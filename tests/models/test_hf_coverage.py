@@ -1,5 +1,5 @@
 """Every architecture of transformers' semantic-segmentation and image-classification auto
-mappings: exported (optimum or the torch.onnx fallback), run through onnxruntime and
+mappings: exported (optimum where installed, else torch.onnx), run through onnxruntime and
 compared with PyTorch, or refused with its reason; the spec's intensity steps equal the
 image processor's. Tiny random-weight models built from config classes, nothing downloaded.
 
@@ -30,7 +30,8 @@ MAPPINGS = {hf_tiny.SEG: modeling_auto.MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_N
             hf_tiny.CLS: modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES}
 ALL = [(task, model_type) for task, mapping in MAPPINGS.items() for model_type in mapping]
 EXPORTABLE = [(t, m) for t, m in ALL if m not in NOT_POSSIBLE]
-#: One architecture per path: optimum (both task names), torch.onnx (plain and with an input adapter).
+#: One architecture per path: optimum (both task names, where installed), torch.onnx (plain and with an
+#: input adapter).
 DEFAULT = {(hf_tiny.SEG, "segformer"), (hf_tiny.SEG, "mobilevit"), (hf_tiny.SEG, "upernet"),
            (hf_tiny.CLS, "vit"), (hf_tiny.CLS, "dinov2_with_registers"), (hf_tiny.CLS, "siglip2")}
 ID2LABEL = {0: "background", 1: "liver", 2: "tumour"}
