@@ -177,8 +177,8 @@ def _size(headers) -> int:
 def _client_factory(http, timeout_s: float, event_hooks: dict):
     """huggingface_hub >= 1.0 (``http`` is httpx, or httpx2 from 2.0): clients whose every request
     has a total deadline of ``timeout_s`` (plus the sizes of the bodies sent and received at
-    :data:`MIN_BODY_RATE`: uploads and downloads of large files); unreachable or silent Hub -> :class:`HubUnreachable` at once, TLS or proxy
-    failure -> :class:`HubError`."""
+    :data:`MIN_BODY_RATE`: uploads and downloads of large files); unreachable or silent Hub ->
+    :class:`HubUnreachable` at once, TLS or proxy failure -> :class:`HubError`."""
     import sys
 
     def mapped(host: str, exc: Exception) -> Exception:
@@ -263,14 +263,6 @@ def connection(hub: HubSettings | None = None):
         yield hub
     finally:
         huggingface_hub.set_client_factory(library.default_client_factory)
-
-
-def library_retries() -> bool:
-    """Whether ``huggingface_hub`` retries its listings' HTTP 429 and 5xx itself (``http_backoff``
-    on every page, ``Retry-After`` honoured): from 1.0 on."""
-    import huggingface_hub
-
-    return hasattr(huggingface_hub, "set_client_factory")
 
 
 def with_retries(call, *, attempts: int = 5, base_s: float = 1.0, max_s: float = 30.0, sleep=time.sleep):

@@ -24,7 +24,6 @@ from medbench_fast.hub.client import (
     HubUnreachable,
     connection,
     explain,
-    library_retries,
     license_of,
     with_retries,
 )
@@ -67,13 +66,12 @@ def model_row(info, task: str, rank: int) -> dict:
 
 
 def fetch_task(api, task: Task) -> list[dict]:
-    """The ranked models of one task, from the Hub (429 and 5xx retried with backoff: by
-    :func:`with_retries`, or for a listing by huggingface_hub itself where it does)."""
+    """The ranked models of one task, from the Hub (429 and 5xx retried with backoff; recent
+    huggingface_hub releases also retry each listing page themselves)."""
     if task.ids:
         infos = [with_retries(lambda i=model_id: api.model_info(i)) for model_id in task.ids]
     else:
-        listing = lambda: list(api.list_models(**task.list_kwargs(), expand=EXPAND))  # noqa: E731
-        infos = listing() if library_retries() else with_retries(listing)
+        infos = with_retries(lambda: list(api.list_models(**task.list_kwargs(), expand=EXPAND)))
     complete = [info if info.sha else with_retries(lambda i=info.id: api.model_info(i)) for info in infos]
     return [model_row(info, task.name, rank) for rank, info in enumerate(complete, 1)]
 
