@@ -169,7 +169,8 @@ def _quiet():
 
 
 def load_torch_model(folder: Path, task: str, classes: int | None = None):
-    """The PyTorch model of ``folder`` for ``task`` (eval mode, CPU).
+    """The PyTorch model of ``folder`` for ``task`` (eval mode, CPU, fp32, eager attention: the form
+    both torch.onnx exporters decompose).
 
     The class named by ``config.json``'s ``architectures`` is used when it is one of the
     task's auto-mapping classes (transformers 4.57 cannot resolve some saved model types
@@ -323,10 +324,9 @@ def _exporters(folder: Path, model_type: str, task: str, wrapper, input_shape, o
     name = None if model_type in INPUT_ADAPTERS else optimum_task(model_type, task)
     if name is not None:
         runs.append(("optimum", name, lambda path: _optimum_export(folder, path, name, opset)))
-    elif model_type in INPUT_ADAPTERS:
-        notes.append(f"optimum skipped: {model_type} is not called as model(pixel_values).logits")
     elif optimum_installed():
-        notes.append(f"optimum does not export {model_type} for {task}")
+        notes.append(f"optimum skipped: {model_type} is not called as model(pixel_values).logits"
+                     if model_type in INPUT_ADAPTERS else f"optimum does not export {model_type} for {task}")
     for exporter, dynamo in ((DYNAMO, True), (TORCHSCRIPT, False)):
         runs.append((exporter, None, lambda path, d=dynamo: _torch_export(wrapper, model_type, path, example, opset,
                                                                           dynamo=d)))
