@@ -9,13 +9,14 @@ refused connection or a missed deadline raises :class:`HubUnreachable` at once i
 library's long reconnect loop; :func:`with_retries` retries HTTP 429 and 5xx answers with
 exponential backoff. huggingface_hub 1.x and 2.x send through httpx (httpx2), bounded by a
 transport given to :func:`huggingface_hub.set_client_factory`; 0.x through requests, bounded
-by a session given to ``configure_http_backend``.
+by a session given to ``configure_http_backend`` (urllib3 connections with deadline sockets).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
 import threading
 import time
@@ -86,31 +87,6 @@ def token() -> str | None:
 MIN_BODY_RATE = 64 * 1024
 
 
-def _session_factory(timeout_s: float):
-    """huggingface_hub < 1.0 (requests): a session with a timeout on every request."""
-    import requests
-
-    class BoundedSession(requests.Session):
-        """Default timeout on every request; unreachable Hub -> :class:`HubUnreachable` at once,
-        a TLS or proxy failure -> :class:`HubError`."""
-
-        def request(self, method, url, *args, **kwargs):
-            if kwargs.get("timeout") is None:
-                kwargs["timeout"] = timeout_s
-            host = urlsplit(str(url)).netloc
-            try:
-                return super().request(method, url, *args, **kwargs)
-            except requests.Timeout:
-                raise HubUnreachable(f"{host}: no answer within {kwargs['timeout']} s") from None
-            except (requests.exceptions.SSLError, requests.exceptions.ProxyError) as exc:
-                raise HubError(f"{host}: {type(exc).__name__} (check the proxy and certificate settings)") from None
-            except requests.ConnectionError as exc:
-                reason = type(exc.__context__ or exc).__name__
-                raise HubUnreachable(f"{host}: cannot connect ({reason})") from None
-
-    return BoundedSession
-
-
 class _Deadline(threading.local):
     """The time (``time.monotonic``) by which the request this thread is sending must be answered."""
 
@@ -172,6 +148,109 @@ def _deadline_backend(httpcore, inner):
 def _size(headers) -> int:
     size = headers.get("Content-Length", "")
     return int(size) if size.isdigit() else 0
+
+
+class _DeadlineSocket:
+    """A socket whose every wait ends at the thread's request deadline (urllib3 connections)."""
+
+    def __init__(self, sock):
+        self._sock, self._timeout = sock, sock.gettimeout()
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def settimeout(self, timeout):
+        self._timeout = timeout
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self):
+        return self._timeout
+
+    def _cut(self) -> None:
+        left = _DEADLINE.remaining(self._timeout)
+        if left is not None and left <= 0:
+            raise socket.timeout("the request deadline has passed")
+        self._sock.settimeout(left)
+
+    def recv_into(self, *args):
+        self._cut()
+        return self._sock.recv_into(*args)
+
+    def recv(self, *args):
+        self._cut()
+        return self._sock.recv(*args)
+
+    def send(self, *args):
+        self._cut()
+        return self._sock.send(*args)
+
+    def sendall(self, *args):
+        self._cut()
+        return self._sock.sendall(*args)
+
+    def makefile(self, mode="r", buffering=None, **kwargs):
+        """Buffered reads through :meth:`recv_into` (http.client reads the answer so)."""
+        import io
+
+        self._sock._io_refs += 1
+        raw = socket.SocketIO(self, mode.replace("b", ""))
+        return io.BufferedReader(raw) if "r" in mode else io.BufferedWriter(raw)
+
+
+def _session_factory(timeout_s: float):
+    """huggingface_hub < 1.0 (requests): sessions whose every request has the same total deadline as
+    :func:`_client_factory`'s, through urllib3 connections whose sockets honour it."""
+    import requests
+    import urllib3
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    def bounded(connection):
+        class Connection(connection):
+            def connect(self):
+                super().connect()
+                self.sock = _DeadlineSocket(self.sock)
+
+        return Connection
+
+    pools = {"http": type("Pool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": bounded(HTTPConnection)}),
+             "https": type("Pool", (urllib3.HTTPSConnectionPool,), {"ConnectionCls": bounded(HTTPSConnection)})}
+
+    class Adapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+    class BoundedSession(requests.Session):
+        """Total deadline on every request; unreachable Hub -> :class:`HubUnreachable` at once,
+        a TLS or proxy failure -> :class:`HubError`."""
+
+        def __init__(self):
+            super().__init__()
+            self.mount("http://", Adapter())
+            self.mount("https://", Adapter())
+
+        def send(self, request, **kwargs):
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout_s
+            host = urlsplit(str(request.url)).netloc
+            start = time.monotonic()
+            sent = _size(request.headers)
+            _DEADLINE.at = start + timeout_s + sent / MIN_BODY_RATE
+            try:
+                response = super().send(request, **kwargs)
+            except requests.Timeout:
+                raise HubUnreachable(f"{host}: no answer within {timeout_s:g} s") from None
+            except (requests.exceptions.SSLError, requests.exceptions.ProxyError) as exc:
+                raise HubError(f"{host}: {type(exc).__name__} (check the proxy and certificate settings)") from None
+            except requests.ConnectionError as exc:
+                if "deadline has passed" in str(exc):
+                    raise HubUnreachable(f"{host}: no answer within {timeout_s:g} s") from None
+                reason = type(exc.__context__ or exc).__name__
+                raise HubUnreachable(f"{host}: cannot connect ({reason})") from None
+            _DEADLINE.at = start + timeout_s + (sent + _size(response.headers)) / MIN_BODY_RATE
+            return response
+
+    return BoundedSession
 
 
 def _client_factory(http, timeout_s: float, event_hooks: dict):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -177,8 +176,6 @@ def test_a_fresh_process_finds_the_hub_through_its_environment(local_hub, make_m
     assert local_hub.requests_to("GET", r"^/api/models$")[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
 
 
-@pytest.mark.skipif(not hasattr(huggingface_hub, "set_client_factory"),
-                    reason="huggingface_hub < 1.0 (requests, the optimum stack) has per-read timeouts only")
 def test_a_server_that_trickles_bytes_is_given_up_at_the_deadline(local_hub, tmp_path):
     """One byte every 0.4 s never lets a single read time out; the request's deadline still holds."""
     import time
