@@ -167,6 +167,8 @@ def tiny_config(task: str, model_type: str, *, id2label: dict[int, str], side: i
         return None
     side = SIDE if model_type in OWN_SIDE else side
     kwargs = {**(kwargs(side) if callable(kwargs) else _at_side(kwargs, side)), **(overrides or {})}
+    if "num_labels" in kwargs:  # configs that need it (PVT) get the count of the labels asked for
+        kwargs["num_labels"] = len(id2label)
     return AutoConfig.for_model(model_type, **kwargs, id2label=id2label, label2id={v: k for k, v in id2label.items()},
                                 architectures=[model_class_name(task, model_type)])
 

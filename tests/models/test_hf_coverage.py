@@ -102,7 +102,7 @@ VARIANTS = [(t, m, {}) for t, m in EXPORTABLE] + [
     (hf_tiny.CLS, model_type, {"window_size": 4}) for model_type in ("swin", "swinv2", "donut-swin")
     if (hf_tiny.CLS, model_type) in EXPORTABLE] + [
     (hf_tiny.CLS, "vit", {"qkv_bias": False, "encoder_stride": 4}), (hf_tiny.CLS, "deit", {"hidden_act": "relu"}),
-    (hf_tiny.CLS, "dinov2", {"use_swiglu_ffn": True}), (hf_tiny.SEG, "segformer", {"reshape_last_stage": False})]
+    (hf_tiny.CLS, "dinov2", {"use_swiglu_ffn": True}), (hf_tiny.SEG, "segformer", {"sr_ratios": [1, 1]})]
 
 
 def _variant(task, model_type, flags):
