@@ -1,6 +1,6 @@
 """Hugging Face coverage: every architecture of transformers' semantic-segmentation and
 image-classification auto mappings through ``export_hf`` (the path ``medbench export --hf``
-takes), with the export path, the parity figure, and CPU latency per slice.
+takes), with the exporter that made the file, the parity figure, and CPU latency per slice.
 
 Each architecture is a tiny random-weight model built from its config class for
 ``--side`` x ``--side`` inputs (default 512, one CT slice; ImageGPT and Perceiver keep
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import hf_tiny  # noqa: E402  the tiny configs the coverage test uses
 from common import markdown_table, timed, write_results  # noqa: E402
 
-from medbench_fast.models.hf_export import NOT_POSSIBLE, load_torch_model, pixels_to_logits  # noqa: E402
+from medbench_fast.models.hf_export import EXPORTERS, NOT_POSSIBLE, load_torch_model, pixels_to_logits  # noqa: E402
 from medbench_fast.models.huggingface import export_hf  # noqa: E402
 from medbench_fast.models.spec import ModelError  # noqa: E402
 
@@ -93,11 +94,11 @@ def table(rows: list[dict]) -> str:
         if r["export"] in ("not possible", "failed"):
             body.append([f"`{r['architecture']}`", task, f"{r['export']}: {r['reason']}", "", "", "", ""])
             continue
-        how = f"optimum ({r['optimum_task']})" if r["export"] == "optimum" else "torch.onnx fallback"
+        how = f"optimum ({r['optimum_task']})" if r["export"] == "optimum" else r["export"]
         size = "x".join(str(v) for v in r["input"])
         body.append([f"`{r['architecture']}`", task, how, f"{r['max_abs_diff']:.1e}", size,
                      f"{r['ort_ms']:.2f} / {r['torch_ms']:.2f}", f"{r['speedup']:.1f}x"])
-    return markdown_table(["architecture", "task", "export path", "max abs diff", "input",
+    return markdown_table(["architecture", "task", "exporter", "max abs diff", "input",
                            "ORT / PyTorch ms per slice", "ORT speed-up"], body)
 
 
@@ -128,19 +129,23 @@ def main() -> None:
     done = [r for r in rows if "ort_ms" in r]
     summary = {task: {"architectures": sum(r["task"] == task for r in rows),
                       "exported": sum(r["task"] == task for r in done),
-                      "optimum": sum(r["task"] == task and r["export"] == "optimum" for r in done),
-                      "fallback": sum(r["task"] == task and r["export"] == "torch.onnx" for r in done)}
+                      **{exporter: sum(r["task"] == task and r["export"] == exporter for r in done)
+                         for exporter in EXPORTERS}}
                for task in (hf_tiny.SEG, hf_tiny.CLS)}
+    versions = {}
+    for name in ("transformers", "huggingface_hub", "torch", "onnxscript", "onnx", "onnxruntime", "optimum-onnx"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     print()
     print(table(rows))
     print()
     for task, s in summary.items():
-        print(f"{task}: {s['exported']}/{s['architectures']} exported and matching PyTorch "
-              f"({s['optimum']} optimum, {s['fallback']} torch.onnx fallback)")
+        print(f"{task}: {s['exported']}/{s['architectures']} exported and matching PyTorch ("
+              + ", ".join(f"{s[e]} {e}" for e in EXPORTERS) + ")")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if only is None:
-        from importlib import metadata
-
-        versions = {name: metadata.version(name) for name in ("transformers", "optimum-onnx", "onnxscript", "onnx")}
         write_results("hf_coverage", {"side": args.side, "repeat": args.repeat, "threads": THREADS,
                                       "versions": versions, "summary": summary, "rows": rows})
 

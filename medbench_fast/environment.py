@@ -20,7 +20,7 @@ from pathlib import Path
 
 #: Distributions whose versions every run records (absent ones are skipped).
 VERSIONED = ("medbench-fast", "numpy", "numba", "SimpleITK", "pyarrow", "onnxruntime", "onnxruntime-gpu",
-             "torch", "transformers", "optimum-onnx", "ray")
+             "torch", "transformers", "optimum-onnx", "onnxscript", "huggingface_hub", "ray")
 
 #: CUDA ordinals that sessions of this process run on (``run.json`` records these GPUs).
 DEVICES_USED: set[int] = set()

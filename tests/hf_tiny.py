@@ -65,6 +65,13 @@ TINY: dict[tuple[str, str], object] = {
     (SEG, "mobilevitv2"): _MOBILEVITV2,
     (SEG, "segformer"): _SEGFORMER,
     (SEG, "upernet"): _upernet,
+    (SEG, "sapiens2"): dict(_VIT, num_register_tokens=2, num_key_value_attention_heads=2,
+                            num_first_full_attention_layers=1, num_last_full_attention_layers=1,
+                            head_config=dict(upsample_out_channels=[8], conv_out_channels=[8])),
+    (SEG, "tipsv2_dpt"): dict(backbone_config=dict(_VIT, model_type="tipsv2_vision_model", num_hidden_layers=4,
+                                                   out_indices=[1, 2, 3, 4], apply_layernorm=True,
+                                                   reshape_hidden_states=False),
+                              neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=16),
     (CLS, "beit"): _VIT,
     (CLS, "bit"): dict(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_groups=2),
     (CLS, "clip"): dict(vision_config=_CLIP_VISION, text_config=_CLIP_TEXT, projection_dim=8),
@@ -101,6 +108,9 @@ TINY: dict[tuple[str, str], object] = {
     (CLS, "nat"): None,  # needs natten
     (CLS, "perceiver"): dict(num_latents=8, d_latents=16, d_model=16, num_self_attends_per_block=1,
                              num_self_attention_heads=2, num_cross_attention_heads=1, image_size=SIDE),
+    (CLS, "pp_lcnet"): dict(block_configs=[[[3, 8, 8, 1, False]], [[3, 8, 16, 2, False]], [[3, 16, 16, 2, True]],
+                                           [[3, 16, 24, 2, False]], [[5, 24, 32, 2, True]]],
+                            stem_channels=8, class_expand=32),
     (CLS, "poolformer"): dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
     (CLS, "pvt"): dict(image_size=SIDE, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
                        num_attention_heads=[1, 1, 1, 1], num_labels=3),
@@ -146,16 +156,19 @@ def _at_side(kwargs: dict, side: int) -> dict:
     return out
 
 
-def tiny_config(task: str, model_type: str, *, id2label: dict[int, str], side: int = SIDE):
+def tiny_config(task: str, model_type: str, *, id2label: dict[int, str], side: int = SIDE,
+                overrides: dict | None = None):
     """The tiny config of ``model_type`` with ``id2label`` for ``side`` x ``side`` inputs (a multiple of
-    :data:`SIDE`); ``None`` when no tiny entry exists."""
+    :data:`SIDE`), ``overrides`` replacing its keyword arguments; ``None`` when no tiny entry exists."""
     from transformers import AutoConfig
 
     kwargs = TINY.get((task, model_type))
     if kwargs is None:
         return None
     side = SIDE if model_type in OWN_SIDE else side
-    kwargs = kwargs(side) if callable(kwargs) else _at_side(kwargs, side)
+    kwargs = {**(kwargs(side) if callable(kwargs) else _at_side(kwargs, side)), **(overrides or {})}
+    if "num_labels" in kwargs:  # configs that need it (PVT) get the count of the labels asked for
+        kwargs["num_labels"] = len(id2label)
     return AutoConfig.for_model(model_type, **kwargs, id2label=id2label, label2id={v: k for k, v in id2label.items()},
                                 architectures=[model_class_name(task, model_type)])
 
@@ -179,49 +192,119 @@ def input_side(task: str, model_type: str, side: int = SIDE) -> int:
     return max(side, int(size[0] if isinstance(size, list) else size))
 
 
-def build_tiny(task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0, side: int = SIDE):
+def build_tiny(task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0, side: int = SIDE,
+               overrides: dict | None = None):
     """The tiny ``model_type`` for ``task`` with random weights, in eval mode."""
     import torch
     import transformers
 
-    config = tiny_config(task, model_type, id2label=id2label, side=side)
+    config = tiny_config(task, model_type, id2label=id2label, side=side, overrides=overrides)
     cls = getattr(transformers, model_class_name(task, model_type))
     torch.manual_seed(seed)
     if model_type in _OWN_INIT:
-        from transformers.modeling_utils import no_init_weights
+        try:
+            from transformers.initialization import no_init_weights  # transformers 5
+        except ImportError:
+            from transformers.modeling_utils import no_init_weights
 
         with no_init_weights():
             model = cls(config)
         for param in model.parameters():
-            torch.nn.init.normal_(param, std=0.2)
+            torch.nn.init.normal_(param, std=_OWN_INIT[model_type])
         return model.eval()
-    return cls(config).eval()
+    model = cls(config).eval()
+    if model_type in _REINIT:
+        _REINIT[model_type](model)
+    return model
 
 
-#: Architectures whose own weight initialisation fails on a fresh model (transformers 4.57).
-_OWN_INIT = {"vit_hybrid"}
+def _pp_lcnet_init(model) -> None:
+    """Kaiming convolutions, unit batch norms and a wide head: with its own initialisation the tiny
+    PP-LCNet's logits are about 1e-20, too small for a parity check to mean anything."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight)
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=100.0)
 
 
-def save_tiny(folder: str | Path, task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0,
-              side: int = SIDE) -> Path:
-    """Build the tiny ``model_type`` for ``task`` and save it with its image processor, sized to the model."""
+#: model_type -> re-initialisation of a freshly built tiny model.
+_REINIT = {"pp_lcnet": _pp_lcnet_init}
+
+
+#: Architectures initialised here with N(0, std) weights: ViT-hybrid, whose own initialisation fails on a
+#: fresh model (transformers 4.57); TIPSv2-DPT, whose own gives logits in the hundreds, where fp32
+#: rounding alone exceeds the absolute parity limit.
+_OWN_INIT = {"vit_hybrid": 0.2, "tipsv2_dpt": 0.1}
+
+
+#: model_type -> ``preprocessor_config.json`` for image processors that exist only as torchvision
+#: classes (transformers 5), which cannot be built without torchvision: their class defaults, sized
+#: by :func:`save_tiny`.
+PROCESSOR_DEFAULTS = {
+    "sapiens2": {"image_processor_type": "Sapiens2ImageProcessor", "do_resize": True, "do_center_crop": False,
+                 "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                 "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]},
+    "tipsv2_dpt": {"image_processor_type": "Tipsv2DptImageProcessor", "do_resize": True, "do_rescale": True,
+                   "rescale_factor": 1 / 255, "do_normalize": False},
+    "pp_lcnet": {"image_processor_type": "PPLCNetImageProcessor", "do_resize": True, "do_center_crop": True,
+                 "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                 "image_mean": [0.406, 0.456, 0.485], "image_std": [0.225, 0.224, 0.229]},
+}
+
+
+def processor_class(model_type: str):
+    """The image processor class of ``model_type`` (the PIL one where transformers 5 has two), or
+    ``None`` when it needs torchvision, which is not installed."""
     from transformers.models.auto.image_processing_auto import (
         IMAGE_PROCESSOR_MAPPING_NAMES,
         get_image_processor_class_from_name,
     )
 
+    names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or IMAGE_PROCESSOR_MAPPING_NAMES["vit"]
+    if isinstance(names, dict):  # transformers 5: {"pil": ..., "torchvision": ...}
+        names = names.get("pil") or names.get("torchvision")
+    cls = get_image_processor_class_from_name(names[0] if isinstance(names, (tuple, list)) else names)
+    try:
+        cls()
+    except ImportError:
+        return None
+    return cls
+
+
+def save_tiny(folder: str | Path, task: str, model_type: str, *, id2label: dict[int, str], seed: int = 0,
+              side: int = SIDE, overrides: dict | None = None) -> Path:
+    """Build the tiny ``model_type`` for ``task`` (config keyword ``overrides`` applied) and save it with
+    its image processor, sized to the model."""
+    import json
+
     folder = Path(folder)
-    model = build_tiny(task, model_type, id2label=id2label, seed=seed, side=side)
+    model = build_tiny(task, model_type, id2label=id2label, seed=seed, side=side, overrides=overrides)
     model.save_pretrained(folder)
     vision = getattr(model.config, "vision_config", model.config)
     side = input_side(task, model_type, side)
-    names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or IMAGE_PROCESSOR_MAPPING_NAMES["vit"]
-    processor = get_image_processor_class_from_name(names[0] if isinstance(names, tuple) else names)()
+    cls = processor_class(model_type)
+    if cls is None:
+        config = dict(PROCESSOR_DEFAULTS[model_type], size={"height": side, "width": side})
+        if config.get("do_center_crop"):
+            config["crop_size"] = {"height": side, "width": side}
+        (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
+        return folder
+    processor = cls()
     for key in ("size", "crop_size"):
         value = getattr(processor, key, None)
-        if isinstance(value, dict):
-            edge = "shortest_edge" in value
-            setattr(processor, key, {"shortest_edge": side} if edge else {"height": side, "width": side})
+        if value is None or isinstance(value, int):
+            continue
+        # a dict (transformers 4) or a SizeDict (5) with height and width or shortest_edge
+        keys = {k for k in ("height", "width", "shortest_edge")
+                if (value.get(k) if isinstance(value, dict) else getattr(value, k, None)) is not None}
+        edge = "shortest_edge" in keys and "height" not in keys
+        setattr(processor, key, {"shortest_edge": side} if edge else {"height": side, "width": side})
     if model_type == "siglip2":  # a square grid of num_patches patches
         processor.patch_size, processor.max_num_patches = vision.patch_size, vision.num_patches
     if model_type == "imagegpt":  # colour clusters in [-1, 1], one per token id but the start token

@@ -36,13 +36,17 @@ def _tasks(config: dict):
 config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                              help="benchmark_config.yaml whose leaderboard.* keys apply.")
 
+timeout_option = click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True, max=86400),
+                              help="Seconds within which every Hub request must be answered in total "
+                                   "(default: MEDBENCH_HUB_TIMEOUT, else 30).")
+
 
 @click.group()
 def hub() -> None:
     """Hugging Face Hub: track medical models per task, publish runs.
 
-    Uses HF_ENDPOINT, HF_TOKEN (or the huggingface-cli login store), HF_HUB_OFFLINE and
-    HF_HOME like huggingface_hub itself; MEDBENCH_HUB_TIMEOUT bounds every request (s).
+    Uses HF_ENDPOINT, HF_TOKEN (or the `hf auth login` store), HF_HUB_OFFLINE and HF_HOME
+    like huggingface_hub itself; --timeout (or MEDBENCH_HUB_TIMEOUT) bounds every request (s).
 
     \b
     Examples:
@@ -81,8 +85,9 @@ def _age(seconds: float) -> str:
               help="History and reports folder (default: leaderboard.cache_dir, else ~/.cache/medbench-fast/hub).")
 @click.option("--runs", "runs", multiple=True, type=click.Path(file_okay=False),
               help="Run folder, or folder of runs, whose results join the report (default: output.dir).")
+@timeout_option
 @quiet_option
-def track(config_path, task_name, offline, cache_dir, runs, quiet):
+def track(config_path, task_name, offline, cache_dir, runs, timeout_s, quiet):
     """Query the Hub for each task's models, keep a history, write a report.
 
     Appends a snapshot to hub_history.parquet, writes leaderboard_report_<UTC time>.json
@@ -95,6 +100,7 @@ def track(config_path, task_name, offline, cache_dir, runs, quiet):
       medbench hub track
       medbench hub track --config benchmark_config.yaml --task brain-mri-segmentation
       medbench hub track --offline
+      medbench hub track --timeout 5
     """
     from medbench_fast.hub.client import HubError, settings
     from medbench_fast.hub.tasks import select
@@ -109,7 +115,7 @@ def track(config_path, task_name, offline, cache_dir, runs, quiet):
     roots = [Path(r) for r in runs] or [Path(config["output"]["dir"])]
     folder = hub_cache_dir(cache_dir or config["leaderboard"]["cache_dir"])
     try:
-        result = run_track(chosen, hub=settings(), cache_dir=folder, offline=offline, run_roots=roots,
+        result = run_track(chosen, hub=settings(timeout_s), cache_dir=folder, offline=offline, run_roots=roots,
                            progress=False if quiet else None)
     except NoSnapshotError as exc:
         raise NoSnapshot(str(exc)) from None
@@ -143,7 +149,8 @@ def track(config_path, task_name, offline, cache_dir, runs, quiet):
 @click.option("--private", is_flag=True, help="Create the dataset repo as private.")
 @click.option("--license", "license_", default="other", show_default=True, help="License in the dataset card.")
 @click.option("--dry-run", is_flag=True, help="Print the files and the dataset card; upload nothing.")
-def publish(run_dir, repo_id, config_path, private, license_, dry_run):
+@timeout_option
+def publish(run_dir, repo_id, config_path, private, license_, dry_run, timeout_s):
     """Upload a run folder to a Hub dataset repo in one commit.
 
     Uploads the Parquet tables, summary.json, leaderboard.html, run.json (paths made
@@ -162,7 +169,7 @@ def publish(run_dir, repo_id, config_path, private, license_, dry_run):
     if not repo_id or repo_id.count("/") != 1:
         raise click.BadParameter(f"expected a dataset repo owner/name, got {repo_id!r}", param_hint="--repo")
     try:
-        result = run_publish(run_dir, repo_id, hub=settings(), private=private, license_=license_, dry_run=dry_run)
+        result = run_publish(run_dir, repo_id, hub=settings(timeout_s), private=private, license_=license_, dry_run=dry_run)
     except HubError as exc:
         raise click.ClickException(str(exc)) from None
     if dry_run:

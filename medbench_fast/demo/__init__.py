@@ -5,8 +5,8 @@ targets), builds every model kind locally with no download, and runs ``medbench 
 
 - ``hu-threshold-baseline``: an ONNX graph of HU thresholds and morphology (a real,
   working classical segmenter; see :mod:`medbench_fast.demo.baseline`);
-- ``segformer-tiny``: a randomly initialised SegFormer from a config, exported through
-  optimum (only with the ``export`` extra; untrained);
+- ``segformer-tiny``: a randomly initialised SegFormer from a config, exported to ONNX
+  (optimum where installed, else torch.onnx; only with the ``export`` extra; untrained);
 - ``aiene-dualnet``: the AI-ENE DualNet architecture with random weights, written as a
   Keras-2 ``.h5`` and converted by the real converter, scored per lymph node (untrained).
 """
@@ -112,7 +112,8 @@ def build_models(model_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
                 "note": "classical HU-threshold + morphology segmenter (no learning)"}]
     notes = []
     try:
-        import optimum.exporters.onnx  # noqa: F401
+        import onnxscript  # noqa: F401  torch.onnx's exporter
+        import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError:
         notes.append("segformer-tiny skipped: install the export extra (pip install -e '.[export]') to export it")

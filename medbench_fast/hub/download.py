@@ -39,9 +39,23 @@ class HubSnapshot:
 
 
 def export_patterns(files: list[str]) -> list[str]:
-    """The files an optimum export reads: configs, and one weight format."""
+    """The files an export reads: configs, and one weight format."""
     weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
     return ["*.json", "README.md", *weights]
+
+
+def _cached_patterns(repo_id: str, revision: str, cache_dir: str) -> list[str] | None:
+    """:func:`export_patterns` of the file listing the local cache holds for the revision
+    (huggingface_hub >= 1.x keeps one and checks a cached snapshot against it); ``None`` without one."""
+    import huggingface_hub
+
+    if not hasattr(huggingface_hub, "get_cached_repo_tree"):
+        return None
+    try:
+        files = huggingface_hub.get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)
+    except Exception:  # CachedRepoTreeNotFoundError (no listing cached) and unreadable cache files alike
+        return None
+    return export_patterns([f.path for f in files])
 
 
 def fetch_model(repo_id: str, revision: str = "main") -> HubSnapshot:
@@ -63,8 +77,9 @@ def fetch_model(repo_id: str, revision: str = "main") -> HubSnapshot:
                     return HubSnapshot(folder, repo_id, revision, folder.name, license_of(info))
                 except HubUnreachable:
                     pass  # use the local cache, as offline
-            folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub.cache_dir, local_files_only=True))
-    except (HfHubHTTPError, HubUnreachable) as exc:
+            folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub.cache_dir, local_files_only=True,
+                                            allow_patterns=_cached_patterns(repo_id, revision, hub.cache_dir)))
+    except (HfHubHTTPError, LocalEntryNotFoundError, HubUnreachable) as exc:  # not one family from 1.0 on
         if isinstance(exc, LocalEntryNotFoundError):
             raise HubError(f"{what}: not in the local Hub cache ({hub.cache_dir}) and the Hub is "
                            f"{'disabled (HF_HUB_OFFLINE=1)' if hub.offline else 'unreachable'}") from None

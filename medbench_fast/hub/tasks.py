@@ -37,7 +37,7 @@ class Task:
     def list_kwargs(self) -> dict:
         """Keyword arguments of ``HfApi.list_models`` (the library is a tag on the Hub)."""
         tags = [*self.tags, *([self.library] if self.library else [])]
-        kwargs = {"sort": SORT_KEYS[self.sort], "direction": -1, "limit": self.limit}
+        kwargs = {"sort": SORT_KEYS[self.sort], "limit": self.limit}  # the Hub sorts descending
         if tags:
             kwargs["filter"] = tags
         if self.pipeline_tag:

@@ -66,7 +66,8 @@ def model_row(info, task: str, rank: int) -> dict:
 
 
 def fetch_task(api, task: Task) -> list[dict]:
-    """The ranked models of one task, from the Hub (429 and 5xx retried with backoff)."""
+    """The ranked models of one task, from the Hub (429 and 5xx retried with backoff; recent
+    huggingface_hub releases also retry each listing page themselves)."""
     if task.ids:
         infos = [with_retries(lambda i=model_id: api.model_info(i)) for model_id in task.ids]
     else:
@@ -197,6 +198,8 @@ def _write_report(cache_dir: Path, moment: datetime, payload: dict) -> Path:
 
 
 def _fetch_all(hub: HubSettings, tasks: list[Task], progress: bool) -> dict[str, list[dict]]:
+    """Every task's models from the Hub; an answer that is not the Hub's API is a :class:`HubError`."""
+    from huggingface_hub.errors import HFValidationError
     from tqdm import tqdm
 
     api = hub.api()
@@ -204,7 +207,13 @@ def _fetch_all(hub: HubSettings, tasks: list[Task], progress: bool) -> dict[str,
     with connection(hub), tqdm(tasks, desc="hub", unit="task", disable=not progress, file=sys.stderr) as bar:
         for task in bar:
             bar.set_postfix_str(task.name)
-            out[task.name] = fetch_task(api, task)
+            try:
+                out[task.name] = fetch_task(api, task)
+            except HFValidationError as exc:
+                raise HubError(f"task {task.name}: {str(exc).splitlines()[0]}") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+                raise HubError(f"task {task.name}: {hub.endpoint} answered the model listing with something that is "
+                               f"not the Hugging Face Hub's API ({type(exc).__name__}); check HF_ENDPOINT") from None
     return out
 
 

@@ -1,17 +1,21 @@
 """A ``transformers`` vision model -> ONNX ``pixel_values -> logits``, checked against PyTorch.
 
-Two export paths, tried in order:
+Three exporters, tried in order until one's file matches PyTorch (:data:`EXPORTERS`):
 
-1. optimum, when it supports the architecture for the task, asked with the task name it
-   uses for that architecture (``semantic-segmentation`` or ``image-segmentation``);
-2. ``torch.onnx.export`` (the dynamo-based exporter, which needs ``onnxscript``) of a thin
-   wrapper ``pixel_values -> logits`` with a dynamic batch axis and the processor's fixed
-   ``H x W``. Architectures whose model takes something else than pixel values get an
-   input adapter inside the wrapper (:data:`INPUT_ADAPTERS`).
+1. optimum, where it is installed (the ``optimum`` extra, transformers 4.x) and supports the
+   architecture for the task, asked with the task name it uses for that architecture
+   (``semantic-segmentation`` or ``image-segmentation``);
+2. ``torch.onnx.export(dynamo=True)`` (which needs ``onnxscript``) of a thin wrapper
+   ``pixel_values -> logits`` with a dynamic batch axis and the processor's fixed ``H x W``.
+   Architectures whose model takes something else than pixel values get an input adapter
+   inside the wrapper (:data:`INPUT_ADAPTERS`);
+3. ``torch.onnx.export(dynamo=False)``, the TorchScript-based exporter, of the same wrapper,
+   for graphs the dynamo exporter cannot decompose.
 
-After an export, onnxruntime and PyTorch run the same random fp32 inputs (batch 1 and 3);
-the ONNX file is accepted only if the largest absolute difference is at most
-:data:`PARITY_ATOL`. Architectures that cannot work are refused up front with the reason
+After each export, onnxruntime and PyTorch run the same random fp32 inputs (batch 1 and 3);
+a file is accepted only if the largest absolute difference is at most :data:`PARITY_ATOL`,
+and only then written to its place (:func:`save_onnx`). When no exporter succeeds the error
+lists what each one said. Architectures that cannot work are refused up front with the reason
 (:data:`NOT_POSSIBLE`).
 """
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from medbench_fast.models.spec import ModelError
+from medbench_fast.models.onnx_floor import lower_file
 
 #: Largest accepted |ONNX - PyTorch| on the logits of random fp32 inputs.
 PARITY_ATOL = 1e-4
@@ -76,6 +81,11 @@ def _siglip2(model, pixel_values, processor):
     return model(pixel_values=patches, pixel_attention_mask=mask, spatial_shapes=shapes).logits
 
 
+def _pp_lcnet(model, pixel_values, processor):
+    """PP-LCNet's classifier returns its logits as ``last_hidden_state``."""
+    return model(pixel_values=pixel_values).last_hidden_state
+
+
 def _pixels(model, pixel_values, processor):
     return model(pixel_values=pixel_values).logits
 
@@ -110,19 +120,27 @@ EXPORT_PATCHES = {"siglip2": _siglip2_static_grid}
 
 
 #: model_type -> ``(model, pixel_values, processor dict) -> logits`` for models not called as
-#: ``model(pixel_values=...)``; these skip optimum, whose ONNX file would take other inputs.
-INPUT_ADAPTERS = {"perceiver": _perceiver, "imagegpt": _imagegpt, "siglip2": _siglip2}
+#: ``model(pixel_values=...).logits``; these skip optimum, whose ONNX file would differ.
+INPUT_ADAPTERS = {"perceiver": _perceiver, "imagegpt": _imagegpt, "siglip2": _siglip2, "pp_lcnet": _pp_lcnet}
+
+
+#: The exporters in the order they are tried (names recorded as the spec's ``source.export``).
+DYNAMO = "torch.onnx dynamo"
+TORCHSCRIPT = "torch.onnx torchscript"
+EXPORTERS = ("optimum", DYNAMO, TORCHSCRIPT)
 
 
 @dataclass
 class ExportResult:
-    """How the ONNX file was made: ``path`` (``optimum`` or ``torch.onnx``), optimum's task, parity."""
+    """How the ONNX file was made: the exporter (one of :data:`EXPORTERS`), optimum's task, parity,
+    notes on the exporters skipped or failed before it, and the versions of the libraries used."""
 
     path: str
     optimum_task: str | None
     max_abs_diff: float
     output_classes: int
     notes: list[str]
+    versions: dict[str, str]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -152,7 +170,8 @@ def _quiet():
 
 
 def load_torch_model(folder: Path, task: str, classes: int | None = None):
-    """The PyTorch model of ``folder`` for ``task`` (eval mode, CPU).
+    """The PyTorch model of ``folder`` for ``task`` (eval mode, CPU, fp32, eager attention: the form
+    both torch.onnx exporters decompose).
 
     The class named by ``config.json``'s ``architectures`` is used when it is one of the
     task's auto-mapping classes (transformers 4.57 cannot resolve some saved model types
@@ -162,6 +181,7 @@ def load_torch_model(folder: Path, task: str, classes: int | None = None):
     """
     import json
 
+    import torch
     import transformers
     from transformers.models.auto import modeling_auto
 
@@ -175,7 +195,10 @@ def load_torch_model(folder: Path, task: str, classes: int | None = None):
     named = (json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or [None])[0]
     loader = getattr(transformers, named) if named in known else auto
     try:
-        return loader.from_pretrained(str(folder), **({"num_labels": classes} if classes else {})).eval()
+        # fp32 whatever the checkpoint's dtype (transformers 5 loads the saved dtype by default); ``dtype``
+        # is the keyword of both 4.56+ and 5.x (``torch_dtype`` is deprecated)
+        return loader.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager",
+                                      **({"num_labels": classes} if classes else {})).eval()
     except (ValueError, KeyError, OSError, ImportError, RuntimeError) as exc:
         raise ModelError(f"{folder}: transformers cannot load it for {task}: {_first_line(exc)}") from None
 
@@ -197,8 +220,22 @@ def pixels_to_logits(model, model_type: str, processor: dict):
     return PixelsToLogits().eval()
 
 
+def optimum_installed() -> bool:
+    """Whether optimum's ONNX exporter can be imported (the ``optimum`` extra, transformers 4.x)."""
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+    except ImportError:
+        return False
+    except Exception:  # noqa: BLE001  an optimum built for another transformers fails at import in many ways
+        return False
+    return True
+
+
 def optimum_task(model_type: str, task: str) -> str | None:
-    """The task name optimum uses for ``model_type``'s ``task``, or ``None`` if optimum lacks it."""
+    """The task name optimum uses for ``model_type``'s ``task``, or ``None`` if optimum lacks it
+    (or is not installed)."""
+    if not optimum_installed():
+        return None
     import optimum.exporters.onnx.model_configs  # noqa: F401  registers the architectures
     from optimum.exporters.tasks import TasksManager
 
@@ -208,6 +245,21 @@ def optimum_task(model_type: str, task: str) -> str | None:
     except KeyError:
         return None
     return next((name for name in OPTIMUM_TASKS[task] if name in known), None)
+
+
+def versions(exporter: str) -> dict[str, str]:
+    """The versions of the libraries that made a file with ``exporter`` (recorded in the spec)."""
+    from importlib import metadata
+
+    names = ["transformers", "torch", "onnx"]
+    names += {"optimum": ["optimum-onnx", "optimum"], DYNAMO: ["onnxscript"]}.get(exporter, [])
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def _optimum_export(folder: Path, onnx_path: Path, task_name: str, opset: int) -> None:
@@ -220,15 +272,26 @@ def _optimum_export(folder: Path, onnx_path: Path, task_name: str, opset: int) -
     (work / "model.onnx").replace(onnx_path)
 
 
-def _torch_export(wrapper, model_type: str, onnx_path: Path, example, opset: int) -> None:
+def _torch_export(wrapper, model_type: str, onnx_path: Path, example, opset: int, *, dynamo: bool) -> None:
     import torch
 
-    batch = torch.export.Dim("batch", min=1, max=4096)
     patch = EXPORT_PATCHES.get(model_type)
     with patch(wrapper.model, tuple(example.shape[1:])) if patch else nullcontext():
-        torch.onnx.export(wrapper, (example,), str(onnx_path), input_names=["pixel_values"],
-                          output_names=["logits"], dynamic_shapes={"pixel_values": {0: batch}},
-                          opset_version=max(opset, 18), dynamo=True, verbose=False, external_data=False)
+        if dynamo:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            torch.onnx.export(wrapper, (example,), str(onnx_path), input_names=["pixel_values"],
+                              output_names=["logits"], dynamic_shapes={"pixel_values": {0: batch}},
+                              opset_version=max(opset, 18), dynamo=True, verbose=False, external_data=False)
+        else:
+            torch.onnx.export(wrapper, (example,), str(onnx_path), input_names=["pixel_values"],
+                              output_names=["logits"], dynamic_axes={"pixel_values": {0: "batch"},
+                                                                     "logits": {0: "batch"}},
+                              opset_version=opset, dynamo=False, verbose=False)
+
+
+def save_onnx(candidate: Path, onnx_path: Path) -> None:
+    """Put the checked ONNX file ``candidate`` at ``onnx_path``: the one place the export writes it."""
+    candidate.replace(onnx_path)
 
 
 def parity(onnx_path: Path, wrapper, input_shape: tuple[int, int, int], *, seed: int = 0) -> float:
@@ -253,13 +316,32 @@ def parity(onnx_path: Path, wrapper, input_shape: tuple[int, int, int], *, seed:
     return worst
 
 
+def _exporters(folder: Path, model_type: str, task: str, wrapper, input_shape, opset: int):
+    """``(name, optimum task, export(path))`` of each exporter to try, in order; and notes on those skipped."""
+    import torch
+
+    example = torch.randn((2, *input_shape))
+    runs, notes = [], []
+    name = None if model_type in INPUT_ADAPTERS else optimum_task(model_type, task)
+    if name is not None:
+        runs.append(("optimum", name, lambda path: _optimum_export(folder, path, name, opset)))
+    elif optimum_installed():
+        notes.append(f"optimum skipped: {model_type} is not called as model(pixel_values).logits"
+                     if model_type in INPUT_ADAPTERS else f"optimum does not export {model_type} for {task}")
+    for exporter, dynamo in ((DYNAMO, True), (TORCHSCRIPT, False)):
+        runs.append((exporter, None, lambda path, d=dynamo: _torch_export(wrapper, model_type, path, example, opset,
+                                                                          dynamo=d)))
+    return runs, notes
+
+
 def export_checked(folder: Path, onnx_path: Path, *, task: str, model_type: str, processor: dict,
                    input_shape: tuple[int, int, int], classes: int | None = None, opset: int = 17) -> ExportResult:
-    """Export ``folder``'s model to ``onnx_path`` (optimum, else torch.onnx) and check it against PyTorch.
+    """Export ``folder``'s model to ``onnx_path`` with the first exporter of :data:`EXPORTERS` whose
+    file matches PyTorch.
 
     ``input_shape``: ``(C, H, W)`` the image processor produces; ``classes``: the config's
-    number of labels. Raises :class:`ModelError` naming the architecture when it cannot be
-    exported or no export matches PyTorch.
+    number of labels. Raises :class:`ModelError` naming the architecture and what each exporter
+    said when none gives a file that matches PyTorch, or when the model cannot be run at all.
     """
     import torch
 
@@ -269,33 +351,31 @@ def export_checked(folder: Path, onnx_path: Path, *, task: str, model_type: str,
     with _quiet():
         model = load_torch_model(folder, task, classes)
         wrapper = pixels_to_logits(model, model_type, processor)
-        example = torch.zeros((2, *input_shape))
         try:
             with torch.no_grad():
-                outputs = int(wrapper(example).shape[1])
+                outputs = int(wrapper(torch.zeros((2, *input_shape))).shape[1])
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise ModelError(f"{folder}: the {model_type} model fails on a {list(input_shape)} input (channels and "
                              f"size from the config and image processor): {_first_line(exc)}") from None
-        notes = []
-        name = None if model_type in INPUT_ADAPTERS else optimum_task(model_type, task)
-        if name is not None:
+        runs, notes = _exporters(folder, model_type, task, wrapper, input_shape, opset)
+        said, mismatch = [], False
+        for exporter, name, run in runs:
+            label = f"{exporter} ({name})" if name else exporter
+            candidate = onnx_path.with_name(f"candidate-{exporter.replace(' ', '-')}.onnx")
             try:
-                _optimum_export(folder, onnx_path, name, opset)
-                diff = parity(onnx_path, wrapper, input_shape)
-                if diff <= PARITY_ATOL:
-                    return ExportResult("optimum", name, diff, outputs, notes)
-                notes.append(f"optimum ({name}) differs from PyTorch by {diff:.2e}")
-            except Exception as exc:  # optimum raises many types; the torch.onnx path below is the fallback
-                notes.append(f"optimum ({name}) failed: {_first_line(exc)}")
-        else:
-            notes.append(f"optimum does not export {model_type} for {task}")
-        try:
-            _torch_export(wrapper, model_type, onnx_path, torch.randn(example.shape), opset)
-            diff = parity(onnx_path, wrapper, input_shape)
-        except Exception as exc:  # the exporter raises many types (torch._dynamo, onnxscript, ORT)
-            raise ModelError(f"{folder}: architecture {model_type!r} could not be exported to ONNX for {task} "
-                             f"({'; '.join(notes)}; torch.onnx failed: {_first_line(exc)})") from None
-    if diff > PARITY_ATOL:
-        raise ModelError(f"{folder}: architecture {model_type!r}: the ONNX export differs from PyTorch by {diff:.2e} "
-                         f"(max abs on fp32 logits; limit {PARITY_ATOL:g}) ({'; '.join(notes)})")
-    return ExportResult("torch.onnx", None, diff, outputs, notes)
+                run(candidate)
+                lower_file(candidate)  # the file checked is the file kept: within the onnxruntime floor
+                diff = parity(candidate, wrapper, input_shape)
+            except Exception as exc:  # noqa: BLE001  the exporters raise many types (dynamo, onnxscript, ORT)
+                said.append(f"{label}: {_first_line(exc)}")
+                candidate.unlink(missing_ok=True)
+                continue
+            if diff <= PARITY_ATOL:
+                save_onnx(candidate, onnx_path)
+                return ExportResult(exporter, name, diff, outputs, notes + said, versions(exporter))
+            candidate.unlink()
+            mismatch = True
+            said.append(f"{label}: differs from PyTorch by {diff:.2e}")
+    what = "no exporter made a file that matches PyTorch" if mismatch else "every exporter failed"
+    raise ModelError(f"{folder}: architecture {model_type!r} could not be exported to ONNX for {task}: {what} "
+                     f"(max abs on fp32 logits; limit {PARITY_ATOL:g}): {'; '.join(notes + said)}")

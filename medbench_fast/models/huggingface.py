@@ -1,4 +1,4 @@
-"""Hugging Face ``transformers`` vision models -> ONNX (optimum or torch.onnx), run slice by slice.
+"""Hugging Face ``transformers`` vision models -> ONNX (optimum, torch.onnx), run slice by slice.
 
 The spec is read from the model folder as plain JSON: ``config.json`` (``id2label``,
 ``num_channels``, ``image_size``) and ``preprocessor_config.json`` (``size``,
@@ -101,11 +101,15 @@ def _pixel_steps(processor: dict, channels: int, hu_window, where: Path) -> list
     if processor.get("do_rescale", not kind.startswith("ImageGPTImageProcessor")):  # the processors' default
         scale *= float(processor.get("rescale_factor", 1 / 255))
         shift = -1.0 if processor.get("rescale_offset") else 0.0
-    if kind.startswith("ImageGPTImageProcessor") and processor.get("do_normalize", True):
+    # ImageGPT's normalisation to [-1, 1]: by hand in transformers 4 (no mean/std saved), as mean/std 0.5 in 5
+    if kind.startswith("ImageGPTImageProcessor") and processor.get("do_normalize", True) \
+            and processor.get("image_mean") is None:
         scale, shift = scale * 2 / 255, -1.0
     if abs(scale - 1.0) > 1e-9 or shift:
         steps.append(IntensityStep(op="affine", scale=scale, shift=shift))
-    normalize = processor.get("do_normalize", True) and processor.get("image_mean") is not None
+    # MobileViT never normalises: transformers 5 saves its inherited mean/std but no do_normalize
+    normalize = processor.get("do_normalize", not kind.startswith("MobileViT")) \
+        and processor.get("image_mean") is not None
     if normalize:
         mean = _per_channel(processor, "image_mean", channels, where)
         std = _per_channel(processor, "image_std", channels, where)
@@ -203,10 +207,11 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
               force: bool = False, positive_class: str | int | None = None) -> tuple[Path, ModelSpec, bool]:
     """Export a Hugging Face model folder (or Hub id) to ONNX at ``out`` plus its spec.
 
-    optimum exports the architectures it supports (asked with its own task name), a
-    ``torch.onnx`` wrapper the others; either way the ONNX logits must match PyTorch
-    (:mod:`medbench_fast.models.hf_export`). ``task`` may also be optimum's
-    ``image-segmentation``. Returns ``(onnx path, spec, cache hit)``.
+    optimum (where installed) exports the architectures it supports, asked with its own task
+    name; then ``torch.onnx`` (dynamo, then TorchScript) a wrapper; the first file whose logits
+    match PyTorch is kept (:mod:`medbench_fast.models.hf_export`); the spec's ``source`` records
+    the exporter and the versions of the libraries that made the file. ``task`` may also be
+    optimum's ``image-segmentation``. Returns ``(onnx path, spec, cache hit)``.
     """
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
@@ -231,7 +236,7 @@ def export_hf(model: str | os.PathLike, out: str | os.PathLike, *, task: str, na
         if classes != named:
             raise ModelError(f"{folder}: config.json id2label names {named} classes but the model outputs {classes} "
                              f"logits")
-        spec.source.update(export=result.path, optimum_task=result.optimum_task,
+        spec.source.update(export=result.path, optimum_task=result.optimum_task, exporter_versions=result.versions,
                            parity_max_abs_diff=result.max_abs_diff, export_notes=result.notes)
         return spec
 

@@ -26,13 +26,17 @@ def local_hub(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("MEDBENCH_HUB_TIMEOUT", "5")
+    # uploads over the Git LFS protocol, as a client without hf_xet sends them (the server speaks no xet)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     # huggingface_hub reads HF_ENDPOINT once, at import: set what a process started with it would hold
     from huggingface_hub import constants, file_download
 
     template = url + "/{repo_id}/resolve/{revision}/{filename}"
     monkeypatch.setattr(constants, "ENDPOINT", url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    if hasattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE"):  # a copy of the constant before huggingface_hub 1.0
+        monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))  # the login store, never the user's
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     yield server

@@ -1,10 +1,13 @@
 """A local Hugging Face Hub on loopback, speaking the HTTP API the real ``huggingface_hub``
-client calls (checked against huggingface_hub 0.36's ``hf_api``, ``file_download``,
-``_commit_api`` and ``lfs`` modules):
+client calls (checked against the ``hf_api``, ``file_download``, ``_snapshot_download``,
+``_commit_api`` and ``lfs`` modules of huggingface_hub 2.4, 1.33 and 0.36; uploads over Git LFS,
+as a client without ``hf_xet`` sends them):
 
 - ``GET /api/models``: listing with ``search``, ``filter`` (tags, library and pipeline tag),
   ``pipeline_tag``, ``author``, ``sort``, ``limit``, ``expand``; pages through ``Link`` headers;
 - ``GET /api/{models,datasets}/OWNER/NAME[/revision/REV]``: repo info with ``siblings``;
+- ``GET /api/{models,datasets}/OWNER/NAME/tree/REV[/PATH]``: the file listing (``recursive``),
+  which ``snapshot_download`` reads from huggingface_hub 1.0 on;
 - ``HEAD``/``GET`` ``[/datasets]/OWNER/NAME/resolve/REV/PATH``: file download with ``ETag``,
   ``X-Repo-Commit``, ``X-Linked-Etag`` and ``X-Linked-Size``; never any ``X-Xet-*`` header,
   so the client never switches to the xet protocol;
@@ -16,8 +19,9 @@ client calls (checked against huggingface_hub 0.36's ``hf_api``, ``file_download
 - ``POST /api/{models,datasets}/OWNER/NAME/commit/REV``: the NDJSON commit.
 
 State (repos, commits, blobs) lives in a folder; every request is recorded in
-:attr:`LocalHub.requests`. Faults (an error status N times, a hang, a stop after the
-response) are injected per method and path pattern.
+:attr:`LocalHub.requests`. Faults (an error status N times, a garbage answer, a hang, an
+answer trickled byte by byte, a stop after the response) are injected per method and path
+pattern.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ def git_oid(data: bytes) -> str:
 
 @dataclass
 class Fault:
-    """Answer ``status`` (with ``headers``), hang until the server stops, or stop the server
-    after answering, for the next ``times`` requests matching ``method`` and ``path`` (regex)
-    and, when given, having the query parameter ``query``."""
+    """Answer ``status`` (with ``headers``), answer ``body`` (raw bytes, HTTP 200), hang until the
+    server stops, send the answer one byte every ``trickle`` seconds, or stop the server after
+    answering, for the next ``times`` requests matching ``method`` and ``path`` (regex) and, when
+    given, having the query parameter ``query``."""
 
     method: str
     path: str
@@ -57,6 +62,8 @@ class Fault:
     times: int = 1
     hang: bool = False
     stop: bool = False
+    trickle: float | None = None
+    body: bytes | None = None
     query: str | None = None
     headers: dict = field(default_factory=dict)
 
@@ -222,14 +229,30 @@ class _Handler(BaseHTTPRequestHandler):
               head: bool = False) -> None:
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
-        for key, value in (headers or {}).items():
+        headers = dict(headers or {})
+        self.send_header("Content-Type", headers.pop("Content-Type", None)
+                         or ("application/octet-stream" if raw is not None else "application/json"))
+        for key, value in headers.items():
             self.send_header(key, value)
-        if "Content-Length" not in (headers or {}):
+        if "Content-Length" not in headers:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if not head:
             self.wfile.write(data)
+
+    def _trickle(self, body: bytes, seconds: float) -> None:
+        """The whole answer, status line first, one byte every ``seconds`` (until the server stops)."""
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        self.close_connection = True
+        for i in range(len(answer)):
+            if self.hub.stopping.wait(seconds):
+                return
+            try:
+                self.wfile.write(answer[i:i + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def _error(self, err: HubError) -> None:
         headers = {"X-Error-Message": err.message, **err.headers}
@@ -260,6 +283,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.status:
             return self._error(HubError(fault.status, f"injected {fault.status}", headers=fault.headers))
+        if fault is not None and fault.body is not None:
+            return self._send(200, raw=fault.body, headers={"Content-Type": "application/json"})
+        if fault is not None and fault.trickle:
+            return self._trickle(b"[]", fault.trickle)
         if fault is not None and fault.stop:
             hub.stop()  # the listening socket closes before the answer goes out
             self.close_connection = True
@@ -291,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         routes = [
             ("GET", r"/api/models", self._list),
             ("GET", rf"/api/(?P<kind>models|datasets)/{repo}(?:/revision/(?P<rev>[^/]+))?", self._info),
+            ("GET", rf"/api/(?P<kind>models|datasets)/{repo}/tree/(?P<rev>[^/]+)(?:/(?P<folder>.*))?", self._tree),
             ("POST", r"/api/repos/create", self._create_repo),
             ("POST", r"/api/validate-yaml", self._validate_yaml),
             ("POST", rf"/api/(?P<kind>models|datasets)/{repo}/preupload/(?P<rev>[^/]+)", self._preupload),
@@ -405,6 +433,30 @@ class _Handler(BaseHTTPRequestHandler):
                                          "gated", "disabled", "downloads", "likes", "tags", "cardData", "siblings")}
         return 200, info, {}, None
 
+    def _tree(self, *, user, query, body, kind, repo, rev, folder=None):
+        """The files (and folders) under ``folder`` at ``rev``; all levels with ``recursive=true``."""
+        state = self._state(kind, repo, user)
+        files = state["commits"][self._resolve_rev(state, rev)]["files"]
+        prefix = f"{folder.strip('/')}/" if folder and folder.strip("/") else ""
+        recursive = query.get("recursive", ["false"])[0] == "true"
+        entries, folders = [], set()
+        for path in sorted(files):
+            if not path.startswith(prefix):
+                continue
+            parts = path[len(prefix):].split("/")
+            for depth in range(1, len(parts) if recursive else min(len(parts), 2)):
+                folders.add(prefix + "/".join(parts[:depth]))
+            if len(parts) > 1 and not recursive:
+                continue
+            entry = files[path]
+            row = {"type": "file", "oid": entry["oid"], "size": entry["size"], "path": path}
+            if entry["lfs"]:
+                row["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
+            entries.append(row)
+        entries += [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "size": 0, "path": f}
+                    for f in sorted(folders)]
+        return 200, entries, {}, None
+
     def _create_repo(self, *, user, query, body):
         payload = json.loads(body)
         if user is None:
@@ -414,11 +466,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(403, f"You don't have the rights to create a repo under {owner}")
         repo_type = payload.get("type") or "model"
         repo_id = f"{owner}/{payload['name']}"
+        private = bool(payload.get("private")) or payload.get("visibility") == "private"  # 0.x; 1.0 on
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         if self.hub._exists(repo_type, repo_id):
             raise HubError(409, f"You already created this {repo_type} repo",
                            extra={"url": f"{self.hub.url}/{prefix}{repo_id}"})
-        self.hub._save(repo_type, repo_id, self.hub._create(repo_type, repo_id, owner, bool(payload.get("private"))))
+        self.hub._save(repo_type, repo_id, self.hub._create(repo_type, repo_id, owner, private))
         return 200, {"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id}, {}, None
 
     def _validate_yaml(self, *, user, query, body):

@@ -22,7 +22,7 @@ from medbench_fast.cli.main import cli
 from medbench_fast.data.reader import Volume, write_volume
 from medbench_fast.data.synthetic import LABEL_NAMES, make_case
 
-pytest.importorskip("optimum.exporters.onnx")
+pytest.importorskip("onnxscript")  # the export extra
 
 REPO = "alice/tiny-segformer"
 

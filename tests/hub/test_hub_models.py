@@ -96,7 +96,7 @@ def test_private_model_needs_the_token_from_env_or_login_store(local_hub, make_m
         fetch_model("alice/private-seg")
     from huggingface_hub import constants
 
-    Path(constants.HF_TOKEN_PATH).write_text(TOKEN)  # what `huggingface-cli login` stores
+    Path(constants.HF_TOKEN_PATH).write_text(TOKEN)  # what `hf auth login` stores
     assert fetch_model("alice/private-seg").sha == sha
 
 

@@ -43,7 +43,7 @@ def test_listing_follows_link_pages_and_filters(local_hub, make_model):
         local_hub.set_meta(f"alice/ct-{i}", downloads=10 * i)
     local_hub.requests.clear()
     found = list(HfApi(endpoint=local_hub.url).list_models(filter=["medical"], pipeline_tag="image-segmentation",
-                                                          sort="downloads", direction=-1))
+                                                          sort="downloads"))
     assert [m.id for m in found] == [f"alice/ct-{i}" for i in (4, 3, 2, 1, 0)]
     pages = local_hub.requests_to("GET", r"^/api/models$")
     assert len(pages) == 3 and [p["query"].get("cursor") for p in pages] == [None, ["2"], ["4"]]

@@ -51,8 +51,9 @@ def test_publish_is_one_commit_and_republishing_makes_none(local_hub, run_dir):
     assert kinds == {"metrics.parquet": "lfsFile", "cases.parquet": "lfsFile", "scores.parquet": "lfsFile",
                      "latency.parquet": "lfsFile", "summary.json": "file", "leaderboard.html": "file",
                      "run.json": "file", "README.md": "file"}
-    assert local_hub.requests_to("POST", r"^/api/repos/create$")[0]["json"] == {
-        "name": "results", "organization": "alice", "private": True, "type": "dataset"}
+    created = local_hub.requests_to("POST", r"^/api/repos/create$")[0]["json"]
+    private = created.pop("private", None) or created.pop("visibility", None) == "private"  # 0.x, then 1.x on
+    assert private and created == {"name": "results", "organization": "alice", "type": "dataset"}
     head = local_hub.head("alice/results", "dataset")
     out = _publish(run_dir, "--repo", "alice/results", "--license", "cc-by-4.0")
     assert out.exit_code == 0 and f"no new commit (head {head})" in out.output
@@ -102,7 +103,7 @@ def test_permission_and_credential_errors(local_hub, run_dir, monkeypatch):
     assert out.exit_code == 1 and "no permission for this (HTTP 403)" in out.output
     monkeypatch.delenv("HF_TOKEN")
     out = _publish(run_dir, "--repo", "alice/results")
-    assert out.exit_code == 1 and "(HTTP 401); check HF_TOKEN" in out.output
+    assert out.exit_code == 1 and "(HTTP 401); set HF_TOKEN or run `hf auth login`" in out.output
 
 
 def test_not_a_run_folder(tmp_path):

@@ -29,7 +29,7 @@ def test_config_tasks_replace_defaults_and_legacy_keys_add_tasks():
                                       "task": "image-segmentation", "search": "liver", "track": ["a/b"]}})["leaderboard"]
     tasks = tasks_from_config(board)
     assert [t.name for t in tasks] == ["liver", "config", "tracked"]
-    assert tasks[0].list_kwargs() == {"sort": "likes", "direction": -1, "limit": 5, "filter": ["medical", "monai"],
+    assert tasks[0].list_kwargs() == {"sort": "likes", "limit": 5, "filter": ["medical", "monai"],
                                       "pipeline_tag": "image-segmentation"}
     assert tasks[1].list_kwargs()["search"] == "liver" and tasks[2].ids == ("a/b",)
     with pytest.raises(ValueError, match="unknown task; known: liver, config, tracked"):

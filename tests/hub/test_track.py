@@ -118,10 +118,11 @@ def test_5xx_is_retried_and_a_hub_that_stays_down_means_the_snapshot(local_hub, 
     config = _config(tmp_path)
     assert "ct-seg: 1 model(s); 1 new" in _run(["hub", "track", "--config", config, "-q"]).output
     assert len(local_hub.requests_to("GET", r"^/api/models$")) == 3
-    local_hub.add_fault("GET", "/api/models", status=502, times=5, headers={"Retry-After": "0"})
+    # a Hub that stays down: with_retries' 5 attempts (each retried by huggingface_hub too where it does)
+    local_hub.add_fault("GET", "/api/models", status=502, times=1000, headers={"Retry-After": "0"})
     out = _run(["hub", "track", "--config", config, "-q"])
     assert out.exit_code == 0 and "the Hub is unavailable (HTTP 502 after retries): using the snapshot" in out.output
-    assert len(local_hub.requests_to("GET", r"^/api/models$")) == 8
+    assert len(local_hub.requests_to("GET", r"^/api/models$")) - 3 in (5, 5 * 6)
 
 
 def test_server_stopped_mid_listing_falls_back_to_the_snapshot(local_hub, make_model, tmp_path):
@@ -173,3 +174,29 @@ def test_a_fresh_process_finds_the_hub_through_its_environment(local_hub, make_m
     assert proc.returncode == 0 and "ct-seg: 1 model(s); 1 new" in proc.stdout, proc.stdout + proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr
     assert local_hub.requests_to("GET", r"^/api/models$")[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_server_that_trickles_bytes_is_given_up_at_the_deadline(local_hub, tmp_path):
+    """One byte every 0.4 s never lets a single read time out; the request's deadline still holds."""
+    import time
+
+    local_hub.add_fault("GET", "/api/models", trickle=0.4)
+    start = time.monotonic()
+    out = _run(["hub", "track", "--config", _config(tmp_path), "--timeout", "1.5", "-q"])
+    took = time.monotonic() - start
+    assert out.exit_code == 2 and "the Hub is unreachable" in out.output and "no answer within 1.5 s" in out.output
+    assert took < 4, took
+    assert len(local_hub.requests_to("GET", r"^/api/models$")) == 1  # no retry loop after the deadline
+
+
+@pytest.mark.parametrize("body", [b'[{"id": "alice/ct-a",, "sha": 1}]', b'[{"modelId": "alice/ct-a"}]',
+                                  b'{"models": 3}', b"<html>proxy login</html>"])
+def test_a_garbage_answer_is_a_clear_error(local_hub, make_model, tmp_path, body):
+    make_model("alice/ct-a", **SEG)
+    local_hub.add_fault("GET", "/api/models", body=body)
+    out = CliRunner().invoke(cli, ["hub", "track", "--config", _config(tmp_path)])
+    assert out.exit_code == 1, out.output
+    assert "answered the model listing with something that is not the Hugging Face Hub's API" in out.output
+    assert "check HF_ENDPOINT" in out.output and "internal error" not in out.output
+    assert "Expecting" not in out.output and "KeyError: 'id'" not in out.output
+    assert not (tmp_path / "hubcache").exists()

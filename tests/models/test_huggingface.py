@@ -1,4 +1,5 @@
-"""Hugging Face export through optimum: tiny random models built from configs, offline."""
+"""Hugging Face export (optimum where installed, else torch.onnx): tiny random models built from
+configs, offline."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import pytest
 
 from medbench_fast.data.reader import Volume
 from medbench_fast.models import ModelError, ModelSpec, load_model
+from medbench_fast.models.hf_export import DYNAMO, TORCHSCRIPT, optimum_installed
 from medbench_fast.models.huggingface import export_hf, hf_spec
 from medbench_fast.models.transforms import resize
 
-pytest.importorskip("optimum.exporters.onnx")
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
+#: The exporter a ViT or SegFormer goes through: optimum in its environment, else the dynamo exporter.
+FIRST = "optimum" if optimum_installed() else DYNAMO
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,7 @@ def test_vit_classifier(vit_dir, tmp_path, rng):
     path, spec, hit = export_hf(vit_dir, tmp_path / "vit", task="image-classification", cache_dir=tmp_path / "cache")
     # 2 classes: one case score, P(class 1), named by the config
     assert spec.output.kind == "case_scores" and spec.output.score_names == ["abnormal_finding"]
-    assert spec.output.score_classes == [1] and spec.source["export"] == "optimum"
+    assert spec.output.score_classes == [1] and spec.source["export"] == FIRST
     assert spec.channels == 1 and spec.strategy.input_size == [16, 16]
     model = load_model(path)
     assert model.output_kind == "case_scores"
@@ -116,7 +119,8 @@ def test_vit_classifier(vit_dir, tmp_path, rng):
     assert spec.source["fixed_input_size"] == [16, 16]
     wrong = spec.to_dict()
     wrong["strategy"]["input_size"] = [32, 32]
-    with pytest.raises(ModelError, match=r"only accepts spatial size \[16, 16\]"):
+    # optimum's file has dynamic spatial axes (the spec's fixed size refuses it), torch.onnx's a fixed size
+    with pytest.raises(ModelError, match=r"(only accepts spatial size|has fixed spatial size) \[16, 16\]"):
         load_model(path, spec=wrong)
 
 
@@ -152,9 +156,11 @@ def test_hf_errors(tmp_path, vit_dir, segformer_dir):
 def test_parity_failure_names_architecture_and_difference(vit_dir, tmp_path, monkeypatch):
     from medbench_fast.models import hf_export
 
-    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass: optimum, then torch.onnx, both refused
-    with pytest.raises(ModelError, match=r"architecture 'vit': the ONNX export differs from PyTorch by "
-                                         r"\d\.\d\de[-+]\d+ .*optimum \(image-classification\) differs from PyTorch by"):
+    monkeypatch.setattr(hf_export, "PARITY_ATOL", -1.0)  # no export can pass: every exporter's file is refused
+    tried = ["optimum \\(image-classification\\)"] if optimum_installed() else []
+    said = "; ".join(f"{name}: differs from PyTorch by \\d\\.\\d\\de[-+]\\d+" for name in tried + [DYNAMO, TORCHSCRIPT])
+    with pytest.raises(ModelError, match=r"architecture 'vit' could not be exported to ONNX for image-classification: "
+                                         r"no exporter made a file that matches PyTorch .*: " + said):
         export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
     assert not any((tmp_path / "cache").glob("*/model.onnx"))  # nothing cached
 
@@ -162,7 +168,8 @@ def test_parity_failure_names_architecture_and_difference(vit_dir, tmp_path, mon
 def test_task_alias_and_unknown_architecture(segformer_dir, tmp_path):
     """optimum's task name is accepted; a model type transformers lacks is an error naming it."""
     spec = export_hf(segformer_dir, tmp_path / "o", task="image-segmentation", cache_dir=tmp_path / "cache")[1]
-    assert spec.source["task"] == "semantic-segmentation" and spec.source["optimum_task"] == "semantic-segmentation"
+    assert spec.source["task"] == "semantic-segmentation"
+    assert spec.source["optimum_task"] == ("semantic-segmentation" if optimum_installed() else None)
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "config.json").write_text('{"model_type": "no-such-net", "id2label": {"0": "a", "1": "b"}}')
@@ -182,7 +189,7 @@ def test_export_hf_cli(vit_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "vit" / "model.onnx").is_file() and (tmp_path / "vit" / "model.spec.json").is_file()
     assert load_model(tmp_path / "vit" / "model.onnx").spec.intensity[0].range == [-500.0, 500.0]
-    assert "with optimum, max |ONNX - PyTorch|" in result.output
+    assert f"with {FIRST}, max |ONNX - PyTorch|" in result.output
     missing = CliRunner().invoke(cli, ["export", "--hf", str(vit_dir), "--out", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "--task" in missing.output
     chosen = CliRunner().invoke(cli, args + ["--positive-class", "normal", "--out", str(tmp_path / "neg")],
@@ -198,3 +205,44 @@ def test_score_classes_validated(vit_dir):
     spec["output"]["score_classes"] = [0, 1]  # two columns, one name
     with pytest.raises(ModelError, match="output.score_classes: needs one output column index"):
         ModelSpec.from_dict(spec)
+
+
+def test_a_failing_exporter_hands_over_to_the_next(vit_dir, tmp_path, monkeypatch):
+    """optimum where installed, then the dynamo exporter (made to fail here), then the TorchScript
+    exporter, whose real file passes the parity check; the notes keep what the others said."""
+    from medbench_fast.models import hf_export
+
+    real = hf_export._torch_export
+    monkeypatch.setattr(hf_export, "optimum_task", lambda model_type, task: None)
+
+    def dynamo_fails(wrapper, model_type, onnx_path, example, opset, *, dynamo):
+        if dynamo:
+            raise RuntimeError("Failed to decompose the FX graph for ONNX compatibility")
+        real(wrapper, model_type, onnx_path, example, opset, dynamo=dynamo)
+
+    monkeypatch.setattr(hf_export, "_torch_export", dynamo_fails)
+    path, spec, _ = export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
+    assert spec.source["export"] == TORCHSCRIPT and spec.source["parity_max_abs_diff"] <= 1e-4
+    assert spec.source["export_notes"][-1] == (f"{DYNAMO}: RuntimeError: Failed to decompose the FX graph for ONNX "
+                                               f"compatibility")
+    assert "onnxscript" not in spec.source["exporter_versions"] and spec.source["exporter_versions"]["torch"]
+    x = np.random.default_rng(1).standard_normal((3, 1, 16, 16)).astype(np.float32)
+    net = transformers.ViTForImageClassification.from_pretrained(vit_dir).eval()
+    with torch.no_grad():
+        ref = net(pixel_values=torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(load_model(path).session.run({"pixel_values": x})[0], ref, atol=1e-5)
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".onnx") == [path.name]  # no candidates left
+
+
+def test_every_exporter_failing_lists_each_message(vit_dir, tmp_path, monkeypatch):
+    from medbench_fast.models import hf_export
+
+    def fails(wrapper, model_type, onnx_path, example, opset, *, dynamo):
+        raise RuntimeError(f"{'dynamo' if dynamo else 'torchscript'} said no")
+
+    monkeypatch.setattr(hf_export, "optimum_task", lambda model_type, task: None)
+    monkeypatch.setattr(hf_export, "_torch_export", fails)
+    with pytest.raises(ModelError, match=f"architecture 'vit' could not be exported to ONNX for image-classification: "
+                                         f"every exporter failed .*{DYNAMO}: RuntimeError: dynamo said no; "
+                                         f"{TORCHSCRIPT}: RuntimeError: torchscript said no"):
+        export_hf(vit_dir, tmp_path / "o", task="image-classification", cache_dir=tmp_path / "cache")
