@@ -34,7 +34,7 @@ def _errors(out: Path) -> list[str]:
 def test_a_seg_with_zero_frames_names_the_seg(tmp_path):
     import pydicom
 
-    from medbench_fast.data.dicom.synthetic import SeriesSpec, write_ct_series, write_seg
+    from dicom_synthetic import SeriesSpec, write_ct_series, write_seg
     from medbench_fast.data.reader import Volume, write_volume
 
     mask = np.zeros(SHAPE, bool)

@@ -54,7 +54,9 @@ def test_every_hostile_string_is_shown_as_text(hostile, kind):
     text = "".join(parsed.text)
     attributes = "\n".join(v for _, attrs in parsed.tags for v in attrs.values() if v)
     shown = hostile["shown"][kind]
-    missing = [p[:60] for p in shown if p not in text and p not in attributes]
+    # Nested lists and maps of run.json facts are shown as JSON, whose strings escape quotes.
+    missing = [p[:60] for p in shown
+               if p not in text and p not in attributes and json.dumps(p, ensure_ascii=False)[1:-1] not in text]
     assert missing == []
     assert len(shown) > 60  # model, case, label, target, stage, provider names, errors, verdicts, facts, config
     for p in PAYLOADS:

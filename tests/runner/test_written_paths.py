@@ -103,7 +103,7 @@ def dicom_two_series(tmp_path_factory):
     import pydicom
     from pydicom.dataelem import DataElement
 
-    from medbench_fast.data.dicom.synthetic import SeriesSpec, write_ct_series, write_seg
+    from dicom_synthetic import SeriesSpec, write_ct_series, write_seg
     from medbench_fast.data.synthetic import LABEL_NAMES, make_case
     from medbench_fast.demo.baseline import build_baseline
 
