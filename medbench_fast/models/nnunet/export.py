@@ -228,7 +228,7 @@ def export_nnunet(folder: str | os.PathLike, out: str | os.PathLike, *, configur
         write_onnx(module, example, onnx_path, opset=opset)
         spec = nnunet_spec(trained, name=model_name, channels=channels, heads=heads, trainer=trainer,
                            mirror_axes=axes, batch_size=int(batch_size), step_size=step)
-        spec.source["parity_max_abs_diff"] = _check_parity(module, onnx_path, example)
+        spec.source.update(export="torch.onnx", parity_max_abs_diff=_check_parity(module, onnx_path, example))
         return spec
 
     path, spec, hit = cached_export("nnunet", trained.source_files(), options, out, build, cache_dir=cache_dir,
