@@ -59,7 +59,9 @@ class Key:
     maximum: float | None = None
 
 
-MODEL_KINDS = ("onnx", "huggingface", "aiene", "torchscript")
+MODEL_KINDS = ("onnx", "huggingface", "aiene", "torchscript", "nnunet")
+#: Keys of a model entry that only ``kind: nnunet`` takes.
+NNUNET_KEYS = ("configuration", "folds", "checkpoint", "mirroring", "step_size")
 PROVIDERS = ("tensorrt", "cuda", "cpu")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -89,7 +91,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "models": {
         "name": Key("str", required=True, help="Model name used in every table.", example="baseline"),
         "kind": Key("str", "onnx", choices=MODEL_KINDS, help="How the model is given."),
-        "path": Key("path", help="Model file (.onnx, .h5, .pt) or Hugging Face model folder.", example="models/baseline.onnx"),
+        "path": Key("path", help="Model file (.onnx, .h5, .pt), Hugging Face model folder or nnU-Net v2 trained-model "
+                                 "folder.", example="models/baseline.onnx"),
         "id": Key("str", help="Hugging Face Hub id (kind huggingface; fetched only when no path is given)."),
         "hub": Key("str", help="Hugging Face Hub model id owner/name (kind huggingface), downloaded at revision."),
         "revision": Key("str", "main", help="Hub revision of hub/id: branch, tag or commit sha; the commit sha it "
@@ -98,6 +101,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     help="Hugging Face task."),
         "input_shape": Key("list[int]", help="TorchScript trace shape N,C,(D,)H,W."),
         "node_label": Key("int", 1, help="AI-ENE: reference label whose connected components are the nodes.", minimum=1),
+        "configuration": Key("str", help="nnU-Net: configuration of plans.json, e.g. 3d_fullres or 2d (default: the "
+                                         "one the folder is named after)."),
+        "folds": Key("folds", help="nnU-Net: folds to ensemble, e.g. [0, 1] or all (default: every fold_<k> with "
+                                   "the checkpoint)."),
+        "checkpoint": Key("str", help="nnU-Net: checkpoint file in each fold folder (default checkpoint_final.pth)."),
+        "mirroring": Key("bool", help="nnU-Net: average the mirrored copies of each tile (default true, as nnU-Net)."),
+        "step_size": Key("float", help="nnU-Net: tile step as a fraction of the patch (default 0.5, as nnU-Net).",
+                         minimum=0.01, maximum=1),
         "spec": Key("map", help="Model spec (JSON spec fields) or overrides of the exported spec."),
         "note": Key("str", help="Free text shown beside the model in reports, e.g. 'untrained'."),
         "precision": Key("str", choices=("fp32", "fp16"),
@@ -137,6 +148,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "formats": Key("list[str]", ["csv", "json", "html"], choices=("csv", "json", "html"), help="Reports to write."),
         "dicom_seg": Key("bool", False, help="Save each model's label maps of DICOM cases as DICOM-SEG "
                          "(RUN_DIR/dicom_seg/MODEL/CASE.dcm), referencing the source series."),
+        "save_predictions": Key("bool", False, help="Save each model's label map of each case as NIfTI with the "
+                                "image's geometry (RUN_DIR/predictions/MODEL/CASE.nii.gz)."),
     },
     "ray": {
         "address": Key("str", help="Ray cluster address (host:port or ray://host:port); default: RAY_ADDRESS, "
@@ -183,6 +196,10 @@ def _type_ok(kind: str, value) -> bool:
         return isinstance(value, bool)
     if kind == "map":
         return isinstance(value, dict)
+    if kind == "folds":  # a fold number, "all", or a list of them
+        items = value if isinstance(value, list) else [value]
+        return bool(items) and all((isinstance(v, int) and not isinstance(v, bool) and v >= 0) or v == "all"
+                                   for v in items)
     if kind.startswith("list["):
         inner = kind[5:-1]
         return isinstance(value, list) and all(_type_ok(inner, v) and v is not None for v in value)
@@ -299,6 +316,9 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
             raise ConfigError(f"{source}: models[{i}].hub: expected a Hub model id owner/name, got {model['hub']!r}")
         if model["path"] is None and not (model["kind"] == "huggingface" and (model["id"] or model["hub"])):
             raise ConfigError(f"{source}: models[{i}].path: required for kind {model['kind']!r}")
+        given = [k for k in NNUNET_KEYS if model[k] is not None]
+        if given and model["kind"] != "nnunet":
+            raise ConfigError(f"{source}: models[{i}].{given[0]}: only for kind 'nnunet'")
         if model["kind"] == "torchscript" and not model["input_shape"]:
             raise ConfigError(f"{source}: models[{i}].input_shape: required for kind 'torchscript'")
     return config

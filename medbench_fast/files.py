@@ -52,9 +52,11 @@ def naming(target: str | os.PathLike) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside ``target`` to write; renamed to ``target`` when the block ends
     normally, removed when it raises (an ``OSError`` without a file name gets ``target``'s).
+    ``suffix`` ends the temporary name, for writers that choose the format by extension
+    (SimpleITK: ``".nii.gz"``).
 
     For writers that take a path (``pq.write_table``, ``np.save``, ``seg.save_as``)::
 
@@ -63,6 +65,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     tmp = temp_name(target)
+    if suffix:
+        tmp = tmp.with_name(tmp.name + suffix)
     try:
         with naming(target):
             yield tmp
@@ -83,6 +87,8 @@ def atomic_create(target: str | os.PathLike, write: Callable[[Path], object]) ->
     appears under a hard link, or not at all. False (nothing written) when ``target`` exists."""
     target = Path(target)
     tmp = temp_name(target)
+    if suffix:
+        tmp = tmp.with_name(tmp.name + suffix)
     try:
         with naming(target):
             write(tmp)

@@ -1,5 +1,5 @@
-"""``medbench export``: turn an AI-ENE ``.h5``, a Hugging Face model or a TorchScript file
-into an ONNX file plus its spec (``<name>.spec.json`` beside it)."""
+"""``medbench export``: turn an AI-ENE ``.h5``, a Hugging Face model, a TorchScript file or an
+nnU-Net v2 trained-model folder into an ONNX file plus its spec (``<name>.spec.json`` beside it)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def _shape(ctx, param, value):
 @click.option("--positive-class", metavar="NAME_OR_INDEX",
               help="--hf image-classification: the class whose probability is the case score [2 classes: class 1].")
 @click.option("--torchscript", "torchscript", type=click.Path(dir_okay=False), help="TorchScript .pt file.")
+@click.option("--nnunet", "nnunet", type=click.Path(file_okay=False),
+              help="nnU-Net v2 trained-model folder (dataset.json, plans.json, fold_K/checkpoint).")
+@click.option("--configuration", help="--nnunet: configuration of plans.json [the folder's].")
+@click.option("--folds", metavar="K,K|all", help="--nnunet: folds to ensemble [every fold with the checkpoint].")
+@click.option("--checkpoint", help="--nnunet: checkpoint file name [checkpoint_final.pth].")
+@click.option("--mirroring/--no-mirroring", default=True, show_default=True,
+              help="--nnunet: average the mirrored copies of each tile.")
+@click.option("--step-size", type=float, help="--nnunet: tile step, a fraction of the patch [0.5].")
 @click.option("--input-shape", callback=_shape, help="Trace shape for --torchscript: N,C,D,H,W or N,C,H,W.")
 @click.option("--spec", "spec", type=click.Path(dir_okay=False, exists=True),
               help="Spec JSON to ship with the model (--torchscript; default: whole volume, argmax).")
@@ -35,7 +43,8 @@ def _shape(ctx, param, value):
 @click.option("--cache-dir", envvar="MEDBENCH_EXPORT_CACHE", type=click.Path(file_okay=False),
               help="Export cache folder [env MEDBENCH_EXPORT_CACHE; default ~/.cache/medbench-fast/exports].")
 @click.option("--force", is_flag=True, help="Convert again even if the cache holds this export.")
-def export(aiene, hf, task, positive_class, torchscript, input_shape, spec, out, name, node_label, min_voxels,
+def export(aiene, hf, task, positive_class, torchscript, nnunet, configuration, folds, checkpoint, mirroring, step_size,
+           input_shape, spec, out, name, node_label, min_voxels,
            hu_window, axis, cache_dir, force):
     """Export a model to ONNX plus its spec; nothing needs TensorFlow.
 
@@ -50,18 +59,30 @@ def export(aiene, hf, task, positive_class, torchscript, input_shape, spec, out,
       medbench export --hf ./segformer-b0-ct --task semantic-segmentation --out models/segformer
       medbench export --hf ./vit-nodule --task image-classification --positive-class malignant \\
           --out models/vit-nodule
+      medbench export --nnunet nnUNet_results/Dataset003_Liver/nnUNetTrainer__nnUNetPlans__3d_fullres \\
+          --folds 0,1,2,3,4 --out models/liver
+
+    nnU-Net checkpoints are pickles (loaded as nnU-Net loads them): export only folders you trust.
     """
     from medbench_fast.models.spec import ModelError
 
-    chosen = [flag for flag, value in (("--aiene", aiene), ("--hf", hf), ("--torchscript", torchscript)) if value]
+    chosen = [flag for flag, value in (("--aiene", aiene), ("--hf", hf), ("--torchscript", torchscript),
+                                       ("--nnunet", nnunet)) if value]
     if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --aiene, --hf, --torchscript")
+        raise click.UsageError("give exactly one of --aiene, --hf, --torchscript, --nnunet")
     try:
         if aiene:
             from medbench_fast.models.aiene.export import export_aiene
 
             path, model_spec, hit = export_aiene(aiene, out, name=name, node_label=node_label, min_voxels=min_voxels,
                                                  cache_dir=cache_dir, force=force)
+        elif nnunet:
+            from medbench_fast.models.nnunet.export import export_nnunet
+
+            path, model_spec, hit = export_nnunet(nnunet, out, configuration=configuration,
+                                                  folds=folds.split(",") if folds else None, checkpoint=checkpoint,
+                                                  mirroring=mirroring, step_size=step_size, name=name,
+                                                  cache_dir=cache_dir, force=force)
         elif torchscript:
             if input_shape is None:
                 raise click.UsageError("--torchscript needs --input-shape, e.g. 1,1,128,128,128")

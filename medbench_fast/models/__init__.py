@@ -11,7 +11,8 @@ Public API::
 Exporters (need the ``[export]`` extra; imported only when called):
 ``medbench_fast.models.aiene.convert.convert_h5``,
 ``medbench_fast.models.huggingface.export_hf``,
-``medbench_fast.models.torchscript.export_torchscript``.
+``medbench_fast.models.torchscript.export_torchscript``,
+``medbench_fast.models.nnunet.export.export_nnunet`` (needs nnunetv2).
 """
 
 from __future__ import annotations

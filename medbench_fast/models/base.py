@@ -39,11 +39,13 @@ class Prediction:
     ``scores``: case-level models, one dict per object (``object_id``, one
     ``score_<name>`` per output, ``voxels``, ``centroid_zyx`` in input voxel indices).
     ``timings``: seconds, ``preprocess_s``, ``inference_s``, ``postprocess_s``.
+    ``patches``: session inputs (tiles) of a tiled model, or None.
     """
 
     label_map: Volume | None
     scores: list[dict] | None
     timings: dict[str, float] = field(default_factory=dict)
+    patches: int | None = None
 
 
 @dataclass

@@ -22,6 +22,7 @@ MODEL_CLASSES = {
     "sliding_window": "medbench_fast.models.strategies:SlidingWindowModel",
     "whole_volume": "medbench_fast.models.strategies:WholeVolumeModel",
     "object_crops": "medbench_fast.models.aiene.model:ObjectCropModel",
+    "nnunet": "medbench_fast.models.nnunet.model:NnUNetModel",
 }
 
 

@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-STRATEGIES = ("slice2d", "sliding_window", "whole_volume", "object_crops")
+STRATEGIES = ("slice2d", "sliding_window", "whole_volume", "object_crops", "nnunet")
 OUTPUT_KINDS = ("segmentation_logits", "label_map", "case_scores")
 ACTIVATIONS = ("none", "softmax", "sigmoid")
 INTENSITY_OPS = ("window", "clip", "percentile_scale", "zscore", "affine", "normalize")
@@ -79,6 +79,9 @@ class StrategySpec:
       ``interpolation`` (``nearest`` or ``linear``), run once, and mapped back.
     - ``object_crops``: one input set per connected component of ``object_label`` in the
       mask (components smaller than ``min_voxels`` dropped; ``connectivity`` 6 or 26).
+    - ``nnunet``: an nnU-Net v2 model (:mod:`medbench_fast.models.nnunet`): nnU-Net's
+      preprocessing, sliding window of ``patch_size`` (2 or 3 values) and export, with the
+      plans, dataset.json and tile step in the spec's ``source``.
     """
 
     type: str
@@ -207,6 +210,14 @@ class ModelSpec:
                 raise bad("strategy.patch_size", "sliding_window needs [pz, py, px] >= 1")
             if not 0.0 <= s.overlap < 1.0:
                 raise bad("strategy.overlap", "must be in [0, 1)")
+        if s.type == "nnunet":
+            if s.patch_size is None or len(s.patch_size) not in (2, 3) or min(s.patch_size) < 1:
+                raise bad("strategy.patch_size", "nnunet needs the configuration's patch size (2 or 3 values >= 1)")
+            missing = [k for k in ("plans", "dataset_json", "configuration", "tile_step_size") if k not in self.source]
+            if missing:
+                raise bad("source", f"nnunet models need {missing} (export them with medbench export --nnunet)")
+            if not 0.0 < float(self.source["tile_step_size"]) <= 1.0:
+                raise bad("source.tile_step_size", "must be in (0, 1]")
         if s.type == "whole_volume":
             if s.input_size is None or len(s.input_size) != 3:
                 raise bad("strategy.input_size", "whole_volume needs a 3D size")

@@ -19,7 +19,7 @@ from medbench_fast.store.fingerprint import Fingerprint, file_sha256, flatten
 from medbench_fast.store.lock import RunLock
 
 #: Files and folders a run writes in its folder (everything ``--overwrite`` replaces).
-RUN_FILES = ("run.json", "parts", "shards", "models", "dicom_seg", "metrics.parquet", "cases.parquet",
+RUN_FILES = ("run.json", "parts", "shards", "models", "dicom_seg", "predictions", "metrics.parquet", "cases.parquet",
              "scores.parquet", "latency.parquet", "results.csv", "cases.csv", "summary.json", "leaderboard.html")
 
 

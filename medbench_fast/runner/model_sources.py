@@ -87,8 +87,20 @@ class AieneSource(ModelSource):
         return path, self._spec_override(spec)
 
 
+class NnunetSource(ModelSource):
+    def onnx(self, export_dir):
+        from medbench_fast.models.nnunet.export import export_nnunet
+
+        e = self.entry
+        path, spec, _ = export_nnunet(e["path"], export_dir / f"{self.name}.onnx", configuration=e.get("configuration"),
+                                      folds=e.get("folds"), checkpoint=e.get("checkpoint"),
+                                      mirroring=e.get("mirroring") is not False, step_size=e.get("step_size"),
+                                      name=self.name)
+        return path, self._spec_override(spec)
+
+
 SOURCES = {"onnx": OnnxSource, "torchscript": TorchScriptSource, "huggingface": HuggingFaceSource,
-           "aiene": AieneSource}
+           "aiene": AieneSource, "nnunet": NnunetSource}
 
 
 def gpu_settings(benchmark: dict):

@@ -161,7 +161,14 @@ def _seg_dir(plan: RunPlan, run_dir: Path) -> Path | None:
     return run_dir / "dicom_seg" if plan.config["output"].get("dicom_seg") else None
 
 
-def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None):
+def _pred_dir(plan: RunPlan, run_dir: Path) -> Path | None:
+    from medbench_fast.runner.worker import PREDICTIONS_DIR
+
+    return run_dir / PREDICTIONS_DIR if plan.config["output"].get("save_predictions") else None
+
+
+def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None,
+                pred_dir: Path | None):
     from medbench_fast.runner.model_sources import open_resolved, watch_gpus
     from medbench_fast.runner.worker import CaseWorker
 
@@ -176,22 +183,24 @@ def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_di
                                "session_s": (time.perf_counter_ns() - t0) / 1e9,
                                "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict(),
                                **model.run_facts()}
-    return CaseWorker(models, info, plan.options, plan.targets, cache, bench["warmup"], seg_dir=seg_dir)
+    return CaseWorker(models, info, plan.options, plan.targets, cache, bench["warmup"], seg_dir=seg_dir,
+                      pred_dir=pred_dir)
 
 
 def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: VolumeCache | None, *, run_id: str,
-                   placement: _Placement, schema, seg_dir: Path | None):
+                   placement: _Placement, schema, seg_dir: Path | None, pred_dir: Path | None):
     bench = plan.config["benchmark"]
     if scale.executor == "local":
         from medbench_fast.runner.executors.local import LocalExecutor
 
-        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir), readers=bench["workers"],
+        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir, pred_dir), readers=bench["workers"],
                              prefetch=bench["prefetch"])
     from medbench_fast.runner.executors.remote import WorkerInit
 
     init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), bench, plan.options, plan.targets,
                       str(cache.root) if cache is not None else None, cache is not None, schema,
-                      threads=bench["threads"], seg_dir=str(seg_dir) if seg_dir else None)
+                      threads=bench["threads"], seg_dir=str(seg_dir) if seg_dir else None,
+                      pred_dir=str(pred_dir) if pred_dir else None)
     if scale.executor == "processes":
         from medbench_fast.runner.executors.processes import ProcessExecutor
 
@@ -258,7 +267,7 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     todo = plan.todo(done)
     schema = metrics_schema(plan.options.metrics)
     executor = _make_executor(plan, resolved, scale, cache, run_id=run_id, placement=placement, schema=schema,
-                              seg_dir=_seg_dir(plan, run_dir))
+                              seg_dir=_seg_dir(plan, run_dir), pred_dir=_pred_dir(plan, run_dir))
     sink = RunSink(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id,
                    namespace=plan.shard.namespace if plan.shard else "main")
     show = sys.stderr.isatty() if progress is None else progress

@@ -96,17 +96,40 @@ def save_dicom_seg(label_map: Volume, case: RunCase, seg_dir: Path, model: str, 
         write_prediction_seg(label_map.array, case.image_path, target, model=model, label_names=label_names)
 
 
+#: Folder of the run folder holding saved label maps (``output.save_predictions``).
+PREDICTIONS_DIR = "predictions"
+
+
+def prediction_path(folder: Path, model: str, case_id: str) -> Path:
+    """Where a model's label map of a case is saved: ``FOLDER/MODEL/CASE.nii.gz`` (the one rule)."""
+    return path_inside(folder, model, f"{case_id}.nii.gz")
+
+
+def save_prediction(label_map: Volume, folder: Path, model: str, case_id: str) -> Path:
+    """Write a label map as NIfTI with its geometry, atomically (a killed run leaves no partial file)."""
+    from medbench_fast.data.reader import write_volume
+    from medbench_fast.files import atomic_path
+
+    path = prediction_path(folder, model, case_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        write_volume(label_map, tmp)
+    return path
+
+
 class CaseWorker:
     """The opened models of a run and what is needed to score their predictions.
 
     ``models``: name -> opened model; ``model_info``: name -> run.json record (session time,
     providers, spec), updated with the cold start on each model's first case; ``warmup``:
     untimed runs after the first one; ``seg_dir``: where DICOM cases' label maps are saved as
-    DICOM-SEG (``RUN_DIR/dicom_seg``; None: not saved).
+    DICOM-SEG (``RUN_DIR/dicom_seg``; None: not saved); ``pred_dir``: where every label map is
+    saved as NIfTI (``RUN_DIR/predictions``; None: not saved).
     """
 
     def __init__(self, models: dict, model_info: dict, options, targets: dict, cache: VolumeCache | None,
-                 warmup: int, seg_dir: Path | None = None):
+                 warmup: int, seg_dir: Path | None = None, pred_dir: Path | None = None):
+        self.pred_dir = pred_dir
         self.seg_dir = seg_dir  # output.dicom_seg: DICOM cases' predictions are saved here as DICOM-SEG
         self.models = models
         self.model_info = model_info
@@ -179,6 +202,9 @@ class CaseWorker:
             row["total_s"] = item.load_s + sum(prediction.timings.values())
             outcome.inference_s = prediction.timings["inference_s"]
             outcome.score_rows = scores_rows(prediction, cid, self.targets)
+            row["patches"] = prediction.patches
+            if self.pred_dir is not None and prediction.label_map is not None:
+                row["pred_path"] = str(save_prediction(prediction.label_map, self.pred_dir, name, cid))
             if self.seg_dir is not None and prediction.label_map is not None:
                 save_dicom_seg(prediction.label_map, item.case, self.seg_dir, name, self.options.label_names)
             label_map = prediction.label_map if item.ref is not None else None

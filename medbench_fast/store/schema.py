@@ -24,7 +24,7 @@ CASES_SCHEMA = pa.schema([
     ("image_path", pa.string()), ("ref_path", pa.string()), ("pred_path", pa.string()),
     ("shape", pa.list_(pa.int64())), ("spacing", pa.list_(_F)),
     ("load_s", _F), ("preprocess_s", _F), ("inference_s", _F), ("postprocess_s", _F),
-    ("metrics_s", _F), ("total_s", _F),
+    ("metrics_s", _F), ("total_s", _F), ("patches", pa.int64()),
 ])
 
 

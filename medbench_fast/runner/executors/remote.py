@@ -40,6 +40,7 @@ class WorkerInit:
     threads: int | None = None
     gpu: str | None = None
     seg_dir: str | None = None  # output.dicom_seg
+    pred_dir: str | None = None  # output.save_predictions
 
 
 @dataclass
@@ -136,7 +137,8 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
                                **model.run_facts()}
     cache = VolumeCache(init.cache_dir) if init.use_cache else None
     worker = CaseWorker(models, info, init.options, init.targets, cache, init.benchmark["warmup"],
-                        seg_dir=Path(init.seg_dir) if init.seg_dir else None)
+                        seg_dir=Path(init.seg_dir) if init.seg_dir else None,
+                        pred_dir=Path(init.pred_dir) if init.pred_dir else None)
     identity = {**worker_identity(), "threads": init.threads,
                 "providers_in_use": {n: m.providers_in_use for n, m in models.items()},
                 "gpus": watch.start().record()}
