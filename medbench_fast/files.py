@@ -87,8 +87,6 @@ def atomic_create(target: str | os.PathLike, write: Callable[[Path], object]) ->
     appears under a hard link, or not at all. False (nothing written) when ``target`` exists."""
     target = Path(target)
     tmp = temp_name(target)
-    if suffix:
-        tmp = tmp.with_name(tmp.name + suffix)
     try:
         with naming(target):
             write(tmp)

@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "medbench_fast"
 #: Generators and fetchers only tests and benchmarks use; they moved to ``tests/``.
-MOVED = {"medbench_fast.data.dicom.synthetic": "dicom_synthetic", "medbench_fast.data.registry": "package_registry"}
+MOVED = {"medbench_fast.data.dicom.synthetic": "dicom_synthetic", "medbench_fast.data.registry": "package_registry",
+         "medbench_fast.models.nnunet.synthetic": "nnunet_synthetic"}
 
 
 def _helper_modules() -> set[str]:
