@@ -19,6 +19,7 @@ by :func:`path_inside`, which refuses a name that would leave the folder the use
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +33,18 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no kernel lock (see FileLock)
     fcntl = None
+
+
+def read_json_object(path: Path, error: type[Exception]) -> dict:
+    """The JSON object in the file ``path``; ``error`` naming the file when it is not valid JSON
+    (or not UTF-8) or holds something other than an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object")
+    return data
 
 
 def temp_name(target: Path) -> Path:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medbench_fast.data.reader import case_id_from_path, is_image_path
+from medbench_fast.files import read_json_object
 
 #: ``<case>_<XXXX>``: nnU-Net's name of one channel file (without the file ending).
 CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -214,12 +215,7 @@ def read_layout(path: str | os.PathLike, kind: str | None = None) -> DatasetLayo
     json_path = p if p.is_file() else p / "dataset.json"
     if not json_path.is_file():
         raise LayoutError(f"{json_path}: not found (a dataset folder holds dataset.json)")
-    try:
-        raw = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LayoutError(f"{json_path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise LayoutError(f"{json_path}: expected a JSON object")
+    raw = read_json_object(json_path, LayoutError)
     if kind is None:
         kind = "nnunet" if "channel_names" in raw or "file_ending" in raw else "decathlon"
     if kind not in LAYOUTS:

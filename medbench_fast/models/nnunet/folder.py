@@ -11,11 +11,11 @@ stacks the prediction of another configuration onto the image.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medbench_fast.files import read_json_object
 from medbench_fast.models.spec import ModelError
 
 DEFAULT_CONFIGURATION = "3d_fullres"
@@ -50,13 +50,7 @@ class TrainedFolder:
 def _json(path: Path) -> dict:
     if not path.is_file():
         raise ModelError(f"{path.parent}: not an nnU-Net trained-model folder (no {path.name})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, ModelError)
 
 
 def _fold_name(fold) -> str:
