@@ -32,6 +32,7 @@ class RunCase:
     problem: str | None = None  # why the case cannot run, naming the file
     channel_paths: tuple[str, ...] = ()
     channel_names: tuple[str, ...] = ()
+    pred_path: str | None = None  # an evaluation's saved prediction (its "model" is a folder of them)
 
 
 def load_case_image(case: RunCase, *, cache=None) -> Volume:

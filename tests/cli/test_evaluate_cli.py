@@ -219,7 +219,7 @@ def test_evaluate_imports_nothing_heavy_before_scoring(tmp_path, rng):
     heavy = ("scipy.stats", "pandas", "onnxruntime", "torch", "pydicom", "SimpleITK")
     code = f"""
 import json, sys
-import medbench_fast.runner.evaluate as ev
+import medbench_fast.runner.worker as ev
 seen = []
 score = ev.evaluate_pair
 def spy(*args, **kwargs):

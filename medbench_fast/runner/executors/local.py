@@ -45,7 +45,7 @@ class LocalExecutor:
                 case_id, parts = pending.popleft()
                 for outcome, future in parts:
                     if future is not None:
-                        CaseWorker.attach_metrics(outcome, future.result)
+                        worker.attach_metrics(outcome, future.result)
                 sink.add(CaseResult(case_id, [o for o, _ in parts]))
                 bar.update(1)
 
