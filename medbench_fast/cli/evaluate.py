@@ -44,6 +44,8 @@ from medbench_fast.cli.options import (
                               "consolidate with --resume once all have finished.")
 @click.option("--resume", is_flag=True, help="Continue the evaluation that OUT holds (same PRED, REF and options): "
                                              "finished cases are skipped; consolidates finished shards.")
+@click.option("--write-every", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Cases per Parquet part: what an interrupted evaluation loses at most.")
 @click.option("--overwrite", is_flag=True, help="Replace the run that OUT already holds.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some cases failed.")
 @cache_dir_option
@@ -51,7 +53,7 @@ from medbench_fast.cli.options import (
 @quiet_option
 def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_json, metrics, tolerance_mm, surface,
              hd95_mode, empty, worst_distance, geometry_tolerance, executor, workers, ray_address, shard, resume,
-             overwrite, allow_failures, cache_dir, no_cache, quiet):
+             write_every, overwrite, allow_failures, cache_dir, no_cache, quiet):
     """Score every prediction in PRED against the reference of the same case in REF.
 
     Cases pair by file name without extension (.nii.gz, .nii, .nrrd, .mha, .mhd) or DICOM
@@ -111,7 +113,7 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
         result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers if local else None,
                                   cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
                                   worst_distance=worst_distance, overwrite=overwrite, resume=resume, scale=scale,
-                                  shard=part)
+                                  shard=part, batch_size=write_every)
     if result.interrupted:
         click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
         click.echo("resume with the same command and --resume", err=True)
