@@ -230,7 +230,7 @@ def test_pacs_folder_is_sorted_into_series_and_paired_by_uid(tmp_path):
     cases = {c.case_id: c for c in discover_cases({"image_dir": str(pacs)})}
     assert sorted(cases) == sorted([orphan, "pacs_1", "pacs_2", "pacs_3"])
     assert "references series 1.2.999, which is not in the dataset" in cases[orphan].problem
-    assert "no SEG or RTSTRUCT references series" in cases["pacs_3"].problem
+    assert "no SEG or RTSTRUCT referencing series" in cases["pacs_3"].problem
     for cid, kind in (("pacs_1", "SEG"), ("pacs_2", "RTSTRUCT")):
         case = cases[cid]
         assert case.problem is None and case.ref_path.kind == kind
