@@ -36,6 +36,9 @@ from medbench_fast.data.layouts import (
 from medbench_fast.data.reader import IMAGE_EXTENSIONS, case_id_from_path, is_image_path
 from medbench_fast.files import name_problem
 
+#: Names of files that are no DICOM object: images, and the data files of detached MetaImage
+#: (``.mhd``) and NRRD (``.nhdr``) headers.
+NOT_DICOM = IMAGE_EXTENSIONS + (".raw", ".raw.gz", ".zraw")
 #: ``<case>_<XXXX>``: nnU-Net's name of one channel file (without the file ending).
 CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -127,8 +130,8 @@ def list_cases(folder: str | os.PathLike) -> dict[str, list[Path]]:
 
 def _only_image_files(folder: Path) -> bool:
     """True when every entry of ``folder`` is a file named as a non-DICOM image (``.nii.gz``,
-    ``.mha``, ...): it holds no DICOM object, and telling so opens no file."""
-    return all(entry.name.startswith(".") or (entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file())
+    ``.mha``, ...; :data:`NOT_DICOM`): it holds no DICOM object, and telling so opens no file."""
+    return all(entry.name.startswith(".") or (entry.name.lower().endswith(NOT_DICOM) and entry.is_file())
                for entry in folder.iterdir())
 
 
@@ -136,7 +139,7 @@ def holds_dicom_objects(*folders) -> bool:
     """True when one of ``folders`` holds (at any depth) a DICOM-SEG or RTSTRUCT file.
 
     A folder whose entries are all image files by name is not scanned, so pairing folders
-    of NIfTI, NRRD or MetaImage files reads no file's bytes.
+    of NIfTI, NRRD or MetaImage files opens no file.
     """
     from medbench_fast.data.dicom import index
 
