@@ -120,19 +120,22 @@ def list_cases(folder: str | os.PathLike) -> dict[str, list[Path]]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
+    with os.scandir(root) as scan:  # names and file types only: no file is opened, none is stat'ed twice
+        entries = sorted(((e.name, e.is_dir()) for e in scan if not e.name.startswith(".")))
     found: dict[str, list[Path]] = {}
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith(".") or not is_image_path(entry):
-            continue
-        found.setdefault(case_id_from_path(entry), []).append(entry)
+    for name, is_dir in entries:
+        path = root / name
+        if is_image_path(path) if is_dir else name.lower().endswith(IMAGE_EXTENSIONS):
+            found.setdefault(case_id_from_path(name), []).append(path)
     return found
 
 
 def _only_image_files(folder: Path) -> bool:
     """True when every entry of ``folder`` is a file named as a non-DICOM image (``.nii.gz``,
     ``.mha``, ...; :data:`NOT_DICOM`): it holds no DICOM object, and telling so opens no file."""
-    return all(entry.name.startswith(".") or (entry.name.lower().endswith(NOT_DICOM) and entry.is_file())
-               for entry in folder.iterdir())
+    with os.scandir(folder) as entries:  # the file type comes with the entry: no file is opened
+        return all(entry.name.startswith(".") or (entry.name.lower().endswith(NOT_DICOM) and entry.is_file())
+                   for entry in entries)
 
 
 def holds_dicom_objects(*folders) -> bool:
@@ -200,7 +203,8 @@ def pair_folders(image_dir: str | os.PathLike, ref_dir: str | os.PathLike | None
     ``dataset.json`` beside channel files that cannot be read.
     """
     every = list_cases(image_dir)
-    found = {cid: paths for cid, paths in every.items() if any(fnmatch.fnmatch(p.name, pattern) for p in paths)}
+    found = every if pattern == "*" else {cid: paths for cid, paths in every.items()
+                                          if any(fnmatch.fnmatch(p.name, pattern) for p in paths)}
     refs = list_cases(ref_dir) if ref_dir else {}
     if not predictions and _channel_files(list(every), refs if ref_dir else None, Path(image_dir).parent):
         return _channel_cases(found, refs, Path(image_dir), ref_dir)
