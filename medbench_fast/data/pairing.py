@@ -120,7 +120,7 @@ def list_cases(folder: str | os.PathLike) -> dict[str, list[Path]]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    with os.scandir(root) as scan:  # names and file types only: no file is opened, none is stat'ed twice
+    with os.scandir(root) as scan:  # names and file types from the listing: no file is opened
         entries = sorted(((e.name, e.is_dir()) for e in scan if not e.name.startswith(".")))
     found: dict[str, list[Path]] = {}
     for name, is_dir in entries:
