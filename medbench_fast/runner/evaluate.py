@@ -18,7 +18,7 @@ from pathlib import Path
 
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import GEOMETRY_RTOL, check_same_grid
-from medbench_fast.data.discovery import CasePair, pair_cases
+from medbench_fast.data.pairing import CasePair, pair_cases
 from medbench_fast.data.layouts import DatasetLayout, find_dataset_json, read_layout
 from medbench_fast.data.reader import VolumeError, load_volume
 from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
