@@ -11,62 +11,26 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medbench_fast.data.cache import VolumeCache
-from medbench_fast.data.checks import GEOMETRY_RTOL, check_same_grid
+from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.pairing import CasePair, pair_cases
 from medbench_fast.data.layouts import DatasetLayout, find_dataset_json, read_layout
 from medbench_fast.data.reader import VolumeError, load_volume
 from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
-from medbench_fast.metrics.regions import Region, check_label, make_regions
-from medbench_fast.metrics.selection import (
-    EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
-)
+from medbench_fast.metrics.options import MetricOptions
 from medbench_fast.store import run_info
 from medbench_fast.runner.finalize import finalize_run
 from medbench_fast.runner.identity import RunFolder, evaluate_fingerprint
 from medbench_fast.store.schema import metrics_schema
 
 
-@dataclass(frozen=True)
-class EvaluateOptions:
-    """Metric options shared by every case of a run (see :func:`evaluate_pair`)."""
-
-    labels: tuple[int, ...] | None = None
-    metrics: tuple[str, ...] = field(default_factory=lambda: resolve_metrics(None))
-    nsd_tolerance_mm: float = 1.0
-    surface: str = "voxel"
-    hd95_mode: str = "max"
-    empty: str = "one"
-    label_names: Mapping[int, str] | None = None
-    geometry_rtol: float = GEOMETRY_RTOL
-    #: Regions scored like labels: ``{name: label values}`` in, :class:`Region` objects kept.
-    regions: tuple[Region, ...] = ()
-
-    def __post_init__(self):
-        check_choice("surface", self.surface, SURFACE_MODES)
-        check_choice("hd95_mode", self.hd95_mode, HD95_MODES)
-        check_choice("empty", self.empty, EMPTY_MODES)
-        if self.labels is not None:
-            object.__setattr__(self, "labels", tuple(check_label(v, "labels") for v in self.labels))
-        object.__setattr__(self, "regions", make_regions(self.regions, known_labels=self.labels))
-
-    def pair_kwargs(self) -> dict:
-        return dict(metrics=self.metrics, nsd_tolerance_mm=self.nsd_tolerance_mm, surface=self.surface,
-                    hd95_mode=self.hd95_mode, empty=self.empty, label_names=self.label_names,
-                    regions=self.regions)
-
-    def metadata(self) -> dict[str, str]:
-        """Key-value metadata recorded in ``metrics.parquet`` and ``run.json``."""
-        meta = {"surface_mode": self.surface, "hd95_mode": self.hd95_mode, "empty_mode": self.empty,
-                "nsd_tolerance_mm": repr(float(self.nsd_tolerance_mm)), "metrics": ",".join(self.metrics)}
-        if self.regions:
-            meta["regions"] = ";".join(f"{r.id}:{r.name}=" + ",".join(map(str, r.labels)) for r in self.regions)
-        return meta
+#: The metric options of an evaluation (one object for every command; kept under this name too).
+EvaluateOptions = MetricOptions
 
 
 def find_layout(pred_dir, ref_dir, path=None) -> DatasetLayout | None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medbench_fast.config import ConfigError
+from medbench_fast.metrics.options import MetricOptions
 from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
-from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.store.parts import dedupe_last, read_parts
 from medbench_fast.store.schema import CASES_SCHEMA
 
@@ -53,10 +53,10 @@ def shard_of(case_id: str, count: int) -> int:
     return int(hashlib.sha256(case_id.encode()).hexdigest()[:16], 16) % count + 1
 
 
-def options_from_config(config: dict) -> EvaluateOptions:
+def options_from_config(config: dict) -> MetricOptions:
     bench, data = config["benchmark"], config["dataset"]
     names = data.get("label_names") or None
-    return EvaluateOptions(
+    return MetricOptions(
         labels=tuple(data["labels"]) if data.get("labels") else None,
         metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
         surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
@@ -84,7 +84,7 @@ class RunPlan:
 
     config: dict
     entries: list[dict]
-    options: EvaluateOptions
+    options: MetricOptions
     cases: list[RunCase]
     targets: dict
     shard: Shard | None = None

@@ -269,3 +269,28 @@ def test_infinite_distances_are_counted_or_replaced_by_the_diagonal(tmp_path, rn
     assert stats["inf_count"] == 0
     assert stats["mean"] == pytest.approx((rows["a"]["hd95"] + diagonal) / 2, rel=1e-6)
     assert json.loads((out / "run.json").read_text())["options"]["worst_distance"] == "diagonal"
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_report_rebuilds_the_tables_of_a_regions_run_with_their_metadata(tmp_path, dataset, damage):
+    """``medbench report`` rebuilds a lost ``metrics.parquet`` from the parts with the options
+    recorded in run.json: the same rows and the same key-value metadata, regions included."""
+    refs, preds, _ = dataset
+    out = tmp_path / "out"
+    _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet", "--labels", "1,2",
+          "--label-names", "1=organ,2=node", "--regions", "both=1,2;node only=2", "--tolerance-mm", "1.5",
+          "--surface", "surfel", "--empty", "nan"])
+    path = out / "metrics.parquet"
+    before, written = pq.read_table(path), path.read_bytes()
+    assert before.schema.metadata[b"regions"] == b"-1:both=1,2;-2:node only=2"
+    assert {r["label_name"] for r in before.to_pylist() if r["label"] < 0} == {"both", "node only"}
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(b"not parquet")
+    result = _run(["report", str(out)])
+    assert "rebuilding" in result.output and f"rebuilt {path}" in result.output
+    after = pq.read_table(path)
+    assert after.schema.metadata == before.schema.metadata
+    assert after.to_pandas().equals(before.to_pandas())  # the same rows (NaN where it was NaN)
+    assert path.read_bytes() == written
