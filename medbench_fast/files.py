@@ -52,6 +52,14 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
 
 
+def temp_writer(tmp: Path) -> int | None:
+    """The pid of the process that named ``tmp`` with :func:`temp_name`; None for another name."""
+    parts = tmp.name.split(".")
+    if len(parts) < 5 or parts[0] or parts[-1] != "tmp" or not parts[-3].isdigit():
+        return None
+    return int(parts[-3])
+
+
 @contextmanager
 def naming(target: str | os.PathLike) -> Iterator[None]:
     """Give an ``OSError`` raised inside that names no file (a ``write`` on a full disk) the name

@@ -27,6 +27,8 @@ from medbench_fast.files import (
     atomic_folder,
     atomic_path,
     atomic_write,
+    temp_name,
+    temp_writer,
     write_bytes_atomic,
     write_text_atomic,
 )
@@ -36,6 +38,16 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_temporary_name_tells_its_writer(tmp_path):
+    """Cleaners of killed writers' files (the volume cache) read the writer's pid from the name."""
+    for name in ("a", "x.nii.gz", "1.2.3", ".hidden.9.tmp"):
+        assert temp_writer(temp_name(tmp_path / name)) == os.getpid()
+    with atomic_folder(tmp_path / "entry") as folder:
+        assert temp_writer(folder) == os.getpid()
+    for other in ("a.tmp", ".a.tmp", ".a.x.y.tmp", ".a.12.ab.log", "a.12.ab.tmp", ".12.ab.tmp"):
+        assert temp_writer(tmp_path / other) is None, other
 
 
 def test_bytes_text_and_writers_that_take_a_path(tmp_path):

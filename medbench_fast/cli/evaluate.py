@@ -79,7 +79,8 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
     from medbench_fast.cli.errors import finish, user_errors
     from medbench_fast.metrics.regions import parse_regions
     from medbench_fast.metrics.selection import resolve_metrics
-    from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders, find_layout, with_layout
+    from medbench_fast.metrics.options import MetricOptions
+    from medbench_fast.runner.evaluate import evaluate_folders, find_layout, with_layout
     from medbench_fast.runner.plan import Shard
     from medbench_fast.runner.scale import ScaleOptions
     from medbench_fast.store.parts import skip_pandas_detection
@@ -92,7 +93,7 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
         raise click.BadParameter(f"expected a finite number >= 0, got {geometry_tolerance}",
                                  param_hint="--geometry-tolerance")
     try:
-        options = EvaluateOptions(
+        options = MetricOptions(
             labels=parse_labels(labels), metrics=resolve_metrics(metrics), nsd_tolerance_mm=tolerance_mm,
             surface=surface, hd95_mode=hd95_mode, empty=empty, label_names=parse_label_names(label_names),
             geometry_rtol=geometry_tolerance, regions=parse_regions(regions),

@@ -55,11 +55,9 @@ def report(run_dir, want_csv, want_json, want_html, worst_distance, threshold):
             missing = set(failed["missing"]) | set((info.get("reports") or {}).get("missing") or ())
             record_reports(run_dir, {**failed, "missing": sorted(missing - set(failed["written"]))})
             raise click.ClickException(str(exc)) from None
-        except OSError as exc:  # disk full, no permission: the previous reports are kept (atomic writes)
-            if isinstance(exc, FileNotFoundError):
-                raise InputError(str(exc)) from None
-            raise click.ClickException(f"{run_dir}: cannot write the reports: {exc.strerror or exc}") from None
-        except StoreError as exc:
+        except (OSError, StoreError) as exc:  # a table deleted or corrupt: rebuilt from the parts when there are
+            if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):  # disk full, no permission
+                raise click.ClickException(f"{run_dir}: cannot write the reports: {exc.strerror or exc}") from None
             if attempt == 2 or not (Path(run_dir) / "parts").is_dir():
                 raise InputError(str(exc)) from None
             click.echo(f"{exc}\nrebuilding the run's tables from {Path(run_dir) / 'parts'}", err=True)

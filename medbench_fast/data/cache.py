@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from medbench_fast.data.reader import Volume, decode_volume
-from medbench_fast.files import atomic_write
+from medbench_fast.files import atomic_write, temp_writer
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MEDBENCH_CACHE_DIR"
@@ -100,10 +100,9 @@ def _map_npy(path: Path) -> np.ndarray:
 
 
 def _writer_gone(tmp: Path) -> bool:
-    """Whether the process that named ``tmp`` (``.<name>.<pid>.<hex>.tmp``) no longer runs here."""
-    try:
-        pid = int(tmp.name.split(".")[-3])
-    except (IndexError, ValueError):
+    """Whether the process that named ``tmp`` (:func:`~medbench_fast.files.temp_name`) no longer runs here."""
+    pid = temp_writer(tmp)
+    if pid is None:
         return True
     if pid == os.getpid():
         return False

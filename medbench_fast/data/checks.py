@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from medbench_fast.data.reader import Volume, VolumeError
-
-#: Default relative tolerance on spacing, origin and direction.
-GEOMETRY_RTOL = 1e-4
+from medbench_fast.metrics.options import GEOMETRY_RTOL  # the default of every run's options
 
 
 def check_same_grid(ref: Volume, pred: Volume, *, rtol: float = GEOMETRY_RTOL, ref_role: str = "reference") -> None:

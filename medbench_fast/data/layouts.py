@@ -18,38 +18,28 @@ Decathlon (``TaskNN_Name/dataset.json``)::
      "test": ["./imagesTs/y.nii.gz"]}
 
 Multi-modal images are one 4D NIfTI whose fourth axis is the channel, in ``modality`` order.
+
+This module reads ``dataset.json``; the cases of a layout are listed by
+:func:`medbench_fast.data.pairing.layout_cases`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medbench_fast.data.reader import case_id_from_path, is_image_path
 from medbench_fast.files import read_json_object
 
-#: ``<case>_<XXXX>``: nnU-Net's name of one channel file (without the file ending).
-CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 LAYOUTS = ("nnunet", "decathlon")
 SPLITS = ("train", "test")
-_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
+#: ``{split: (images folder, labels folder)}`` of an nnU-Net raw dataset (and a Decathlon task).
+SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
 
 
 class LayoutError(ValueError):
     """A dataset folder or its ``dataset.json`` is not usable; the message names the file and key."""
-
-
-@dataclass(frozen=True)
-class LayoutCase:
-    """One case of a layout: its channel files (nnU-Net) or one 4D file (Decathlon)."""
-
-    case_id: str
-    images: tuple[str, ...]
-    ref: str | None
-    problem: str | None = None  # why the case cannot run, naming the file
 
 
 @dataclass(frozen=True)
@@ -79,114 +69,6 @@ class DatasetLayout:
         labels: :func:`read_layout` checks it)."""
         return {"labels": sorted(self.labels) or None, "label_names": dict(self.label_names),
                 "regions": {k: list(v) for k, v in self.regions.items()} or None}
-
-    def cases(self, split: str) -> list[LayoutCase]:
-        """The cases of ``split`` (``train`` or ``test``), sorted by case id."""
-        if split not in SPLITS:
-            raise LayoutError(f"{self.json_path}: split {split!r} is not one of {', '.join(SPLITS)}")
-        found = self._nnunet_cases(split) if self.kind == "nnunet" else self._decathlon_cases(split)
-        return sorted(found, key=lambda c: c.case_id)
-
-    def _nnunet_cases(self, split: str) -> list[LayoutCase]:
-        images_dir, labels_dir = (self.root / name for name in _FOLDERS[split])
-        if not images_dir.is_dir():
-            other = "train" if split == "test" else "test"
-            raise LayoutError(f"{self.json_path}: no {images_dir.name}/ folder beside it for split {split!r} "
-                              f"(set dataset.split: {other}?)")
-        files = sorted(p for p in images_dir.iterdir()
-                       if p.name.endswith(self.file_ending) and not p.name.startswith("."))
-        groups = group_channel_files(files, self.file_ending)
-        out = []
-        for case_id, channels in groups.items():
-            ref = labels_dir / f"{case_id}{self.file_ending}"
-            problem = channel_problem(case_id, channels, self.channel_names, images_dir, self.file_ending)
-            if problem is None and labels_dir.is_dir() and not ref.is_file():
-                problem = f"{channels[0]}: no reference for case {case_id!r} (expected {ref})"
-            paths = tuple(str(channels[i]) for i in sorted(channels))
-            out.append(LayoutCase(case_id, paths, str(ref) if ref.is_file() else None, problem))
-        return out
-
-    def _decathlon_cases(self, split: str) -> list[LayoutCase]:
-        key = "training" if split == "train" else "test"
-        entries = self.raw.get(key)
-        if not isinstance(entries, list):
-            raise LayoutError(f"{self.json_path}: {key}: expected a list of cases")
-        out, seen = [], set()
-        for i, entry in enumerate(entries):
-            image = entry.get("image") if isinstance(entry, dict) else entry
-            label = entry.get("label") if isinstance(entry, dict) else None
-            if not isinstance(image, str) or (label is not None and not isinstance(label, str)):
-                raise LayoutError(f"{self.json_path}: {key}[{i}]: expected an image path (and a label path)")
-            image_path = (self.root / image).resolve()
-            case_id = case_id_from_path(image_path)
-            if case_id in seen:
-                raise LayoutError(f"{self.json_path}: {key}[{i}]: case {case_id!r} is listed twice")
-            seen.add(case_id)
-            if label is None:  # test cases: a labelsTs/ folder beside imagesTs/ may hold references
-                beside = self.root / _FOLDERS[split][1] / image_path.name
-                ref_path = beside if beside.is_file() else None
-            else:
-                ref_path = (self.root / label).resolve()
-            problem = None
-            if not image_path.exists():
-                problem = f"{image_path}: image file not found ({self.json_path}: {key}[{i}].image)"
-            elif ref_path is not None and not ref_path.exists():
-                problem = f"{ref_path}: reference file not found ({self.json_path}: {key}[{i}].label)"
-            out.append(LayoutCase(case_id, (str(image_path),), None if ref_path is None else str(ref_path), problem))
-        return out
-
-
-def group_channel_files(files, file_ending: str = "") -> dict[str, dict[int, Path]]:
-    """``{case_id: {channel: path}}`` of nnU-Net channel files ``<case>_<XXXX><ending>``.
-
-    ``file_ending`` '' takes the image extension off each name. A file whose name has no
-    ``_XXXX`` suffix becomes a case of its own with no channel (reported by
-    :func:`channel_problem`).
-    """
-    groups: dict[str, dict[int, Path]] = {}
-    for path in files:
-        path = Path(path)
-        stem = path.name[: -len(file_ending)] if file_ending else case_id_from_path(path)
-        match = CHANNEL_FILE.match(stem)
-        if match is None:
-            groups.setdefault(stem, {})
-            continue
-        groups.setdefault(match["case"], {})[int(match["channel"])] = path
-    return groups
-
-
-def channel_problem(case_id: str, channels: dict[int, Path], names, folder: Path, ending: str) -> str | None:
-    """Why a case's channel files are incomplete (naming the expected file), or None."""
-    if not channels:
-        return f"{folder / (case_id + ending)}: not named <case>_<XXXX>{ending} (nnU-Net channel files)"
-    expected = range(len(names)) if names else range(max(channels) + 1)
-    for c in expected:
-        if c not in channels:
-            label = f" ({names[c]})" if names else ""
-            return f"{folder / f'{case_id}_{c:04d}{ending}'}: channel {c}{label} of case {case_id!r} is missing"
-    extra = sorted(set(channels) - set(expected))
-    if extra:
-        return (f"{channels[extra[0]]}: channel {extra[0]} of case {case_id!r} is not among the "
-                f"{len(expected)} channels the dataset declares")
-    return None
-
-
-def looks_like_channel_files(image_dir, seg_dir=None) -> bool:
-    """True when every image in ``image_dir`` is named ``<case>_<XXXX>`` and, with ``seg_dir``,
-    the references are named by the case ids without that suffix (nnU-Net's naming).
-
-    A plain folder whose case ids merely end in four digits (``case_0001`` paired with
-    ``case_0001``) is not taken for channel files.
-    """
-    names = [case_id_from_path(p) for p in Path(image_dir).iterdir()
-             if not p.name.startswith(".") and is_image_path(p)]
-    matches = [CHANNEL_FILE.match(n) for n in names]
-    if not names or not all(matches):
-        return False
-    if seg_dir is None:
-        return any(m["channel"] != "0000" for m in matches) or find_dataset_json(Path(image_dir).parent) is not None
-    refs = {case_id_from_path(p) for p in Path(seg_dir).iterdir() if not p.name.startswith(".") and is_image_path(p)}
-    return not (set(names) & refs) and bool({m["case"] for m in matches} & refs)
 
 
 def find_dataset_json(folder) -> Path | None:

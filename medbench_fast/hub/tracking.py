@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from medbench_fast.files import atomic_create, atomic_write
 from medbench_fast.hub.client import (
     HubError,
     HubSettings,
@@ -96,16 +97,14 @@ def read_history(cache_dir: Path) -> list[dict]:
 
 
 def append_history(cache_dir: Path, rows: list[dict]) -> Path:
-    """Append ``rows`` to the history (written to a temporary name, then renamed)."""
+    """Append ``rows`` to the history (written atomically: a failed write keeps the earlier history)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = cache_dir / HISTORY
     cache_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(read_history(cache_dir) + rows, schema=_schema())
-    tmp = path.with_name(f".{HISTORY}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return path
 
 
@@ -187,13 +186,14 @@ def _stamp(moment: datetime) -> str:
 
 
 def _write_report(cache_dir: Path, moment: datetime, payload: dict) -> Path:
+    """Write the report under a name of its own: ``-1``, ``-2``, ... are added to the time stamp
+    while a report of that name exists, and a report never replaces another one (the complete
+    file appears under its name, or nothing does)."""
     base = f"leaderboard_report_{moment.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}"
+    text = json.dumps(payload, indent=2, default=str) + "\n"
     path, n = cache_dir / f"{base}.json", 1
-    while path.exists():
+    while not atomic_create(path, lambda tmp: tmp.write_text(text, encoding="utf-8")):
         path, n = cache_dir / f"{base}-{n}.json", n + 1
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
     return path
 
 

@@ -11,57 +11,16 @@ alike and write the same rows. A case that cannot be evaluated becomes a failed 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medbench_fast.data.cache import VolumeCache
-from medbench_fast.data.checks import GEOMETRY_RTOL
-from medbench_fast.data.discovery import pair_cases
 from medbench_fast.data.layouts import DatasetLayout, find_dataset_json, read_layout
-from medbench_fast.metrics.regions import Region, check_label, make_regions
-from medbench_fast.metrics.selection import (
-    EMPTY_MODES, HD95_MODES, SURFACE_MODES, check_choice, resolve_metrics,
-)
+from medbench_fast.data.pairing import pair_cases
+from medbench_fast.metrics.options import MetricOptions
 from medbench_fast.runner.cases import RunCase
 from medbench_fast.runner.identity import evaluate_fingerprint
-
-
-@dataclass(frozen=True)
-class EvaluateOptions:
-    """Metric options shared by every case of a run (see :func:`evaluate_pair`)."""
-
-    labels: tuple[int, ...] | None = None
-    metrics: tuple[str, ...] = field(default_factory=lambda: resolve_metrics(None))
-    nsd_tolerance_mm: float = 1.0
-    surface: str = "voxel"
-    hd95_mode: str = "max"
-    empty: str = "one"
-    label_names: Mapping[int, str] | None = None
-    geometry_rtol: float = GEOMETRY_RTOL
-    #: Regions scored like labels: ``{name: label values}`` in, :class:`Region` objects kept.
-    regions: tuple[Region, ...] = ()
-
-    def __post_init__(self):
-        check_choice("surface", self.surface, SURFACE_MODES)
-        check_choice("hd95_mode", self.hd95_mode, HD95_MODES)
-        check_choice("empty", self.empty, EMPTY_MODES)
-        if self.labels is not None:
-            object.__setattr__(self, "labels", tuple(check_label(v, "labels") for v in self.labels))
-        object.__setattr__(self, "regions", make_regions(self.regions, known_labels=self.labels))
-
-    def pair_kwargs(self) -> dict:
-        return dict(metrics=self.metrics, nsd_tolerance_mm=self.nsd_tolerance_mm, surface=self.surface,
-                    hd95_mode=self.hd95_mode, empty=self.empty, label_names=self.label_names,
-                    regions=self.regions)
-
-    def metadata(self) -> dict[str, str]:
-        """Key-value metadata recorded in ``metrics.parquet`` and ``run.json``."""
-        meta = {"surface_mode": self.surface, "hd95_mode": self.hd95_mode, "empty_mode": self.empty,
-                "nsd_tolerance_mm": repr(float(self.nsd_tolerance_mm)), "metrics": ",".join(self.metrics)}
-        if self.regions:
-            meta["regions"] = ";".join(f"{r.id}:{r.name}=" + ",".join(map(str, r.labels)) for r in self.regions)
-        return meta
 
 
 def find_layout(pred_dir, ref_dir, path=None) -> DatasetLayout | None:
@@ -73,7 +32,7 @@ def find_layout(pred_dir, ref_dir, path=None) -> DatasetLayout | None:
     return None if path is None else read_layout(path)
 
 
-def with_layout(options: EvaluateOptions, layout: DatasetLayout | None) -> EvaluateOptions:
+def with_layout(options: MetricOptions, layout: DatasetLayout | None) -> MetricOptions:
     """``options`` with labels, label names and regions taken from ``layout`` where unset."""
     if layout is None:
         return options
@@ -116,7 +75,7 @@ def evaluate_folders(
     ref_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    options: EvaluateOptions | None = None,
+    options: MetricOptions | None = None,
     workers: int | None = None,
     cache: VolumeCache | None = None,
     progress: bool | None = None,
@@ -147,7 +106,7 @@ def evaluate_folders(
     from medbench_fast.runner.pipeline import execute
     from medbench_fast.runner.plan import EngineSettings, RunPlan
 
-    options = options or EvaluateOptions()
+    options = options or MetricOptions()
     model = model or Path(pred_dir).resolve().name
     subset = None if case_ids is None else sorted(set(case_ids))
     cases = evaluation_cases(pred_dir, ref_dir, subset)

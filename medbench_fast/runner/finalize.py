@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from medbench_fast.metrics.evaluate import both_empty_rows
+from medbench_fast.metrics.options import MetricOptions
 from medbench_fast import environment
 from medbench_fast.store import run_info
 from medbench_fast.store.fingerprint import FINGERPRINT_KEY, RUN_ID_KEY
@@ -14,8 +15,8 @@ from medbench_fast.store.parts import StoreError, dedupe_last, read_parts, write
 from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHEMA
 
 
-def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str, worst_distance: str = "inf",
-                 formats=("csv", "json", "html"), latency_rows: list[dict] | None = None,
+def finalize_run(run_dir: Path, *, info: dict, options: MetricOptions, schema, fingerprint: str,
+                 worst_distance: str = "inf", formats=("csv", "json", "html"), latency_rows: list[dict] | None = None,
                  threshold: float = 0.5) -> dict:
     """Consolidate the parts of the run of ``fingerprint`` (a part of another fingerprint is
     refused; newest row per key wins), fill both-empty rows for the label union, write
@@ -32,10 +33,7 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
                                        stamp)
     record = {
         **info, "finished": run_info.utc_now(),
-        "options": {**options.metadata(), "labels": None if options.labels is None else list(options.labels),
-                    "label_names": None if not options.label_names else {str(k): v for k, v in options.label_names.items()},
-                    "geometry_rtol": options.geometry_rtol, "worst_distance": worst_distance,
-                    "threshold": threshold},
+        "options": {**options.to_record(), "worst_distance": worst_distance, "threshold": threshold},
         "versions": environment.package_versions(), "hardware": environment.hardware(info.get("workers")),
         "git_commit": environment.git_commit(),
     }
@@ -56,7 +54,7 @@ def finalize_run(run_dir: Path, *, info: dict, options, schema, fingerprint: str
     return files
 
 
-def consolidate(run_dir: Path, *, options, schema, fingerprint: str, run_id: str) -> tuple[dict, pa.Table]:
+def consolidate(run_dir: Path, *, options: MetricOptions, schema, fingerprint: str, run_id: str) -> tuple[dict, pa.Table]:
     """Write ``metrics``, ``cases`` (and ``scores``) Parquet files from the parts of the run of
     ``fingerprint``; returns the files and the cases table."""
     metrics = dedupe_last(read_parts(run_dir, "metrics", schema, fingerprint=fingerprint), ["model", "case_id", "label"])
@@ -84,7 +82,6 @@ def rebuild_tables(run_dir: str | Path) -> list[Path]:
     """Rewrite a finished run's consolidated Parquet files from its parts (for a corrupt or
     deleted ``metrics``/``cases``/``scores`` file), with the options and fingerprint recorded
     in its ``run.json``. Raises :class:`StoreError` when the run cannot be rebuilt."""
-    from medbench_fast.runner.evaluate import EvaluateOptions
     from medbench_fast.store.schema import metrics_schema
 
     run_dir = Path(run_dir)
@@ -93,13 +90,10 @@ def rebuild_tables(run_dir: str | Path) -> list[Path]:
     recorded = info.get("options")
     if not fingerprint or not recorded or not (run_dir / "parts").is_dir():
         raise StoreError(f"{run_dir}: cannot rebuild the tables: run.json records no finished run with parts/")
-    names = recorded.get("label_names")
-    options = EvaluateOptions(
-        labels=None if recorded.get("labels") is None else tuple(recorded["labels"]),
-        metrics=tuple(recorded["metrics"].split(",")), nsd_tolerance_mm=float(recorded["nsd_tolerance_mm"]),
-        surface=recorded["surface_mode"], hd95_mode=recorded["hd95_mode"], empty=recorded["empty_mode"],
-        label_names={int(k): v for k, v in names.items()} if names else None,
-        geometry_rtol=float(recorded["geometry_rtol"]))
+    try:
+        options = MetricOptions.from_record(recorded)
+    except ValueError as exc:
+        raise StoreError(f"{run_dir / 'run.json'}: cannot rebuild the tables: {exc}") from None
     schema = metrics_schema(options.metrics)
     files, _ = consolidate(run_dir, options=options, schema=schema, fingerprint=fingerprint, run_id=info["run_id"])
     return sorted(files.values())

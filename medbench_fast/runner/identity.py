@@ -14,6 +14,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from medbench_fast.metrics.options import MetricOptions
 from medbench_fast.store import run_info
 from medbench_fast.store.fingerprint import Fingerprint, file_sha256, flatten
 from medbench_fast.store.lock import RunLock
@@ -27,13 +28,8 @@ class RunFolderError(ValueError):
     """The run folder cannot take this run (another run, another fingerprint, not writable)."""
 
 
-def _options_components(options, threshold: float | None) -> dict:
-    out = {"labels": None if options.labels is None else sorted(int(x) for x in options.labels),
-           "label_names": None if not options.label_names else {str(k): v for k, v in sorted(options.label_names.items())},
-           "metrics": list(options.metrics), "surface": options.surface, "hd95_mode": options.hd95_mode,
-           "tolerance_mm": float(options.nsd_tolerance_mm), "empty": options.empty,
-           "geometry_rtol": float(options.geometry_rtol),
-           "regions": [[r.name, sorted(int(x) for x in r.labels)] for r in options.regions]}
+def _options_components(options: MetricOptions, threshold: float | None) -> dict:
+    out = options.fingerprint_components()
     if threshold is not None:
         out["threshold"] = float(threshold)
     return out
@@ -73,7 +69,7 @@ def case_list_change(recorded: dict, case_ids) -> str | None:
             f"start a new run in another folder to score the changed dataset")
 
 
-def run_fingerprint(config: dict, entries: list[dict], options, case_ids=None) -> Fingerprint:
+def run_fingerprint(config: dict, entries: list[dict], options: MetricOptions, case_ids=None) -> Fingerprint:
     """The fingerprint of a ``medbench run`` of ``entries`` (model entries) under ``config``
     on the dataset's ``case_ids`` (every case, whatever the shard)."""
     data, bench = config["dataset"], config["benchmark"]
@@ -90,7 +86,7 @@ def run_fingerprint(config: dict, entries: list[dict], options, case_ids=None) -
     return Fingerprint(components)
 
 
-def evaluate_fingerprint(pred_dir, ref_dir, model: str, options, case_ids=None) -> Fingerprint:
+def evaluate_fingerprint(pred_dir, ref_dir, model: str, options: MetricOptions, case_ids=None) -> Fingerprint:
     """The fingerprint of a ``medbench evaluate`` of ``pred_dir`` against ``ref_dir``."""
     components = {"command": "evaluate", "pred_dir": str(Path(pred_dir).resolve()),
                   "ref_dir": str(Path(ref_dir).resolve()), "model": model,

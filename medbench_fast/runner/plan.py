@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbench_fast.config import ConfigError
+from medbench_fast.metrics.options import MetricOptions
 from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
-from medbench_fast.runner.evaluate import EvaluateOptions
 from medbench_fast.store.parts import dedupe_last, read_parts
 from medbench_fast.store.schema import CASES_SCHEMA
 
@@ -53,10 +53,10 @@ def shard_of(case_id: str, count: int) -> int:
     return int(hashlib.sha256(case_id.encode()).hexdigest()[:16], 16) % count + 1
 
 
-def options_from_config(config: dict) -> EvaluateOptions:
+def options_from_config(config: dict) -> MetricOptions:
     bench, data = config["benchmark"], config["dataset"]
     names = data.get("label_names") or None
-    return EvaluateOptions(
+    return MetricOptions(
         labels=tuple(data["labels"]) if data.get("labels") else None,
         metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
         surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
@@ -124,7 +124,7 @@ class RunPlan:
 
     config: dict | None
     entries: list[dict]
-    options: EvaluateOptions
+    options: MetricOptions
     cases: list[RunCase]
     targets: dict
     shard: Shard | None = None
@@ -142,7 +142,7 @@ class RunPlan:
                    EngineSettings.from_config(config))
 
     @classmethod
-    def for_evaluation(cls, cases: list[RunCase], *, model: str, pred_dir: str, options: EvaluateOptions,
+    def for_evaluation(cls, cases: list[RunCase], *, model: str, pred_dir: str, options: MetricOptions,
                        settings: EngineSettings, shard: Shard | None = None) -> RunPlan:
         """An evaluation of the predictions in ``pred_dir`` (named ``model``) on ``cases``."""
         cases = sorted(cases, key=lambda c: c.case_id)

@@ -11,11 +11,14 @@ precision and the paired per-case differences (fp16 minus fp32), and per model t
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from medbench_fast.files import write_text_atomic
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -108,15 +111,16 @@ def precision_report(run_dir: str | Path, pairs: dict[str, dict[str, str]]) -> d
         speed_rows.append({"model": base, "inference_s_fp32": times["fp32"], "inference_s_fp16": times["fp16"],
                            "speedup": speedup})
     report = {"labels": label_rows, "speed": speed_rows}
-    (run_dir / "precision.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    with open(run_dir / "precision.csv", "w", newline="", encoding="utf-8") as fh:
-        if label_rows:
-            speed = {r["model"]: r for r in speed_rows}
-            fields = list(label_rows[0]) + ["inference_s_fp32", "inference_s_fp16", "speedup"]
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            for row in label_rows:
-                writer.writerow({**row, **{k: v for k, v in speed[row["model"]].items() if k != "model"}})
+    table = io.StringIO(newline="")
+    if label_rows:
+        speed = {r["model"]: r for r in speed_rows}
+        fields = list(label_rows[0]) + ["inference_s_fp32", "inference_s_fp16", "speedup"]
+        writer = csv.DictWriter(table, fieldnames=fields)
+        writer.writeheader()
+        for row in label_rows:
+            writer.writerow({**row, **{k: v for k, v in speed[row["model"]].items() if k != "model"}})
+    write_text_atomic(run_dir / "precision.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(run_dir / "precision.csv", table.getvalue())
     return report
 
 

@@ -306,3 +306,28 @@ def test_a_bug_in_the_metric_step_stops_with_exit_1_and_records_no_failed_row(tm
     if not executor:  # the driver's own traceback (a worker's stays in the worker)
         debug = medbench("--debug")
         assert debug.returncode == 1 and "Traceback" in debug.stderr and "TypeError" in debug.stderr
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_report_rebuilds_the_tables_of_a_regions_run_with_their_metadata(tmp_path, dataset, damage):
+    """``medbench report`` rebuilds a lost ``metrics.parquet`` from the parts with the options
+    recorded in run.json: the same rows and the same key-value metadata, regions included."""
+    refs, preds, _ = dataset
+    out = tmp_path / "out"
+    _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(out), "--quiet", "--labels", "1,2",
+          "--label-names", "1=organ,2=node", "--regions", "both=1,2;node only=2", "--tolerance-mm", "1.5",
+          "--surface", "surfel", "--empty", "nan"])
+    path = out / "metrics.parquet"
+    before, written = pq.read_table(path), path.read_bytes()
+    assert before.schema.metadata[b"regions"] == b"-1:both=1,2;-2:node only=2"
+    assert {r["label_name"] for r in before.to_pylist() if r["label"] < 0} == {"both", "node only"}
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(b"not parquet")
+    result = _run(["report", str(out)])
+    assert "rebuilding" in result.output and f"rebuilt {path}" in result.output
+    after = pq.read_table(path)
+    assert after.schema.metadata == before.schema.metadata
+    assert after.to_pandas().equals(before.to_pandas())  # the same rows (NaN where it was NaN)
+    assert path.read_bytes() == written

@@ -1,9 +1,9 @@
-"""DICOM datasets: series grids, DICOM-SEG and RTSTRUCT read onto them, pairing by UIDs, bad input."""
+"""DICOM datasets: series grids, DICOM-SEG and RTSTRUCT read onto them, bad input (pairing by
+UIDs: ``tests/data/test_pairing.py``)."""
 
 from __future__ import annotations
 
 import shutil
-import zlib
 
 import numpy as np
 import pydicom
@@ -17,7 +17,7 @@ from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath
 from dicom_synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg
 from medbench_fast.data.dicom.write import write_prediction_seg
 from medbench_fast.data.reader import VolumeError, load_volume
-from medbench_fast.runner.cases import discover_cases
+from medbench_fast.data.pairing import find_cases
 
 #: Anisotropic, coronal (array Z runs along patient y; rows along -z), files in shuffled order.
 CORONAL = SeriesSpec((18, 40, 36), spacing=(2.7, 1.3, 0.9), axes=((1, 0, 0), (0, 0, -1), (0, 1, 0)))
@@ -209,36 +209,6 @@ def test_rasterised_reference_is_cached_and_memory_mapped(tmp_path):
     assert other.meta["cache"] == "miss" and set(np.unique(other.array)) == {0, 4}
 
 
-def test_pacs_folder_is_sorted_into_series_and_paired_by_uid(tmp_path):
-    """Two patients' series, their SEG and RTSTRUCT and one orphan, all mixed in one folder."""
-    staging = tmp_path / "staging"
-    write_ct_series(staging / "a", AXIAL)
-    write_ct_series(staging / "b", SeriesSpec(AXIAL.shape, AXIAL.spacing, patient_id="SYN002"), series_number=2)
-    write_ct_series(staging / "c", AXIAL, series_number=3)
-    uid = {k: str(pydicom.dcmread(next((staging / k).iterdir())).SeriesInstanceUID) for k in "abc"}
-    write_seg(staging / "seg.dcm", SeriesPath(staging / "a", uid["a"]), _masks(AXIAL))
-    write_rtstruct(staging / "rt.dcm", SeriesPath(staging / "b", uid["b"]),
-                   [("GTV", circle_contours(AXIAL, (20, 24), 5.0, [4]))])
-    write_rtstruct(staging / "orphan.dcm", SeriesPath(staging / "b", uid["b"]),
-                   [("GTV", circle_contours(AXIAL, (20, 24), 5.0, [4]))], series_uid="1.2.999")
-    pacs = tmp_path / "pacs"
-    pacs.mkdir()
-    for i, p in enumerate(sorted(staging.rglob("*.dcm"), key=lambda p: zlib.crc32(str(p.relative_to(tmp_path)).encode()))):
-        shutil.copy(p, pacs / f"f{i:04d}")
-        if p.name == "orphan.dcm":
-            orphan = f"f{i:04d}"
-    cases = {c.case_id: c for c in discover_cases({"image_dir": str(pacs)})}
-    assert sorted(cases) == sorted([orphan, "pacs_1", "pacs_2", "pacs_3"])
-    assert "references series 1.2.999, which is not in the dataset" in cases[orphan].problem
-    assert "no SEG or RTSTRUCT references series" in cases["pacs_3"].problem
-    for cid, kind in (("pacs_1", "SEG"), ("pacs_2", "RTSTRUCT")):
-        case = cases[cid]
-        assert case.problem is None and case.ref_path.kind == kind
-        image, ref = load_volume(case.image_path), load_volume(case.ref_path)
-        check_same_grid(image, ref)
-        assert ref.array.any()
-
-
 def test_prediction_written_as_seg_reads_back_exactly(tmp_path):
     _, series = _dataset(tmp_path)
     labels = np.maximum(_masks(CORONAL)[1] * 1, _masks(CORONAL)[2] * 3).astype(np.uint8)
@@ -267,7 +237,7 @@ def test_real_ct_slice_from_pydicom_read_end_to_end(tmp_path):
     mask = np.zeros(image.shape, bool)
     mask[0, 40:90, 30:100] = image.array[0, 40:90, 30:100] > 0
     write_seg(tmp_path / "seg" / "ct_small.dcm", series, {1: mask})
-    cases = discover_cases({"image_dir": str(tmp_path / "images"), "seg_dir": str(tmp_path / "seg")})
+    cases = find_cases(image_dir=str(tmp_path / "images"), seg_dir=str(tmp_path / "seg"))
     assert [c.case_id for c in cases] == ["ct_small"] and cases[0].problem is None
     ref = load_volume(cases[0].ref_path)
     assert np.array_equal(ref.array, mask)

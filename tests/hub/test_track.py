@@ -200,3 +200,60 @@ def test_a_garbage_answer_is_a_clear_error(local_hub, make_model, tmp_path, body
     assert "check HF_ENDPOINT" in out.output and "internal error" not in out.output
     assert "Expecting" not in out.output and "KeyError: 'id'" not in out.output
     assert not (tmp_path / "hubcache").exists()
+
+
+def test_a_failed_history_write_keeps_the_earlier_history(tmp_path, monkeypatch):
+    """The history is replaced atomically: a write that fails half-way (disk full) leaves the
+    earlier snapshots as they were and no temporary file."""
+    import errno
+
+    import pyarrow.parquet as real_pq
+
+    from medbench_fast.hub import tracking
+
+    row = {"snapshot": "2026-01-01T00:00:00.000000Z", "task": "ct-seg", "rank": 1, "id": "a/b", "sha": "1" * 40}
+    tracking.append_history(tmp_path, [row])
+    before = (tmp_path / HISTORY).read_bytes()
+    write = real_pq.write_table
+
+    def half_then_full(table, where, **kwargs):
+        write(table.slice(0, 1), where, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(real_pq, "write_table", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        tracking.append_history(tmp_path, [{**row, "snapshot": "2026-01-02T00:00:00.000000Z"}])
+    assert (tmp_path / HISTORY).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [HISTORY]
+    monkeypatch.undo()
+    assert [r["snapshot"] for r in tracking.read_history(tmp_path)] == [row["snapshot"]]
+
+
+def test_reports_written_at_the_same_moment_never_replace_each_other(tmp_path):
+    """Threads writing reports stamped with the same time each get a file of their own, whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medbench_fast.hub.tracking import _write_report
+
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda i: _write_report(tmp_path, moment, {"i": i, "pad": "x" * 100_000}), range(24)))
+    assert len(set(paths)) == 24 and sorted(paths) == _reports(tmp_path)
+    assert [json.loads(p.read_text())["i"] for p in paths] == list(range(24))
+    assert paths[0].name == "leaderboard_report_20260101T000000.000000Z.json"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_report_that_cannot_be_written_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from medbench_fast.hub.tracking import _write_report
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="leaderboard_report_"):  # the error names the report
+        _write_report(tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc), {"i": 1})
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from medbench_fast.data.reader import Volume, write_volume
 from medbench_fast.data.synthetic import LABEL_NAMES, make_case, perturb
-from medbench_fast.runner.evaluate import EvaluateOptions, evaluate_folders
+from medbench_fast.metrics.options import MetricOptions
+from medbench_fast.runner.evaluate import evaluate_folders
 from medbench_fast.store.schema import CASES_SCHEMA, LATENCY_SCHEMA, SCORES_SCHEMA
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -50,7 +51,7 @@ def build_run(root: Path, n_cases: int = 10) -> Path:
     from medbench_fast.report.tables import write_reports
 
     dirs = write_small_dataset(root / "data", n_cases)
-    options = EvaluateOptions(label_names=LABEL_NAMES)
+    options = MetricOptions(label_names=LABEL_NAMES)
     runs = {}
     for model, pred in zip(MODELS, ("pred_a", "pred_b", "labels")):
         out = root / f"eval-{MODELS.index(model)}"

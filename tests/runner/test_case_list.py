@@ -161,3 +161,32 @@ def test_more_shards_than_cases_is_refused(tmp_path, bench_assets, small_data, w
     result = _invoke(["run", "--config", str(config), "--out", str(out), "--shard", shard], code=2)
     assert f"--shard {shard!r}: " in result.output and "more shards than the dataset's 6 cases" in result.output
     assert not out.exists()
+
+
+def test_run_and_evaluate_tell_the_same_folder_problem_alike(tmp_path, bench_assets, write_config):
+    """One folder given to ``run`` as ``image_dir`` and to ``evaluate`` as ``--pred``, against a
+    reference folder lacking one case and holding another twice: the failed rows of both
+    commands carry the same messages (one pairing module)."""
+    left, refs = tmp_path / "left", tmp_path / "refs"
+    left.mkdir()
+    refs.mkdir()
+    names = sorted(p.name for p in (bench_assets / "data" / "labels").iterdir())[:3]
+    for name in names:  # label maps: images for the run's model, predictions for evaluate
+        shutil.copy(bench_assets / "data" / "labels" / name, left / name)
+    shutil.copy(bench_assets / "data" / "labels" / names[0], refs / names[0])
+    shutil.copy(bench_assets / "data" / "labels" / names[1], refs / names[1])
+    shutil.copy(bench_assets / "data" / "labels" / names[1], refs / names[1].replace(".nii.gz", ".nrrd"))
+    config = write_config(tmp_path, bench_assets)
+    config.write_text(config.read_text().replace(f"{bench_assets}/data/images", str(left))
+                      .replace(f"{bench_assets}/data/labels", str(refs)))
+    _invoke(["run", "--config", str(config), "--out", str(tmp_path / "run")], code=3)
+    _invoke(["evaluate", "--pred", str(left), "--ref", str(refs), "--out", str(tmp_path / "ev")], code=3)
+    errors = {}
+    for command in ("run", "ev"):
+        rows = pq.read_table(tmp_path / command / "cases.parquet").to_pylist()
+        errors[command] = {r["case_id"]: r["error"] for r in rows if not r["success"]}
+    lonely, twice = (n.split(".")[0] for n in (names[2], names[1]))
+    assert errors["run"] == errors["ev"] == {
+        lonely: f"{left / names[2]}: no reference for case {lonely!r} in {refs}",
+        twice: f"case {twice!r} has several files: {refs / names[1]}, {refs / names[1].replace('.nii.gz', '.nrrd')}",
+    }

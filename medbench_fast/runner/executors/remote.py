@@ -32,7 +32,7 @@ class WorkerInit:
 
     resolved: tuple  # ResolvedModel, in model order
     benchmark: dict
-    options: object  # EvaluateOptions
+    options: object  # MetricOptions
     targets: dict
     cache_dir: str | None
     use_cache: bool
