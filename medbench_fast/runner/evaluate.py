@@ -112,7 +112,7 @@ def evaluate_folders(
     cases = evaluation_cases(pred_dir, ref_dir, subset)
     readers = max(1, workers or os.cpu_count() or 1)
     settings = EngineSettings(readers=readers, prefetch=2 * readers, write_every=batch_size, warmup=0,
-                              worst_distance=worst_distance)
+                              worst_distance=worst_distance, scorers=readers)
 
     def plan_of(part):
         return RunPlan.for_evaluation(cases, model=model, pred_dir=str(Path(pred_dir).resolve()), options=options,

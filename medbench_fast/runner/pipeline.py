@@ -224,7 +224,7 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
         from medbench_fast.runner.executors.local import LocalExecutor
 
         return LocalExecutor(_open_local(plan, resolved, cache, seg_dir, pred_dir), readers=settings.readers,
-                             prefetch=settings.prefetch)
+                             prefetch=settings.prefetch, scorers=settings.scorers)
     from medbench_fast.runner.executors.remote import WorkerInit
 
     init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), plan.config["benchmark"] if plan.config

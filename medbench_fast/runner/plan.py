@@ -85,7 +85,9 @@ class EngineSettings:
     ``readers``: threads reading (and preparing) upcoming cases; ``prefetch``: cases read ahead
     (bounds memory); ``write_every``: cases per Parquet part; ``warmup``: untimed model runs;
     ``threads``: intra-op threads (split between worker processes); ``formats``: the reports;
-    ``threshold``: decision threshold of case-level scores; ``worst_distance``: summary only."""
+    ``threshold``: decision threshold of case-level scores; ``worst_distance``: summary only;
+    ``scorers``: threads computing metrics (one beside a model's inference; an evaluation,
+    which has no inference, scores on as many threads as it reads)."""
 
     readers: int = 2
     prefetch: int = 2
@@ -95,6 +97,7 @@ class EngineSettings:
     formats: tuple[str, ...] = ("csv", "json", "html")
     threshold: float = 0.5
     worst_distance: str = "inf"
+    scorers: int = 1
 
     @classmethod
     def from_config(cls, config: dict) -> EngineSettings:
