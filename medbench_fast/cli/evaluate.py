@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import click
 
@@ -33,15 +34,26 @@ from medbench_fast.cli.options import (
               help="Summary only: keep +inf distances apart, or replace them by the image diagonal (BraTS).")
 @click.option("--geometry-tolerance", default=1e-4, show_default=True, type=float,
               help="Relative tolerance on spacing, origin and direction between prediction and reference.")
-@click.option("--workers", type=click.IntRange(min=1), help="Reading threads (default: CPU count).")
+@click.option("--executor", type=click.Choice(["local", "processes", "ray"]), default="local", show_default=True,
+              help="Where cases are scored: this process (reading threads), worker processes, or Ray actors.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="local: reading threads (default: CPU count); processes, ray: worker processes or actors "
+                   "(default 2).")
+@click.option("--ray-address", help="Ray cluster address (--executor ray; default: RAY_ADDRESS, else a local Ray).")
+@click.option("--shard", help="Score the K-th of N subsets of the cases (K from 1) into OUT, e.g. 2/8; "
+                              "consolidate with --resume once all have finished.")
+@click.option("--resume", is_flag=True, help="Continue the evaluation that OUT holds (same PRED, REF and options): "
+                                             "finished cases are skipped; consolidates finished shards.")
+@click.option("--write-every", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Cases per Parquet part: what an interrupted evaluation loses at most.")
 @click.option("--overwrite", is_flag=True, help="Replace the run that OUT already holds.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some cases failed.")
 @cache_dir_option
 @no_cache_option
 @quiet_option
 def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_json, metrics, tolerance_mm, surface,
-             hd95_mode, empty, worst_distance, geometry_tolerance, workers, overwrite, allow_failures, cache_dir,
-             no_cache, quiet):
+             hd95_mode, empty, worst_distance, geometry_tolerance, executor, workers, ray_address, shard, resume,
+             write_every, overwrite, allow_failures, cache_dir, no_cache, quiet):
     """Score every prediction in PRED against the reference of the same case in REF.
 
     Cases pair by file name without extension (.nii.gz, .nii, .nrrd, .mha, .mhd) or DICOM
@@ -57,15 +69,20 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
       medbench evaluate --pred preds/ --ref labels/ --out results/ --labels 1,2 --metrics counts
       medbench evaluate --pred preds/ --ref labels/ --out results/ --surface surfel --tolerance-mm 2
       medbench evaluate --pred preds/ --ref Dataset001_BraTS/labelsTs/ --out results/ --regions 'WT=1,2,3;TC=1,3;ET=3'
+      medbench evaluate --pred preds/ --ref labels/ --out results/ --executor processes --workers 8
+      medbench evaluate --pred preds/ --ref labels/ --out results/ --shard 2/4   # one shard of a batch job
+      medbench evaluate --pred preds/ --ref labels/ --out results/ --resume      # continue, or consolidate shards
 
-    Exit codes: 0 every case scored, 1 stopped on an error, 2 usage error or a folder
-    holding another run, 3 finished with failed cases (0 with --allow-failures), 130 interrupted.
+    Exit codes: 0 every case scored, 1 stopped on an error (a bug included), 2 usage error or a
+    folder holding another run, 3 finished with failed cases (0 with --allow-failures), 130 interrupted.
     """
     from medbench_fast.cli.errors import finish, user_errors
     from medbench_fast.metrics.regions import parse_regions
     from medbench_fast.metrics.selection import resolve_metrics
     from medbench_fast.metrics.options import MetricOptions
     from medbench_fast.runner.evaluate import evaluate_folders, find_layout, with_layout
+    from medbench_fast.runner.plan import Shard
+    from medbench_fast.runner.scale import ScaleOptions
     from medbench_fast.store.parts import skip_pandas_detection
 
     skip_pandas_detection()  # this process never hands pyarrow a DataFrame
@@ -87,10 +104,30 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
         raise click.UsageError(str(exc)) from None
     if layout is not None and not quiet:
         click.echo(f"labels, label names and regions from {layout.json_path}", err=True)
+    if resume and overwrite:
+        raise click.UsageError("--resume continues the evaluation in OUT; --overwrite replaces it: give only one")
+    local = executor == "local"
+    scale = ScaleOptions(executor=executor, workers=None if local else workers, ray_address=ray_address)
     with user_errors():
-        result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers,
+        scale.check()
+        part = Shard.parse(shard) if shard else None
+        result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers if local else None,
                                   cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
-                                  worst_distance=worst_distance, overwrite=overwrite)
+                                  worst_distance=worst_distance, overwrite=overwrite, resume=resume, scale=scale,
+                                  shard=part, batch_size=write_every)
+    if result.interrupted:
+        click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
+        click.echo("resume with the same command and --resume", err=True)
+        sys.exit(130)
+    if result.shard_done:
+        from medbench_fast.runner.pipeline import shard_statuses
+
+        statuses = shard_statuses(result.run_dir, result.shard_done.count)
+        waiting = [k for k, v in statuses.items() if v != "finished"]
+        click.echo(f"shard {result.shard_done}: {result.n_cases} case(s) -> {result.run_dir}")
+        click.echo(f"shards not finished yet: {', '.join(waiting)}" if waiting else
+                   "all shards finished; consolidate with the same command and --resume")
+        return
     if not quiet:
         from medbench_fast.cli.tables import print_label_table
 

@@ -70,11 +70,12 @@ def measured_stages(run_dir: str | os.PathLike) -> tuple[StageTimes, dict]:
     info = read_run_json(run_dir)
     if info.get("status") != "finished" or not (run_dir / "cases.parquet").exists():
         raise ValueError(f"{run_dir}: not a finished run (run.json status {info.get('status')!r})")
-    if info.get("command") != "run":
-        raise ValueError(f"{run_dir}: a '{info.get('command')}' run has no inference to scale; estimate needs "
-                         f"a 'medbench run' folder")
+    if info.get("command") not in ("run", "evaluate"):
+        raise ValueError(f"{run_dir}: a '{info.get('command')}' run cannot be scaled; estimate needs a "
+                         f"'medbench run' or 'medbench evaluate' folder")
     cases = pq.read_table(run_dir / "cases.parquet").to_pylist()
-    ok = [c for c in cases if c["success"] and c.get("inference_s") is not None]
+    # an evaluation's cases are decoded and scored, with no inference
+    ok = [c for c in cases if c["success"] and (c.get("inference_s") is not None or info["command"] == "evaluate")]
     if not ok:
         raise ValueError(f"{run_dir}: no successful (model, case) pair to measure")
     per_case: dict[str, dict[str, float]] = {}
@@ -103,6 +104,9 @@ def measured_hardware(info: dict) -> Hardware:
     """The set-up a run used, from its ``run.json``."""
     workers = info.get("workers") or []
     gpus = {w.get("cuda_visible_devices") for w in workers if w.get("cuda_visible_devices")}
+    if info.get("command") == "evaluate":  # one core decodes and scores a case
+        return Hardware(workers=max(1, len(workers)), gpus=0, cores=(info.get("hardware") or {}).get("cpu_count")
+                        or os.cpu_count() or 1, threads=1)
     threads = max([w.get("threads") or 0 for w in workers] + [(info.get("resolved_config") or {}).get(
         "benchmark", {}).get("threads") or 0]) or (info.get("hardware") or {}).get("cpu_count") or 1
     return Hardware(workers=max(1, len(workers)), gpus=len(gpus), cores=(info.get("hardware") or {}).get("cpu_count")

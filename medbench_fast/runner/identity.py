@@ -180,7 +180,7 @@ class RunFolder:
                 detail = ("; it differs in:\n  " + "\n  ".join(diffs)) if diffs else "; with the same settings"
             else:
                 detail = ""
-            hint = "use --resume to continue it, " if recorded.get("command") == "run" == self.command else ""
+            hint = "use --resume to continue it, " if recorded.get("command") == self.command else ""
             raise RunFolderError(f"{self.path}: already holds {what}{detail}\n"
                                  f"A run folder holds exactly one run: {hint}choose another folder, "
                                  f"or pass --overwrite to replace it.")

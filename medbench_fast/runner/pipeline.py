@@ -64,9 +64,13 @@ def _latency_rows(models: dict, samples: dict[str, list[float]], busy: dict[str,
     return rows
 
 
+#: ``run_benchmark(cache=USER_CACHE)``: the volume cache in the user's cache folder.
+USER_CACHE = "user"
+
+
 def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
                   resume: bool = False, overwrite: bool = False, models: list[str] | None = None,
-                  progress: bool | None = None, cache: VolumeCache | None = None,
+                  progress: bool | None = None, cache: VolumeCache | str | None = USER_CACHE,
                   scale: ScaleOptions | None = None, shard: Shard | None = None) -> RunResult:
     """Run every configured model on every case and write the run folder.
 
@@ -74,24 +78,46 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
     run is refused (:class:`~medbench_fast.runner.identity.RunFolderError`) unless
     ``overwrite``; with ``resume`` it must hold a run of the same fingerprint, whose finished
     (model, case) pairs are skipped. ``models``: names to run (default all). ``cache``:
-    volume cache (default: the user cache folder). ``scale``: the executor (default local).
-    ``shard``: run only this shard's cases into ``run_dir`` (joined by the other shards).
+    volume cache (default: the user cache folder; None: none). ``scale``: the executor (default
+    local). ``shard``: run only this shard's cases into ``run_dir`` (joined by the other shards).
     """
+    def plan_of(shard_: Shard | None) -> RunPlan:
+        return RunPlan.from_config(config, models=models, shard=shard_)
+
+    def identity_of(plan: RunPlan) -> Fingerprint:
+        return run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
+
+    run_id = run_info.new_run_id()
+    if run_dir is None and not resume:
+        run_dir = Path(config["output"]["dir"]) / run_id
+    return execute(plan_of, identity_of, command="run", run_id=run_id, record={"config": run_info.config_record(config_text),
+                                                                "resolved_config": config},
+                   run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
+                   cache=VolumeCache() if cache == USER_CACHE else cache, scale=scale, shard=shard)
+
+
+def execute(plan_of, identity_of, *, command: str, record: dict, run_dir: str | Path | None,
+            run_id: str | None = None, resume: bool = False,
+            overwrite: bool = False, progress: bool | None = None, cache: VolumeCache | None = None,
+            scale: ScaleOptions | None = None, shard: Shard | None = None) -> RunResult:
+    """The engine every command runs on: plan (``plan_of(shard)``), run folder checked against the
+    fingerprint (``identity_of(plan)``), executor, sink and finalize; resume, shards and their
+    consolidation. ``record``: what ``run.json`` records of the command besides the engine's facts."""
     scale = scale or ScaleOptions()
     scale.check()
     if shard is not None and (overwrite or resume):
-        raise RunFolderError("--shard runs (or continues) one shard of a run: it takes neither --overwrite nor "
-                             "--resume; consolidate with medbench run --resume RUN_DIR once all shards have finished")
+        raise RunFolderError(f"--shard runs (or continues) one shard of a run: it takes neither --overwrite nor "
+                             f"--resume; consolidate with medbench {command} --resume once all shards have finished")
     if resume and run_dir is None:
         raise ValueError("resume: the run folder is required")
     if resume and _recorded_shards(Path(run_dir)):
-        return _finalize_shards(Path(run_dir), config, config_text=config_text, models=models)
-    plan = RunPlan.from_config(config, models=models, shard=shard)
-    placement = _preflight_executor(scale, config["benchmark"]["threads"], len(plan.cases))
-    run_id = run_info.new_run_id()
-    run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
-    identity = run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
-    folder = RunFolder(run_dir, command="run")
+        return _finalize_shards(Path(run_dir), plan_of(None), identity_of, command=command)
+    plan = plan_of(shard)
+    placement = _preflight_executor(scale, plan.settings.threads, len(plan.cases))
+    run_id = run_id or run_info.new_run_id()
+    run_dir = Path(run_dir)
+    identity = identity_of(plan)
+    folder = RunFolder(run_dir, command=command)
     previous = folder.open(identity, resume=resume, overwrite=overwrite, shard=shard.namespace if shard else None,
                            case_ids=plan.case_ids)
     if shard is not None and previous and previous.get("shards") != shard.count:
@@ -99,7 +125,7 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
         raise RunFolderError(f"{run_dir}: holds a run in {previous.get('shards')} shards; --shard {shard} "
                              f"names {shard.count}")
     try:
-        return _run_in_folder(plan, run_dir, identity, previous, config_text=config_text,
+        return _run_in_folder(plan, run_dir, identity, previous, command=command, record=record,
                               run_id=previous.get("run_id") or run_id, progress=progress, cache=cache, scale=scale,
                               placement=placement)
     except BaseException as exc:
@@ -144,6 +170,8 @@ def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
     """Export (cached) every model of the plan and resolve its spec; name -> ResolvedModel."""
     from medbench_fast.runner.model_sources import resolve_model
 
+    if plan.predictions is not None:  # an evaluation: its predictions are on disk already
+        return {}
     export_dir.mkdir(parents=True, exist_ok=True)
     resolved = {}
     for entry in plan.entries:
@@ -158,20 +186,22 @@ def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
 
 
 def _seg_dir(plan: RunPlan, run_dir: Path) -> Path | None:
-    return run_dir / "dicom_seg" if plan.config["output"].get("dicom_seg") else None
+    return run_dir / "dicom_seg" if plan.config and plan.config["output"].get("dicom_seg") else None
 
 
 def _pred_dir(plan: RunPlan, run_dir: Path) -> Path | None:
     from medbench_fast.runner.worker import PREDICTIONS_DIR
 
-    return run_dir / PREDICTIONS_DIR if plan.config["output"].get("save_predictions") else None
+    return run_dir / PREDICTIONS_DIR if plan.config and plan.config["output"].get("save_predictions") else None
 
 
 def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None,
                 pred_dir: Path | None):
     from medbench_fast.runner.model_sources import open_resolved, watch_gpus
-    from medbench_fast.runner.worker import CaseWorker
+    from medbench_fast.runner.worker import CaseWorker, PredictionWorker
 
+    if plan.predictions is not None:
+        return PredictionWorker(plan.options, cache)
     bench = plan.config["benchmark"]
     watch_gpus(bench)
     models, info = {}, {}
@@ -189,18 +219,19 @@ def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_di
 
 def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: VolumeCache | None, *, run_id: str,
                    placement: _Placement, schema, seg_dir: Path | None, pred_dir: Path | None):
-    bench = plan.config["benchmark"]
+    settings = plan.settings
     if scale.executor == "local":
         from medbench_fast.runner.executors.local import LocalExecutor
 
-        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir, pred_dir), readers=bench["workers"],
-                             prefetch=bench["prefetch"])
+        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir, pred_dir), readers=settings.readers,
+                             prefetch=settings.prefetch, scorers=settings.scorers)
     from medbench_fast.runner.executors.remote import WorkerInit
 
-    init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), bench, plan.options, plan.targets,
-                      str(cache.root) if cache is not None else None, cache is not None, schema,
-                      threads=bench["threads"], seg_dir=str(seg_dir) if seg_dir else None,
-                      pred_dir=str(pred_dir) if pred_dir else None)
+    init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), plan.config["benchmark"] if plan.config
+                      else {}, plan.options, plan.targets, str(cache.root) if cache is not None else None,
+                      cache is not None, schema, threads=settings.threads, seg_dir=str(seg_dir) if seg_dir else None,
+                      pred_dir=str(pred_dir) if pred_dir else None, predictions=plan.predictions is not None,
+                      warmup=settings.warmup)
     if scale.executor == "processes":
         from medbench_fast.runner.executors.processes import ProcessExecutor
 
@@ -209,7 +240,7 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
     from medbench_fast.runner.scale import ray_slots
 
     address = placement.address
-    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address), cases=len(plan.cases))
+    slots = ray_slots(scale, threads=settings.threads, cluster_gpus=_ray_gpus(scale, address), cases=len(plan.cases))
     local_gpus = None if address or scale.gpus is None else math.ceil(sum(s.num_gpus for s in slots) - 1e-9)
     return RayExecutor(init, slots, address=address, run_id=run_id,
                        local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus,
@@ -228,16 +259,16 @@ def _ray_gpus(scale: ScaleOptions, address: str | None) -> float | None:
     return ray.cluster_resources().get("GPU")
 
 
-def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous: dict, *, config_text: str | None,
-                   run_id: str, progress: bool | None, cache: VolumeCache | None, scale: ScaleOptions,
+def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous: dict, *, command: str,
+                   record: dict, run_id: str, progress: bool | None, cache: VolumeCache | None, scale: ScaleOptions,
                    placement: _Placement) -> RunResult:
-    """The run itself, in a folder opened and locked by :func:`run_benchmark`."""
-    config, bench = plan.config, plan.config["benchmark"]
+    """The run itself, in a folder opened and locked by :func:`execute`."""
+    settings = plan.settings
     shard = plan.shard
     resume = bool(previous) and shard is None
-    info = {"run_id": run_id, "started": previous.get("started") or run_info.utc_now(), "command": "run",
-            "config": run_info.config_record(config_text) or previous.get("config"), "resolved_config": config,
-            "status": "starting", "resumed": resume, "error": None,
+    recorded = {k: v if v is not None else previous.get(k) for k, v in record.items()}
+    info = {"run_id": run_id, "started": previous.get("started") or run_info.utc_now(), "command": command,
+            **recorded, "status": "starting", "resumed": resume, "error": None,
             "fingerprint": previous["fingerprint"] if previous else identity.to_dict(),
             "case_ids": list(plan.case_ids), "executor": scale.executor,
             **({"shards": shard.count} if shard else {})}
@@ -245,11 +276,10 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
         run_info.write_run_json(run_dir, {**previous, **info})
     else:
         _write_shard_status(run_dir, shard, {"status": "starting", "started": run_info.utc_now(), "error": None})
-    cache = cache if cache is not None else VolumeCache()
     # each shard exports into its own folder: no file is written by two shards
     exports = path_inside(run_dir, "models", shard.namespace) if shard else path_inside(run_dir, "models")
     resolved = _resolve_models(plan, exports)
-    fingerprint = identity.with_specs({n: r.spec for n, r in resolved.items()})
+    fingerprint = identity.with_specs({n: r.spec for n, r in resolved.items()}) if resolved else identity
     if previous.get("fingerprint"):
         diffs = Fingerprint.from_dict(previous["fingerprint"]).differences(fingerprint)
         if diffs:
@@ -268,7 +298,7 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     schema = metrics_schema(plan.options.metrics)
     executor = _make_executor(plan, resolved, scale, cache, run_id=run_id, placement=placement, schema=schema,
                               seg_dir=_seg_dir(plan, run_dir), pred_dir=_pred_dir(plan, run_dir))
-    sink = RunSink(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id,
+    sink = RunSink(run_dir, schema, settings.write_every, fingerprint=fingerprint.digest, run_id=run_id,
                    namespace=plan.shard.namespace if plan.shard else "main")
     show = sys.stderr.isatty() if progress is None else progress
     stats: ExecStats = executor.run(todo, sink, progress=show)
@@ -276,15 +306,14 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     record = {"models": model_info, "loop_s": stats.loop_s, "cases_run": len(todo), "loop_peak_rss_mb": peak_rss_mb(),
               "write_s": sum(sink.write_s), "workers": stats.workers, "executor": scale.executor,
               **({"ray_startup_s": stats.startup_s} if stats.startup_s is not None else {})}
-    latency = _latency_rows(model_info, sink.samples, sink.busy, bench["warmup"])
+    latency = _latency_rows(model_info, sink.samples, sink.busy, settings.warmup)
     if plan.shard is not None:
         _write_shard_status(run_dir, plan.shard, {
             "status": "interrupted" if stats.interrupted else "finished", "finished": run_info.utc_now(),
             **record, "latency_samples": sink.samples, "latency_busy_s": sink.busy})
         return RunResult(run_dir, run_id, sink.cases_done, 0, {}, interrupted=stats.interrupted, models=model_info,
                          shard_done=None if stats.interrupted else plan.shard)
-    info.update(status="interrupted" if stats.interrupted else "finished", **record,
-                config=run_info.config_record(config_text) or previous.get("config"))
+    info.update(status="interrupted" if stats.interrupted else "finished", **record)
     if stats.interrupted:
         run_info.write_run_json(run_dir, {**previous, **info})
         return RunResult(run_dir, run_id, 0, 0, {}, interrupted=True, models=model_info)
@@ -294,6 +323,8 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
 def _model_record(plan: RunPlan, resolved: dict, stats: ExecStats) -> dict:
     """run.json's per-model record: kind, note, spec, providers in use, session and cold start."""
     out = {}
+    if plan.predictions is not None:  # an evaluation: the "model" is its folder of predictions
+        return {plan.evaluated: {"kind": "predictions", "path": plan.predictions}}
     for entry in plan.entries:
         name = entry["name"]
         rec = dict(stats.model_info.get(name) or {})
@@ -305,11 +336,11 @@ def _model_record(plan: RunPlan, resolved: dict, stats: ExecStats) -> dict:
 
 def _finalize(run_dir: Path, info: dict, plan: RunPlan, schema, digest: str, latency: list[dict],
               model_info: dict) -> RunResult:
-    bench = plan.config["benchmark"]
+    settings = plan.settings
     stamp = {"run_id": info["run_id"]}
     files = finalize_run(run_dir, info=info, options=plan.options, schema=schema, fingerprint=digest,
-                         formats=plan.config["output"]["formats"], threshold=bench["threshold"],
-                         latency_rows=[{**stamp, **r} for r in latency])
+                         formats=settings.formats, threshold=settings.threshold,
+                         worst_distance=settings.worst_distance, latency_rows=[{**stamp, **r} for r in latency])
     cases_table = files.pop("_cases")
     n_failed = cases_table.num_rows - sum(cases_table.column("success").to_pylist())
     return RunResult(run_dir, info["run_id"], cases_table.num_rows, n_failed, files, models=model_info)
@@ -366,7 +397,7 @@ def shard_statuses(run_dir: Path, count: int) -> dict[str, str]:
     return out
 
 
-def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, models) -> RunResult:
+def _finalize_shards(run_dir: Path, plan: RunPlan, identity_of, *, command: str) -> RunResult:
     """Consolidate a sharded run once every shard has finished; otherwise name the others."""
     recorded = run_info.read_run_json(run_dir)
     count = int(recorded["shards"])
@@ -376,9 +407,8 @@ def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, mo
         raise RunFolderError(f"{run_dir}: cannot consolidate yet: shard(s) "
                              + ", ".join(f"{k} ({s})" for k, s in unfinished.items())
                              + f" have not finished; run them with --shard K/{count}")
-    plan = RunPlan.from_config(config, models=models)
-    identity = run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
-    with RunFolder(run_dir, command="run") as folder:
+    identity = identity_of(plan)
+    with RunFolder(run_dir, command=command) as folder:
         previous = folder.open(identity, resume=True, case_ids=plan.case_ids)
         fingerprint = Fingerprint.from_dict(previous["fingerprint"])
         shards = [json.loads(_shard_path(run_dir, Shard(k, count)).read_text(encoding="utf-8"))
@@ -401,5 +431,5 @@ def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, mo
                 "loop_s": max((s.get("loop_s") or 0.0) for s in shards),
                 "write_s": sum(s.get("write_s") or 0.0 for s in shards)}
         schema = metrics_schema(plan.options.metrics)
-        latency = _latency_rows(model_info, samples, busy, config["benchmark"]["warmup"])
+        latency = _latency_rows(model_info, samples, busy, plan.settings.warmup)
         return _finalize(run_dir, info, plan, schema, fingerprint.digest, latency, model_info)

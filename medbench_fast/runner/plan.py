@@ -8,7 +8,7 @@ shard of a batch job selects the same cases wherever and whenever it runs.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbench_fast.config import ConfigError
@@ -78,33 +78,83 @@ def select_models(config: dict, models: list[str] | None) -> list[dict]:
     return entries
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine works through a plan; none of them changes a number of the results.
+
+    ``readers``: threads reading (and preparing) upcoming cases; ``prefetch``: cases read ahead
+    (bounds memory); ``write_every``: cases per Parquet part; ``warmup``: untimed model runs;
+    ``threads``: intra-op threads (split between worker processes); ``formats``: the reports;
+    ``threshold``: decision threshold of case-level scores; ``worst_distance``: summary only;
+    ``scorers``: threads computing metrics (one beside a model's inference; an evaluation,
+    which has no inference, scores on as many threads as it reads)."""
+
+    readers: int = 2
+    prefetch: int = 2
+    write_every: int = 8
+    warmup: int = 1
+    threads: int | None = None
+    formats: tuple[str, ...] = ("csv", "json", "html")
+    threshold: float = 0.5
+    worst_distance: str = "inf"
+    scorers: int = 1
+
+    @classmethod
+    def from_config(cls, config: dict) -> EngineSettings:
+        bench = config["benchmark"]
+        return cls(readers=bench["workers"], prefetch=bench["prefetch"], write_every=bench["write_every"],
+                   warmup=bench["warmup"], threads=bench["threads"], formats=tuple(config["output"]["formats"]),
+                   threshold=bench["threshold"])
+
+
+def shard_cases(cases: list[RunCase], shard: Shard | None) -> list[RunCase]:
+    """The cases of ``shard`` (all when None); more shards than cases is an error."""
+    if shard is None:
+        return cases
+    if shard.count > len(cases):
+        raise ConfigError(f"--shard '{shard}': {shard.count} is more shards than the dataset's "
+                          f"{len(cases)} cases; use at most {len(cases)}")
+    return [c for c in cases if shard.holds(c.case_id)]
+
+
 @dataclass
 class RunPlan:
-    """What a run does: ``entries`` (model config entries) on ``cases`` (the shard's, sorted by id)."""
+    """What a run does: its models on ``cases`` (the shard's, sorted by id).
 
-    config: dict
+    A ``medbench run`` plan holds the config and its model ``entries``; an evaluation's plan
+    holds no config and one "model", the folder of saved predictions ``predictions`` (each
+    case carries its ``pred_path``). Executors, the sink and finalize do not tell them apart."""
+
+    config: dict | None
     entries: list[dict]
     options: MetricOptions
     cases: list[RunCase]
     targets: dict
     shard: Shard | None = None
     case_ids: tuple[str, ...] = ()  # every case of the dataset (all shards): part of the run's identity
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    predictions: str | None = None  # an evaluation: the prediction folder
+    evaluated: str | None = None  # an evaluation: the model name of its predictions
 
     @classmethod
     def from_config(cls, config: dict, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
         cases = discover_cases(config["dataset"])
         case_ids = tuple(c.case_id for c in cases)
-        if shard is not None:
-            if shard.count > len(cases):
-                raise ConfigError(f"--shard '{shard}': {shard.count} is more shards than the dataset's "
-                                  f"{len(cases)} cases; use at most {len(cases)}")
-            cases = [c for c in cases if shard.holds(c.case_id)]
-        return cls(config, select_models(config, models), options_from_config(config), cases,
-                   read_targets(config["dataset"].get("targets_csv")), shard, case_ids)
+        return cls(config, select_models(config, models), options_from_config(config), shard_cases(cases, shard),
+                   read_targets(config["dataset"].get("targets_csv")), shard, case_ids,
+                   EngineSettings.from_config(config))
+
+    @classmethod
+    def for_evaluation(cls, cases: list[RunCase], *, model: str, pred_dir: str, options: MetricOptions,
+                       settings: EngineSettings, shard: Shard | None = None) -> RunPlan:
+        """An evaluation of the predictions in ``pred_dir`` (named ``model``) on ``cases``."""
+        cases = sorted(cases, key=lambda c: c.case_id)
+        return cls(None, [], options, shard_cases(cases, shard), {}, shard, tuple(c.case_id for c in cases),
+                   settings, predictions=str(pred_dir), evaluated=model)
 
     @property
     def model_names(self) -> list[str]:
-        return [m["name"] for m in self.entries]
+        return [self.evaluated] if self.evaluated is not None else [m["name"] for m in self.entries]
 
     def todo(self, done: set[tuple[str, str]]) -> list[tuple[RunCase, tuple[str, ...]]]:
         """Each case with a model that has not finished it, and those models (config order)."""

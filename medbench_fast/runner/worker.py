@@ -21,11 +21,36 @@ import numpy as np
 
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.checks import check_same_grid
-from medbench_fast.data.reader import Volume, load_volume
+from medbench_fast.data.reader import Volume, VolumeError, load_volume
 from medbench_fast.files import path_inside
-from medbench_fast.metrics.evaluate import evaluate_pair
+from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
 from medbench_fast.models.base import CASE_OBJECT
 from medbench_fast.runner.cases import RunCase, load_case_image
+
+
+#: Exceptions that mean a mistake in medbench-fast's own code, never a problem of the data. Raised
+#: while a case is worked on, they stop the command (exit 1, :class:`CaseBug`) instead of
+#: becoming a failed row blamed on the case's files; every other exception (an unreadable or
+#: mismatched volume, a model that refuses the input) is a failed row and the run goes on.
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, ZeroDivisionError,
+                      RecursionError)
+
+
+class CaseBug(RuntimeError):
+    """An unexpected exception in medbench-fast's own code while working on a case."""
+
+    def __init__(self, case_id: str, model: str | None, stage: str, exc: BaseException):
+        self.case_id, self.model, self.stage = case_id, model, stage
+        on = f"case {case_id!r}" + (f", model {model!r}" if model else "")
+        super().__init__(f"internal error (a bug in medbench-fast, not a problem of the data) on {on}, while "
+                         f"{stage}: {type(exc).__name__}: {exc}; the case was not recorded (rerun with --debug "
+                         f"for the traceback, and report it)")
+
+
+def raise_if_bug(exc: BaseException, case_id: str, model: str | None, stage: str) -> None:
+    """Raise :class:`CaseBug` (chained to ``exc``) when ``exc`` is a programming error."""
+    if isinstance(exc, PROGRAMMING_ERRORS):
+        raise CaseBug(case_id, model, stage, exc) from exc
 
 
 @dataclass
@@ -39,6 +64,7 @@ class Loaded:
     load_s: float = 0.0
     error: str | None = None
     prepared: dict = field(default_factory=dict)  # model name -> Prepared or the exception it raised
+    prediction: Volume | None = None  # an evaluation's saved prediction
 
 
 @dataclass
@@ -153,6 +179,7 @@ class CaseWorker:
                 out.ref = load_volume(case.ref_path, cache=self.cache)
                 check_same_grid(out.image, out.ref)
         except Exception as exc:  # recorded as failed rows for every model
+            raise_if_bug(exc, case.case_id, None, "reading the case")
             out.error = str(exc)
         out.load_s = (time.perf_counter_ns() - t0) / 1e9
         if out.error is None:
@@ -164,6 +191,7 @@ class CaseWorker:
                         raise ValueError(f"model {name!r} needs the reference mask; case {case.case_id!r} has none")
                     out.prepared[name] = model.prepare(out.image, mask)
                 except Exception as exc:  # this model fails on this case; the others go on
+                    raise_if_bug(exc, case.case_id, name, "preparing the input")
                     out.prepared[name] = exc
         return out
 
@@ -209,6 +237,7 @@ class CaseWorker:
                 save_dicom_seg(prediction.label_map, item.case, self.seg_dir, name, self.options.label_names)
             label_map = prediction.label_map if item.ref is not None else None
         except Exception as exc:  # the case fails for this model; the run goes on
+            raise_if_bug(exc, cid, name, "running the model")
             row.update(success=False, error=f"{type(exc).__name__}: {exc}" if not item.error else item.error)
             label_map = None
         return outcome, label_map
@@ -220,13 +249,17 @@ class CaseWorker:
                              **self.options.pair_kwargs())
         return rows, (time.perf_counter_ns() - t0) / 1e9
 
-    @staticmethod
-    def attach_metrics(outcome: ModelOutcome, compute) -> None:
+    def metric_error(self, outcome: ModelOutcome, exc: Exception) -> str:
+        """The failed row's text for a metric error (bad values in a prediction)."""
+        return f"metrics: {type(exc).__name__}: {exc}"
+
+    def attach_metrics(self, outcome: ModelOutcome, compute) -> None:
         """Fill ``outcome`` from ``compute() -> (rows, seconds)``; a metric error fails this pair only."""
         try:
             rows, metrics_s = compute()
         except Exception as exc:
-            outcome.case_row.update(success=False, error=f"metrics: {type(exc).__name__}: {exc}")
+            raise_if_bug(exc, outcome.case_row["case_id"], outcome.case_row["model"], "computing the metrics")
+            outcome.case_row.update(success=False, error=self.metric_error(outcome, exc))
             outcome.metric_rows = []
             return
         outcome.case_row["metrics_s"] = metrics_s
@@ -275,3 +308,60 @@ class CaseWorker:
             warm.append((time.perf_counter_ns() - t0) / 1e9)
         info["warmup_s"] = [first, *warm]
         return first_prediction
+
+
+def _name_file(exc: Exception, ref_path: str | None, pred_path: str | None, reading: str | None) -> str:
+    """An evaluation's error text naming the file: ``ref:``/``pred:`` prefixes become the file
+    paths; another error names the file being read when it was raised (else the prediction)."""
+    text = str(exc)
+    for side, path in (("ref", ref_path), ("pred", pred_path)):
+        if text.startswith(side + ":"):
+            return f"{path}:{text[len(side) + 1:]}"
+    if isinstance(exc, VolumeError):
+        return text
+    return f"{reading or pred_path}: {type(exc).__name__}: {text}"
+
+
+class PredictionWorker(CaseWorker):
+    """The case worker of an evaluation, whose "model" is a folder of saved predictions: loading
+    a case reads its reference and its prediction (``RunCase.pred_path``) and checks that they
+    share a grid; "running" the model hands over the prediction; scoring is the run's."""
+
+    def __init__(self, options, cache: VolumeCache | None):
+        super().__init__({}, {}, options, {}, cache, warmup=0)
+
+    def load(self, case: RunCase, names) -> Loaded:
+        t0 = time.perf_counter_ns()
+        out = Loaded(case, tuple(names))
+        reading = None
+        try:
+            if case.problem:
+                raise VolumeError(case.problem)
+            reading = case.ref_path
+            out.ref = load_volume(case.ref_path, cache=self.cache)
+            reading = case.pred_path
+            out.prediction = load_volume(case.pred_path, cache=self.cache)
+            reading = None
+            check_spacing(out.ref.spacing)
+            check_same_grid(out.ref, out.prediction, rtol=self.options.geometry_rtol)
+        except Exception as exc:  # a failed row naming the file; the run goes on
+            raise_if_bug(exc, case.case_id, None, "reading the case")
+            out.error = _name_file(exc, case.ref_path, case.pred_path, reading)
+        out.load_s = (time.perf_counter_ns() - t0) / 1e9
+        return out
+
+    def metric_error(self, outcome: ModelOutcome, exc: Exception) -> str:
+        return _name_file(exc, outcome.case_row["ref_path"], outcome.case_row["pred_path"], None)
+
+    def check_fits(self, name: str, item: Loaded) -> None:
+        """Saved predictions fit by definition: their grid is checked against the reference on load."""
+
+    def run_model(self, name: str, item: Loaded):
+        case = item.case
+        row = {"model": name, "case_id": case.case_id, "ref_path": case.ref_path, "pred_path": case.pred_path,
+               "success": False}
+        if item.error is not None:
+            row.update(error=item.error, total_s=item.load_s)
+            return ModelOutcome(row, [], []), None
+        row.update(shape=list(item.ref.shape), spacing=list(item.ref.spacing), success=True, load_s=item.load_s, total_s=item.load_s)
+        return ModelOutcome(row, [], []), item.prediction

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -219,7 +220,7 @@ def test_evaluate_imports_nothing_heavy_before_scoring(tmp_path, rng):
     heavy = ("scipy.stats", "pandas", "onnxruntime", "torch", "pydicom", "SimpleITK")
     code = f"""
 import json, sys
-import medbench_fast.runner.evaluate as ev
+import medbench_fast.runner.worker as ev
 seen = []
 score = ev.evaluate_pair
 def spy(*args, **kwargs):
@@ -269,6 +270,42 @@ def test_infinite_distances_are_counted_or_replaced_by_the_diagonal(tmp_path, rn
     assert stats["inf_count"] == 0
     assert stats["mean"] == pytest.approx((rows["a"]["hd95"] + diagonal) / 2, rel=1e-6)
     assert json.loads((out / "run.json").read_text())["options"]["worst_distance"] == "diagonal"
+
+
+@pytest.mark.parametrize("executor", [[], ["--executor", "processes", "--workers", "1"]], ids=["local", "processes"])
+def test_a_bug_in_the_metric_step_stops_with_exit_1_and_records_no_failed_row(tmp_path, executor):
+    """A programming error inside a case is not the data's fault: exit 1, a message that says it
+    is a bug and names the case, no failed row; the traceback only with --debug."""
+    rng = np.random.default_rng(1)
+    ref, pred = _pair(rng)
+    for folder, array in (("ref", ref), ("pred", pred)):
+        (tmp_path / folder).mkdir()
+        write_volume(Volume(array, SPACING), tmp_path / folder / "case1.nii.gz")
+    hook = tmp_path / "hook"  # every interpreter of the command (worker processes too) gets the broken step
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import medbench_fast.runner.worker as worker\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise TypeError(\"unsupported operand type(s) for +: 'int' and 'NoneType'\")\n"
+        "worker.evaluate_pair = broken\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+
+    def medbench(*flags):
+        return subprocess.run([sys.executable, "-m", "medbench_fast", *flags, "evaluate", "--pred", str(tmp_path / "pred"),
+                               "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "out"), "--quiet", "--no-cache",
+                               "--overwrite", *executor], capture_output=True, text=True, env=env)
+
+    proc = medbench()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "internal error (a bug in medbench-fast, not a problem of the data) on case 'case1'" in proc.stderr
+    assert "while computing the metrics: TypeError" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "cases.parquet").exists()
+    assert not list((tmp_path / "out").glob("parts/cases/*.parquet"))
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["status"] == "failed" and "bug in medbench-fast" in run["error"]
+    if not executor:  # the driver's own traceback (a worker's stays in the worker)
+        debug = medbench("--debug")
+        assert debug.returncode == 1 and "Traceback" in debug.stderr and "TypeError" in debug.stderr
 
 
 @pytest.mark.parametrize("damage", ["delete", "corrupt"])

@@ -166,3 +166,28 @@ def test_profile_command(tmp_path, bench_assets, write_config):
         assert r["throughput_items_per_s"] > 0 and r["peak_rss_mb"] > 0
     bad = CliRunner().invoke(cli, ["profile", str(bench_assets / "models" / "baseline.onnx"), "--min-iters", "1"])
     assert bad.exit_code == 1 and "--input-shape" in bad.output
+
+
+def test_a_bug_in_a_case_stops_the_run_with_exit_1_not_a_failed_row(tmp_path, bench_assets, write_config):
+    """A programming error while scoring a case is the project's, not the data's: ``medbench run``
+    stops with exit 1 and says it is a bug, naming the case; no failed row blames the data."""
+    import os
+    import subprocess
+    import sys
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import medbench_fast.runner.worker as worker\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise AttributeError(\"'NoneType' object has no attribute 'spacing'\")\n"
+        "worker.evaluate_pair = broken\n")
+    config = write_config(tmp_path, bench_assets, max_cases=2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "run", "--config", str(config), "--out",
+                           str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "internal error (a bug in medbench-fast, not a problem of the data) on case 'case_000'" in proc.stderr
+    assert "model 'baseline'" in proc.stderr and "AttributeError" in proc.stderr
+    assert not list((tmp_path / "run").glob("parts/cases/*.parquet")) and not (tmp_path / "run" / "cases.parquet").exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"

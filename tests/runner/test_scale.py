@@ -391,3 +391,135 @@ def test_a_killed_resource_tracker_prints_no_tracebacks(tmp_path, scale_setup):
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "resource_tracker" not in err and "Warning" not in err, err
     assert _rows(out) == want
+
+
+# -- evaluate on the same engine -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def eval_setup(tmp_path_factory, bench_assets):
+    """``medbench evaluate`` arguments (one case per part, every metric) and its local run's rows."""
+    args = ["--pred", f"{bench_assets}/data/preds", "--ref", f"{bench_assets}/data/labels", "--write-every", "1",
+            "--no-cache"]
+    local = tmp_path_factory.mktemp("eval") / "local"
+    _ok(_medbench("evaluate", *args, "--out", str(local)))
+    want = _rows(local)
+    assert len(want[1]) == 12 and all(c["success"] for c in want[1])
+    return args, want
+
+
+def test_evaluate_on_worker_processes_writes_the_rows_of_a_local_evaluation(tmp_path, eval_setup):
+    args, want = eval_setup
+    out = tmp_path / "procs"
+    _ok(_medbench("evaluate", *args, "--out", str(out), "--executor", "processes", "--workers", "2"))
+    assert _rows(out) == want
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "evaluate" and run["executor"] == "processes" and len(run["workers"]) == 2
+    assert {w["pid"] for w in run["workers"]}.isdisjoint({os.getpid()})
+    assert sum(w["cases_done"] for w in run["workers"]) == len(want[1])
+    assert len(_parts_pairs(out)) == len(want[1])
+
+
+def test_evaluate_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, eval_setup):
+    args, want = eval_setup
+    out = tmp_path / "killed"
+    proc = _medbench("evaluate", *args, "--out", str(out), "--executor", "processes", "--workers", "2")
+    deadline = time.time() + 300
+    victims = []
+    while time.time() < deadline and not victims:  # a worker that has scored a case, while others remain
+        if list((out / "parts" / "cases").glob("part-*.parquet")):
+            victims = _worker_pids(proc.pid)
+        time.sleep(0.005)
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    _ok(proc)
+    assert _rows(out) == want
+    pairs = _parts_pairs(out)
+    assert len(pairs) == len(set(pairs)) == len(want[1])
+    ended = [w for w in json.loads((out / "run.json").read_text())["workers"] if w.get("ended")]
+    assert ended and ended[0]["ended"] == "killed by SIGKILL" and ended[0]["pid"] == victims[0]
+
+
+def test_evaluate_on_ray_actors_and_an_actor_killed(tmp_path, eval_setup, ray_cluster):
+    args, want = eval_setup
+    ray, address = ray_cluster
+    out = tmp_path / "ray"
+    _ok(_medbench("evaluate", *args, "--out", str(out), "--executor", "ray", "--workers", "2",
+                  env={"RAY_ADDRESS": address}))
+    assert _rows(out) == want
+    run = json.loads((out / "run.json").read_text())
+    assert run["executor"] == "ray" and len(run["workers"]) == 2
+    out = tmp_path / "raykill"
+    proc = _medbench("evaluate", *args, "--out", str(out), "--executor", "ray", "--workers", "2",
+                     env={"RAY_ADDRESS": address})
+    deadline, killed = time.time() + 300, False
+    while time.time() < deadline and not killed and proc.poll() is None:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["name"].startswith("medbench-")]
+        if names and list((out / "parts" / "cases").glob("part-*.parquet")):
+            ray.kill(ray.get_actor(names[0], namespace="medbench"))
+            killed = True
+        time.sleep(0.005)
+    assert killed, "no medbench actor found while the evaluation was going on"
+    _ok(proc)
+    assert _rows(out) == want
+    pairs = _parts_pairs(out)
+    assert len(pairs) == len(set(pairs)) == len(want[1])
+    run = json.loads((out / "run.json").read_text())
+    assert any((w.get("ended") or "").startswith("actor died") for w in run["workers"])
+
+
+def test_evaluate_shards_run_concurrently_and_consolidate_to_the_unsharded_rows(tmp_path, eval_setup):
+    args, want = eval_setup
+    out = tmp_path / "sharded"
+    procs = [_medbench("evaluate", *args, "--out", str(out), "--shard", k) for k in ("1/3", "2/3", "3/3")]
+    outputs = [_ok(p) for p in procs]
+    assert any("consolidate with the same command and --resume" in o for o in outputs)
+    for k in (1, 2, 3):
+        assert any(f.name.startswith(f"part-shard-{k}-of-3-") for f in (out / "parts" / "cases").iterdir())
+    early = _medbench("evaluate", *args, "--out", str(tmp_path / "early"), "--shard", "1/2")
+    _ok(early)
+    proc = _medbench("evaluate", *args, "--out", str(tmp_path / "early"), "--resume")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "shard(s) 2/2 (missing) have not finished" in err, err
+    _ok(_medbench("evaluate", *args, "--out", str(out), "--resume"))
+    assert _rows(out) == want
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "finished" and set(run["shard_runs"]) == {"1/3", "2/3", "3/3"}
+
+
+def test_an_evaluation_killed_mid_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, eval_setup):
+    args, want = eval_setup
+    out = tmp_path / "resumed"
+    proc = _medbench("evaluate", *args, "--out", str(out), "--workers", "1")
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "parts" / "cases").glob("part-*.parquet"))) < 2:
+        time.sleep(0.002)
+    proc.kill()
+    proc.communicate()
+    done = len(_parts_pairs(out))
+    assert 0 < done < len(want[1]), done
+    again = _medbench("evaluate", *args, "--out", str(out))  # a folder holding a run is refused ...
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 2 and "use --resume to continue it" in err, err
+    changed = _medbench("evaluate", *args, "--out", str(out), "--resume", "--metrics", "dice")  # ... another run too
+    _, err = changed.communicate(timeout=300)
+    assert changed.returncode == 2 and "options.metrics" in err, err
+    _ok(_medbench("evaluate", *args, "--out", str(out), "--resume"))
+    assert _rows(out) == want
+    pairs = _parts_pairs(out)
+    assert len(pairs) == len(set(pairs)) == len(want[1])
+    run = json.loads((out / "run.json").read_text())
+    assert run["resumed"] is True and run["cases_run"] == len(want[1]) - done
+
+
+def test_estimate_sizes_a_bigger_evaluation(tmp_path, eval_setup):
+    args, _ = eval_setup
+    out = tmp_path / "measured"
+    _ok(_medbench("evaluate", *args, "--out", str(out)))
+    result = json.loads(_invoke(["estimate", str(out), "--cases", "10000", "--workers", "8", "--cpu-cores", "8",
+                                 "--json"]).output)
+    stages = result["stages_s"]
+    assert stages["decode"] > 0 and stages["metrics"] > 0 and stages["inference"] == 0 == stages["preprocess"]
+    assert result["target"]["workers"] == 8 and result["wall_s"] > 0
+    assert result["bottleneck"] in ("decode", "metrics", "write")
+    assert "needs a run measured on a GPU" in _invoke(["estimate", str(out), "--cases", "10", "--gpus", "1"],
+                                                      code=2).output

@@ -25,17 +25,19 @@ from medbench_fast.runner.worker import (
 
 
 class LocalExecutor:
-    """Runs a :class:`CaseWorker` in this process with ``readers`` prefetch threads, ``prefetch`` cases ahead."""
+    """Runs a :class:`CaseWorker` in this process with ``readers`` prefetch threads, ``prefetch``
+    cases ahead, and ``scorers`` metric threads."""
 
-    def __init__(self, worker: CaseWorker, *, readers: int, prefetch: int):
+    def __init__(self, worker: CaseWorker, *, readers: int, prefetch: int, scorers: int = 1):
         self.worker = worker
         self.readers = max(1, readers)
         self.prefetch = max(1, prefetch)
+        self.scorers = max(1, scorers)
 
     def run(self, todo, sink: RunSink, *, progress: bool) -> ExecStats:
         worker = self.worker
         stats = ExecStats(model_info=worker.model_info)
-        metric_pool = ThreadPoolExecutor(1, thread_name_prefix="medbench-metrics")
+        metric_pool = ThreadPoolExecutor(self.scorers, thread_name_prefix="medbench-metrics")
         load_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="medbench-load")
         pending: deque[tuple[str, list[tuple[ModelOutcome, Future | None]]]] = deque()
         bar = progress_bar(len(todo), progress)
@@ -45,7 +47,7 @@ class LocalExecutor:
                 case_id, parts = pending.popleft()
                 for outcome, future in parts:
                     if future is not None:
-                        CaseWorker.attach_metrics(outcome, future.result)
+                        worker.attach_metrics(outcome, future.result)
                 sink.add(CaseResult(case_id, [o for o, _ in parts]))
                 bar.update(1)
 
@@ -71,7 +73,7 @@ class LocalExecutor:
                     future = metric_pool.submit(worker.score, item.ref, label_map) if label_map is not None else None
                     parts.append((outcome, future))
                 pending.append((item.case.case_id, parts))
-                harvest(block=len(pending) > 2)
+                harvest(block=len(pending) > self.scorers + 1)
             harvest(block=True)
         except KeyboardInterrupt:
             stats.interrupted = True

@@ -41,6 +41,8 @@ class WorkerInit:
     gpu: str | None = None
     seg_dir: str | None = None  # output.dicom_seg
     pred_dir: str | None = None  # output.save_predictions
+    predictions: bool = False  # an evaluation: the cases carry their saved predictions (no model to open)
+    warmup: int = 1
 
 
 @dataclass
@@ -93,7 +95,8 @@ def unpack(packed: PackedResult) -> CaseResult:
 def failed_result(case, names, error: str) -> CaseResult:
     """Failed rows for every model of ``case`` (a worker died on it twice)."""
     outcomes = [ModelOutcome({"model": n, "case_id": case.case_id, "image_path": case.image_path,
-                              "ref_path": case.ref_path, "success": False, "error": error}, [], [])
+                              "ref_path": case.ref_path, "pred_path": case.pred_path, "success": False, "error": error},
+                             [], [])
                 for n in names]
     return CaseResult(case.case_id, outcomes)
 
@@ -125,7 +128,11 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
 
     from medbench_fast.data.cache import VolumeCache
     from medbench_fast.runner.model_sources import open_resolved, watch_gpus
+    from medbench_fast.runner.worker import PredictionWorker
 
+    cache = VolumeCache(init.cache_dir) if init.use_cache else None
+    if init.predictions:
+        return PredictionWorker(init.options, cache), {**worker_identity(), "threads": init.threads}
     watch = watch_gpus(init.benchmark)
     models, info = {}, {}
     for resolved in init.resolved:
@@ -135,8 +142,7 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
         info[resolved.name] = {"session_s": (time.perf_counter_ns() - t0) / 1e9,
                                "providers_in_use": model.providers_in_use, "spec": resolved.spec,
                                **model.run_facts()}
-    cache = VolumeCache(init.cache_dir) if init.use_cache else None
-    worker = CaseWorker(models, info, init.options, init.targets, cache, init.benchmark["warmup"],
+    worker = CaseWorker(models, info, init.options, init.targets, cache, init.warmup,
                         seg_dir=Path(init.seg_dir) if init.seg_dir else None,
                         pred_dir=Path(init.pred_dir) if init.pred_dir else None)
     identity = {**worker_identity(), "threads": init.threads,
