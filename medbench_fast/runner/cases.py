@@ -8,7 +8,7 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
-from medbench_fast.config import ConfigError
+from medbench_fast.config import ConfigError, DatasetConfig
 from medbench_fast.data.channels import load_channel_files, load_channels_file
 from medbench_fast.data.discovery import list_cases
 from medbench_fast.data.layouts import (
@@ -41,37 +41,37 @@ def load_case_image(case: RunCase, *, cache=None) -> Volume:
     return load_channels_file(case.image_path, case.channel_names, cache=cache)
 
 
-def discover_cases(dataset: dict, *, source: str = "config") -> list[RunCase]:
+def discover_cases(dataset: DatasetConfig, *, source: str = "config") -> list[RunCase]:
     """Cases from ``dataset.manifest``, ``dataset.image_dir`` (+ ``seg_dir``; nnU-Net channel
     files are grouped), ``dataset.nnunet`` or ``dataset.decathlon``, sorted by id."""
-    if dataset.get("manifest"):
-        cases = _from_manifest(Path(dataset["manifest"]))
-    elif dataset.get("image_dir") and _is_dicom_dataset(dataset):
+    if dataset.manifest:
+        cases = _from_manifest(Path(dataset.manifest))
+    elif dataset.image_dir and _is_dicom_dataset(dataset):
         cases = _from_dicom(dataset)
-    elif dataset.get("image_dir"):
-        cases = _from_folders(dataset["image_dir"], dataset.get("seg_dir"), dataset.get("pattern") or "*")
-    elif dataset.get("nnunet") or dataset.get("decathlon"):
+    elif dataset.image_dir:
+        cases = _from_folders(dataset.image_dir, dataset.seg_dir, dataset.pattern or "*")
+    elif dataset.nnunet or dataset.decathlon:
         cases = _from_layout(dataset, source)
     else:
         raise ConfigError(f"{source}: dataset: give image_dir (and seg_dir), manifest, nnunet or decathlon")
     if not cases:
         raise ConfigError(f"no cases found: {_searched(dataset)}")
     cases.sort(key=lambda c: c.case_id)
-    if dataset.get("max_cases") is not None:
-        cases = cases[: dataset["max_cases"]]
+    if dataset.max_cases is not None:
+        cases = cases[: dataset.max_cases]
     return cases
 
 
-def _searched(dataset: dict) -> str:
+def _searched(dataset: DatasetConfig) -> str:
     """What :func:`discover_cases` looked for, to say so when it found nothing."""
     from medbench_fast.data.reader import IMAGE_EXTENSIONS
 
-    if dataset.get("manifest"):
-        return f"{dataset['manifest']} lists no case"
-    if dataset.get("nnunet") or dataset.get("decathlon"):
-        kind = "nnunet" if dataset.get("nnunet") else "decathlon"
-        layout = read_layout(dataset[kind], kind)
-        split = dataset.get("split") or "test"
+    if dataset.manifest:
+        return f"{dataset.manifest} lists no case"
+    if dataset.nnunet or dataset.decathlon:
+        kind = "nnunet" if dataset.nnunet else "decathlon"
+        layout = read_layout(getattr(dataset, kind), kind)
+        split = dataset.split or "test"
         if kind == "decathlon":
             key = "training" if split == "train" else "test"
             return f"{layout.json_path}: {key} lists no case (dataset.split: {split})"
@@ -79,16 +79,16 @@ def _searched(dataset: dict) -> str:
         return (f"{folder}: no file ending in {layout.file_ending!r} (file_ending of {layout.json_path}; "
                 f"dataset.split: {split})")
     if _is_dicom_dataset(dataset):
-        return f"{dataset['image_dir']}: no DICOM image series with a reference"
-    return (f"{dataset['image_dir']}: no image file ({', '.join(IMAGE_EXTENSIONS)}, or DICOM series folder) "
-            f"matches pattern {dataset.get('pattern') or '*'!r}")
+        return f"{dataset.image_dir}: no DICOM image series with a reference"
+    return (f"{dataset.image_dir}: no image file ({', '.join(IMAGE_EXTENSIONS)}, or DICOM series folder) "
+            f"matches pattern {dataset.pattern or '*'!r}")
 
 
-def _from_layout(dataset: dict, source: str) -> list[RunCase]:
-    kind = "nnunet" if dataset.get("nnunet") else "decathlon"
+def _from_layout(dataset: DatasetConfig, source: str) -> list[RunCase]:
+    kind = "nnunet" if dataset.nnunet else "decathlon"
     try:
-        layout = read_layout(dataset[kind], kind)
-        found = layout.cases(dataset.get("split") or "test")
+        layout = read_layout(getattr(dataset, kind), kind)
+        found = layout.cases(dataset.split or "test")
     except LayoutError as exc:
         raise ConfigError(f"{source}: dataset.{kind}: {exc}") from None
     if kind == "decathlon":
@@ -118,21 +118,21 @@ def _from_folders(image_dir: str, seg_dir: str | None, pattern: str) -> list[Run
     return cases
 
 
-def _is_dicom_dataset(dataset: dict) -> bool:
+def _is_dicom_dataset(dataset: DatasetConfig) -> bool:
     """True when the references are DICOM-SEG / RTSTRUCT files (in seg_dir, or mixed in image_dir)."""
     from medbench_fast.data.dicom.index import has_dicom_objects
 
-    folder = dataset.get("seg_dir") or dataset["image_dir"]
+    folder = dataset.seg_dir or dataset.image_dir
     return Path(folder).is_dir() and has_dicom_objects(folder)
 
 
-def _from_dicom(dataset: dict) -> list[RunCase]:
+def _from_dicom(dataset: DatasetConfig) -> list[RunCase]:
     from medbench_fast.data.dicom.labels import parse_rules
     from medbench_fast.data.dicom.pairing import run_cases
 
-    rules = parse_rules(dataset.get("dicom_labels"), dataset.get("dicom_unmatched") or "error")
+    rules = parse_rules(dataset.dicom_labels, dataset.dicom_unmatched or "error")
     return [RunCase(c.case_id, c.image_path, c.ref_path, c.problem)
-            for c in run_cases(dataset["image_dir"], dataset.get("seg_dir"), rules)]
+            for c in run_cases(dataset.image_dir, dataset.seg_dir, rules)]
 
 
 def _channel_folders(images: dict, refs: dict, image_dir: Path, seg_dir: str | None) -> list[RunCase]:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medbench_fast.config import Config
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.files import atomic_create, path_inside, write_text_atomic
 from medbench_fast.runner.executors.base import ExecStats
@@ -64,7 +65,7 @@ def _latency_rows(models: dict, samples: dict[str, list[float]], busy: dict[str,
     return rows
 
 
-def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
+def run_benchmark(config: Config, *, config_text: str | None = None, run_dir: str | Path | None = None,
                   resume: bool = False, overwrite: bool = False, models: list[str] | None = None,
                   progress: bool | None = None, cache: VolumeCache | None = None,
                   scale: ScaleOptions | None = None, shard: Shard | None = None) -> RunResult:
@@ -87,9 +88,9 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
     if resume and _recorded_shards(Path(run_dir)):
         return _finalize_shards(Path(run_dir), config, config_text=config_text, models=models)
     plan = RunPlan.from_config(config, models=models, shard=shard)
-    placement = _preflight_executor(scale, config["benchmark"]["threads"], len(plan.cases))
+    placement = _preflight_executor(scale, config.benchmark.threads, len(plan.cases))
     run_id = run_info.new_run_id()
-    run_dir = Path(run_dir) if run_dir else Path(config["output"]["dir"]) / run_id
+    run_dir = Path(run_dir) if run_dir else Path(config.output.dir) / run_id
     identity = run_fingerprint(config, plan.entries, plan.options, plan.case_ids)
     folder = RunFolder(run_dir, command="run")
     previous = folder.open(identity, resume=resume, overwrite=overwrite, shard=shard.namespace if shard else None,
@@ -147,24 +148,24 @@ def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
     export_dir.mkdir(parents=True, exist_ok=True)
     resolved = {}
     for entry in plan.entries:
-        resolved[entry["name"]] = resolve_model(entry, export_dir=export_dir, benchmark=plan.config["benchmark"])
+        resolved[entry.name] = resolve_model(entry, export_dir=export_dir, benchmark=plan.config.benchmark)
         if plan.options.labels:
             from medbench_fast.models.spec import ModelSpec
 
-            spec = ModelSpec.from_dict(resolved[entry["name"]].spec, where=f"model {entry['name']!r}")
+            spec = ModelSpec.from_dict(resolved[entry.name].spec, where=f"model {entry.name!r}")
             if spec.output.kind != "case_scores":
-                spec.check_dataset_labels(plan.options.labels, model=entry["name"])
+                spec.check_dataset_labels(plan.options.labels, model=entry.name)
     return resolved
 
 
 def _seg_dir(plan: RunPlan, run_dir: Path) -> Path | None:
-    return run_dir / "dicom_seg" if plan.config["output"].get("dicom_seg") else None
+    return run_dir / "dicom_seg" if plan.config.output.dicom_seg else None
 
 
 def _pred_dir(plan: RunPlan, run_dir: Path) -> Path | None:
     from medbench_fast.runner.worker import PREDICTIONS_DIR
 
-    return run_dir / PREDICTIONS_DIR if plan.config["output"].get("save_predictions") else None
+    return run_dir / PREDICTIONS_DIR if plan.config.output.save_predictions else None
 
 
 def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None,
@@ -172,34 +173,34 @@ def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_di
     from medbench_fast.runner.model_sources import open_resolved, watch_gpus
     from medbench_fast.runner.worker import CaseWorker
 
-    bench = plan.config["benchmark"]
+    bench = plan.config.benchmark
     watch_gpus(bench)
     models, info = {}, {}
     for entry in plan.entries:
         t0 = time.perf_counter_ns()
-        model = open_resolved(resolved[entry["name"]], benchmark=bench)
-        models[entry["name"]] = model
-        info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
+        model = open_resolved(resolved[entry.name], benchmark=bench)
+        models[entry.name] = model
+        info[entry.name] = {"kind": entry.kind, "note": entry.note,
                                "session_s": (time.perf_counter_ns() - t0) / 1e9,
                                "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict(),
                                **model.run_facts()}
-    return CaseWorker(models, info, plan.options, plan.targets, cache, bench["warmup"], seg_dir=seg_dir,
+    return CaseWorker(models, info, plan.options, plan.targets, cache, bench.warmup, seg_dir=seg_dir,
                       pred_dir=pred_dir)
 
 
 def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: VolumeCache | None, *, run_id: str,
                    placement: _Placement, schema, seg_dir: Path | None, pred_dir: Path | None):
-    bench = plan.config["benchmark"]
+    bench = plan.config.benchmark
     if scale.executor == "local":
         from medbench_fast.runner.executors.local import LocalExecutor
 
-        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir, pred_dir), readers=bench["workers"],
-                             prefetch=bench["prefetch"])
+        return LocalExecutor(_open_local(plan, resolved, cache, seg_dir, pred_dir), readers=bench.workers,
+                             prefetch=bench.prefetch)
     from medbench_fast.runner.executors.remote import WorkerInit
 
-    init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), bench, plan.options, plan.targets,
+    init = WorkerInit(tuple(resolved[e.name] for e in plan.entries), bench, plan.options, plan.targets,
                       str(cache.root) if cache is not None else None, cache is not None, schema,
-                      threads=bench["threads"], seg_dir=str(seg_dir) if seg_dir else None,
+                      threads=bench.threads, seg_dir=str(seg_dir) if seg_dir else None,
                       pred_dir=str(pred_dir) if pred_dir else None)
     if scale.executor == "processes":
         from medbench_fast.runner.executors.processes import ProcessExecutor
@@ -209,7 +210,7 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
     from medbench_fast.runner.scale import ray_slots
 
     address = placement.address
-    slots = ray_slots(scale, threads=bench["threads"], cluster_gpus=_ray_gpus(scale, address), cases=len(plan.cases))
+    slots = ray_slots(scale, threads=bench.threads, cluster_gpus=_ray_gpus(scale, address), cases=len(plan.cases))
     local_gpus = None if address or scale.gpus is None else math.ceil(sum(s.num_gpus for s in slots) - 1e-9)
     return RayExecutor(init, slots, address=address, run_id=run_id,
                        local_cpus=None if address else max(len(slots), os.cpu_count() or 1), local_gpus=local_gpus,
@@ -232,11 +233,11 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
                    run_id: str, progress: bool | None, cache: VolumeCache | None, scale: ScaleOptions,
                    placement: _Placement) -> RunResult:
     """The run itself, in a folder opened and locked by :func:`run_benchmark`."""
-    config, bench = plan.config, plan.config["benchmark"]
+    config, bench = plan.config, plan.config.benchmark
     shard = plan.shard
     resume = bool(previous) and shard is None
     info = {"run_id": run_id, "started": previous.get("started") or run_info.utc_now(), "command": "run",
-            "config": run_info.config_record(config_text) or previous.get("config"), "resolved_config": config,
+            "config": run_info.config_record(config_text) or previous.get("config"), "resolved_config": config.to_dict(),
             "status": "starting", "resumed": resume, "error": None,
             "fingerprint": previous["fingerprint"] if previous else identity.to_dict(),
             "case_ids": list(plan.case_ids), "executor": scale.executor,
@@ -268,7 +269,7 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     schema = metrics_schema(plan.options.metrics)
     executor = _make_executor(plan, resolved, scale, cache, run_id=run_id, placement=placement, schema=schema,
                               seg_dir=_seg_dir(plan, run_dir), pred_dir=_pred_dir(plan, run_dir))
-    sink = RunSink(run_dir, schema, bench["write_every"], fingerprint=fingerprint.digest, run_id=run_id,
+    sink = RunSink(run_dir, schema, bench.write_every, fingerprint=fingerprint.digest, run_id=run_id,
                    namespace=plan.shard.namespace if plan.shard else "main")
     show = sys.stderr.isatty() if progress is None else progress
     stats: ExecStats = executor.run(todo, sink, progress=show)
@@ -276,7 +277,7 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     record = {"models": model_info, "loop_s": stats.loop_s, "cases_run": len(todo), "loop_peak_rss_mb": peak_rss_mb(),
               "write_s": sum(sink.write_s), "workers": stats.workers, "executor": scale.executor,
               **({"ray_startup_s": stats.startup_s} if stats.startup_s is not None else {})}
-    latency = _latency_rows(model_info, sink.samples, sink.busy, bench["warmup"])
+    latency = _latency_rows(model_info, sink.samples, sink.busy, bench.warmup)
     if plan.shard is not None:
         _write_shard_status(run_dir, plan.shard, {
             "status": "interrupted" if stats.interrupted else "finished", "finished": run_info.utc_now(),
@@ -295,9 +296,9 @@ def _model_record(plan: RunPlan, resolved: dict, stats: ExecStats) -> dict:
     """run.json's per-model record: kind, note, spec, providers in use, session and cold start."""
     out = {}
     for entry in plan.entries:
-        name = entry["name"]
+        name = entry.name
         rec = dict(stats.model_info.get(name) or {})
-        rec.update(kind=entry["kind"], note=entry.get("note"), spec=rec.get("spec") or resolved[name].spec)
+        rec.update(kind=entry.kind, note=entry.note, spec=rec.get("spec") or resolved[name].spec)
         rec.setdefault("providers_in_use", ["unknown"])
         out[name] = rec
     return out
@@ -305,10 +306,10 @@ def _model_record(plan: RunPlan, resolved: dict, stats: ExecStats) -> dict:
 
 def _finalize(run_dir: Path, info: dict, plan: RunPlan, schema, digest: str, latency: list[dict],
               model_info: dict) -> RunResult:
-    bench = plan.config["benchmark"]
+    bench = plan.config.benchmark
     stamp = {"run_id": info["run_id"]}
     files = finalize_run(run_dir, info=info, options=plan.options, schema=schema, fingerprint=digest,
-                         formats=plan.config["output"]["formats"], threshold=bench["threshold"],
+                         formats=plan.config.output.formats, threshold=bench.threshold,
                          latency_rows=[{**stamp, **r} for r in latency])
     cases_table = files.pop("_cases")
     n_failed = cases_table.num_rows - sum(cases_table.column("success").to_pylist())
@@ -366,7 +367,7 @@ def shard_statuses(run_dir: Path, count: int) -> dict[str, str]:
     return out
 
 
-def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, models) -> RunResult:
+def _finalize_shards(run_dir: Path, config: Config, *, config_text: str | None, models) -> RunResult:
     """Consolidate a sharded run once every shard has finished; otherwise name the others."""
     recorded = run_info.read_run_json(run_dir)
     count = int(recorded["shards"])
@@ -401,5 +402,5 @@ def _finalize_shards(run_dir: Path, config: dict, *, config_text: str | None, mo
                 "loop_s": max((s.get("loop_s") or 0.0) for s in shards),
                 "write_s": sum(s.get("write_s") or 0.0 for s in shards)}
         schema = metrics_schema(plan.options.metrics)
-        latency = _latency_rows(model_info, samples, busy, config["benchmark"]["warmup"])
+        latency = _latency_rows(model_info, samples, busy, config.benchmark.warmup)
         return _finalize(run_dir, info, plan, schema, fingerprint.digest, latency, model_info)

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from medbench_fast.config import ConfigError
+from medbench_fast.config import Config, ConfigError, ModelEntry
 from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
 from medbench_fast.runner.evaluate import EvaluateOptions
@@ -53,26 +53,26 @@ def shard_of(case_id: str, count: int) -> int:
     return int(hashlib.sha256(case_id.encode()).hexdigest()[:16], 16) % count + 1
 
 
-def options_from_config(config: dict) -> EvaluateOptions:
-    bench, data = config["benchmark"], config["dataset"]
-    names = data.get("label_names") or None
+def options_from_config(config: Config) -> EvaluateOptions:
+    bench, data = config.benchmark, config.dataset
+    names = data.label_names or None
     return EvaluateOptions(
-        labels=tuple(data["labels"]) if data.get("labels") else None,
-        metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
-        surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
+        labels=tuple(data.labels) if data.labels else None,
+        metrics=resolve_metrics(bench.metrics), nsd_tolerance_mm=bench.tolerance_mm,
+        surface=bench.surface, hd95_mode=bench.hd95_mode, empty=bench.empty,
         label_names={int(k): str(v) for k, v in names.items()} if names else None,
-        regions=data.get("regions"),
+        regions=data.regions,
     )
 
 
-def select_models(config: dict, models: list[str] | None) -> list[dict]:
+def select_models(config: Config, models: list[str] | None) -> list[ModelEntry]:
     """The config's model entries, or those named in ``models`` (unknown names are an error)."""
-    entries = [m for m in config["models"] if models is None or m["name"] in models]
+    entries = [m for m in config.models if models is None or m.name in models]
     if models is not None:
-        unknown = sorted(set(models) - {m["name"] for m in config["models"]})
+        unknown = sorted(set(models) - {m.name for m in config.models})
         if unknown:
             raise ConfigError(f"--models: unknown model(s) {unknown}; the config has "
-                              f"{[m['name'] for m in config['models']]}")
+                              f"{[m.name for m in config.models]}")
     if not entries:
         raise ConfigError("no models to run: the config's models list is empty")
     return entries
@@ -82,8 +82,8 @@ def select_models(config: dict, models: list[str] | None) -> list[dict]:
 class RunPlan:
     """What a run does: ``entries`` (model config entries) on ``cases`` (the shard's, sorted by id)."""
 
-    config: dict
-    entries: list[dict]
+    config: Config
+    entries: list[ModelEntry]
     options: EvaluateOptions
     cases: list[RunCase]
     targets: dict
@@ -91,8 +91,8 @@ class RunPlan:
     case_ids: tuple[str, ...] = ()  # every case of the dataset (all shards): part of the run's identity
 
     @classmethod
-    def from_config(cls, config: dict, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
-        cases = discover_cases(config["dataset"])
+    def from_config(cls, config: Config, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
+        cases = discover_cases(config.dataset)
         case_ids = tuple(c.case_id for c in cases)
         if shard is not None:
             if shard.count > len(cases):
@@ -100,11 +100,11 @@ class RunPlan:
                                   f"{len(cases)} cases; use at most {len(cases)}")
             cases = [c for c in cases if shard.holds(c.case_id)]
         return cls(config, select_models(config, models), options_from_config(config), cases,
-                   read_targets(config["dataset"].get("targets_csv")), shard, case_ids)
+                   read_targets(config.dataset.targets_csv), shard, case_ids)
 
     @property
     def model_names(self) -> list[str]:
-        return [m["name"] for m in self.entries]
+        return [m.name for m in self.entries]
 
     def todo(self, done: set[tuple[str, str]]) -> list[tuple[RunCase, tuple[str, ...]]]:
         """Each case with a model that has not finished it, and those models (config order)."""

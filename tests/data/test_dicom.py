@@ -17,6 +17,7 @@ from medbench_fast.data.dicom.paths import ObjectPath, SeriesPath
 from dicom_synthetic import SeriesSpec, circle_contours, write_ct_series, write_rtstruct, write_seg
 from medbench_fast.data.dicom.write import write_prediction_seg
 from medbench_fast.data.reader import VolumeError, load_volume
+from medbench_fast.config import DatasetConfig
 from medbench_fast.runner.cases import discover_cases
 
 #: Anisotropic, coronal (array Z runs along patient y; rows along -z), files in shuffled order.
@@ -227,7 +228,7 @@ def test_pacs_folder_is_sorted_into_series_and_paired_by_uid(tmp_path):
         shutil.copy(p, pacs / f"f{i:04d}")
         if p.name == "orphan.dcm":
             orphan = f"f{i:04d}"
-    cases = {c.case_id: c for c in discover_cases({"image_dir": str(pacs)})}
+    cases = {c.case_id: c for c in discover_cases(DatasetConfig(image_dir=str(pacs)))}
     assert sorted(cases) == sorted([orphan, "pacs_1", "pacs_2", "pacs_3"])
     assert "references series 1.2.999, which is not in the dataset" in cases[orphan].problem
     assert "no SEG or RTSTRUCT references series" in cases["pacs_3"].problem
@@ -267,7 +268,7 @@ def test_real_ct_slice_from_pydicom_read_end_to_end(tmp_path):
     mask = np.zeros(image.shape, bool)
     mask[0, 40:90, 30:100] = image.array[0, 40:90, 30:100] > 0
     write_seg(tmp_path / "seg" / "ct_small.dcm", series, {1: mask})
-    cases = discover_cases({"image_dir": str(tmp_path / "images"), "seg_dir": str(tmp_path / "seg")})
+    cases = discover_cases(DatasetConfig(image_dir=str(tmp_path / "images"), seg_dir=str(tmp_path / "seg")))
     assert [c.case_id for c in cases] == ["ct_small"] and cases[0].problem is None
     ref = load_volume(cases[0].ref_path)
     assert np.array_equal(ref.array, mask)

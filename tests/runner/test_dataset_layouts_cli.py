@@ -154,13 +154,14 @@ def test_plain_folders_take_labels_and_regions_from_the_parent_dataset_json(tmp_
 
 
 def test_plain_case_ids_ending_in_digits_stay_single_channel(tmp_path):
+    from medbench_fast.config import DatasetConfig
     from medbench_fast.runner.cases import discover_cases
 
     rng = np.random.default_rng(0)
     for folder in ("images", "labels"):
         for cid in ("case_0000", "case_0001"):
             write_image(tmp_path / folder / f"{cid}.nii.gz", case_arrays(rng, (4, 6, 6))[0])
-    cases = discover_cases({"image_dir": str(tmp_path / "images"), "seg_dir": str(tmp_path / "labels")})
+    cases = discover_cases(DatasetConfig(image_dir=str(tmp_path / "images"), seg_dir=str(tmp_path / "labels")))
     assert [(c.case_id, c.channel_paths, c.problem) for c in cases] == [("case_0000", (), None), ("case_0001", (), None)]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from medbench_fast.config import BenchmarkConfig
 from medbench_fast.runner.worker import (
     CaseResult,
     CaseWorker,
@@ -31,7 +32,7 @@ class WorkerInit:
     """Everything a remote worker needs to open its models and score cases."""
 
     resolved: tuple  # ResolvedModel, in model order
-    benchmark: dict
+    benchmark: BenchmarkConfig
     options: object  # EvaluateOptions
     targets: dict
     cache_dir: str | None
@@ -136,7 +137,7 @@ def open_worker(init: WorkerInit) -> tuple[CaseWorker, dict]:
                                "providers_in_use": model.providers_in_use, "spec": resolved.spec,
                                **model.run_facts()}
     cache = VolumeCache(init.cache_dir) if init.use_cache else None
-    worker = CaseWorker(models, info, init.options, init.targets, cache, init.benchmark["warmup"],
+    worker = CaseWorker(models, info, init.options, init.targets, cache, init.benchmark.warmup,
                         seg_dir=Path(init.seg_dir) if init.seg_dir else None,
                         pred_dir=Path(init.pred_dir) if init.pred_dir else None)
     identity = {**worker_identity(), "threads": init.threads,
