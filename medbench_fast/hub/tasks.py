@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from medbench_fast.config import LeaderboardConfig
-
 #: ``sort`` key of a task -> the ``sort`` argument of ``HfApi.list_models``.
 SORT_KEYS = {"downloads": "downloads", "likes": "likes", "last_modified": "lastModified",
              "created_at": "createdAt", "trending_score": "trendingScore"}
@@ -63,9 +61,11 @@ DEFAULT_TASKS: tuple[Task, ...] = (
 )
 
 
-def tasks_from_config(leaderboard: LeaderboardConfig | None) -> list[Task]:
-    """The tasks of a validated config's ``leaderboard`` section (the defaults when it names none)."""
-    leaderboard = leaderboard or LeaderboardConfig()
+def tasks_from_config(leaderboard) -> list[Task]:
+    """The tasks of a validated config's ``leaderboard`` section (a
+    :class:`~medbench_fast.config.LeaderboardConfig`, or None: the defaults when it names none)."""
+    if leaderboard is None:
+        return list(DEFAULT_TASKS)
     tasks = [Task(name=t.name, description=t.description or "", pipeline_tag=t.pipeline_tag,
                   tags=tuple(t.tags or ()), search=t.search, library=t.library,
                   sort=t.sort or "downloads", limit=t.limit or 50)
