@@ -37,8 +37,8 @@ RAW = {"dataset": {"image_dir": "/nonexistent/images", "seg_dir": "/nonexistent/
        "benchmark": {"providers": ["cuda", "cpu"], "metrics": ["dice", "hd95"], "tf32": True, "threshold": 0.25},
        "output": {"dir": "/nonexistent/runs"}}
 #: sha256 of ``json.dumps(validated mapping, indent=2, sort_keys=True)`` and the run
-#: fingerprint of RAW's models at fp32 and fp16 on cases ``case_a``, ``case_b``, as written by
-#: the dict-based config before the typed one: recorded runs keep resuming.
+#: fingerprint of RAW's models at fp32 and fp16 on cases ``case_a``, ``case_b``: pinned, since
+#: a change would stop recorded runs from resuming.
 RECORDED_CONFIG_SHA256 = "e1e38c55cc5d57e5292f541b098f1bf2f3fe0a1239d043243970371411e071cc"
 RECORDED_FINGERPRINT = "ce4c1d4aa543abc20ad2a1737129abc49aeacab8dccfa4af181a9d48000bc6d3"
 
