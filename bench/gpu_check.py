@@ -249,14 +249,16 @@ def raw_scores(model, precision: str, providers) -> np.ndarray:
 
 def measure(entry: dict, cases: Cases, precision: str, args, export_dir: Path) -> tuple[dict, list]:
     """Model-call and pipeline figures of ``entry`` at ``precision`` (strict providers)."""
+    from medbench_fast.config import validate
     from medbench_fast.runner.model_sources import open_model
 
-    benchmark = {"providers": list(args.providers), "threads": None, "fp16": precision == "fp16",
-                 "strict_providers": args.providers[0] != "cpu", "cudnn_search": "exhaustive", "tf32": False,
-                 "postprocess": "graph"}
+    config = validate({"models": [{**entry, "precision": precision}],
+                       "benchmark": {"providers": list(args.providers), "fp16": precision == "fp16",
+                                     "strict_providers": args.providers[0] != "cpu", "cudnn_search": "exhaustive",
+                                     "tf32": False, "postprocess": "graph"}}, source="gpu_check")
     with MemorySampler() as sampler:
         t0 = time.perf_counter()
-        model = open_model({**entry, "precision": precision}, export_dir=export_dir, benchmark=benchmark)
+        model = open_model(config.models[0], export_dir=export_dir, benchmark=config.benchmark)
         session_s = time.perf_counter() - t0
         needs_mask = model.spec.strategy.type == "object_crops"
         pairs = [cases.read(i) for i in range(len(cases.files))]

@@ -1,13 +1,24 @@
 """``benchmark_config.yaml``: schema, validation and the commented example.
 
 Every key is declared once in :data:`SCHEMA` with its type, default and help text; the
-validator, ``medbench config init`` and the README's config reference all come from it.
-Errors name the file, the key path and what was expected; unknown keys are errors with a
-"did you mean" hint. Relative paths are resolved against the config file's folder.
+validator, the typed config classes, ``medbench config init`` and the README's config
+reference all come from it. Errors name the file, the key path and what was expected;
+unknown keys are errors with a "did you mean" hint. Relative paths are resolved against the
+config file's folder.
+
+:func:`validate` and :func:`load_config` return a :class:`Config`: frozen dataclasses, one
+per section (:class:`DatasetConfig`, :class:`ModelEntry`, :class:`BenchmarkConfig`, ...),
+built from :data:`SCHEMA` with :func:`dataclasses.make_dataclass`, so the code below the
+command line reads attributes (``config.benchmark.providers``), never keys. Lists become
+tuples and mappings read-only :class:`FrozenMap` copies; ``to_dict()`` gives back the
+validated mapping (``run.json``'s ``resolved_config``), and :func:`dataclasses.replace`
+builds a changed copy (command-line overrides).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import math
 import os
@@ -183,6 +194,107 @@ TASK_KEYS: dict[str, Key] = {
 LIST_SECTIONS = ("models",)
 
 
+# -- typed config: frozen dataclasses built from SCHEMA -----------------------------------
+class FrozenMap(dict):
+    """A read-only ``dict`` (a config mapping such as ``label_names`` or a model's ``spec``);
+    JSON writes it as an object, pickling keeps it read-only."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a config mapping is read-only; build a changed copy with dataclasses.replace")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return FrozenMap, (dict(self),)
+
+    def __deepcopy__(self, memo):
+        return FrozenMap(copy.deepcopy(dict(self), memo))
+
+
+#: Python types of the values of each key kind (``None`` is allowed wherever a key is optional).
+_TYPES = {"str": "str", "path": "str", "int": "int", "float": "float", "bool": "bool", "map": "FrozenMap",
+          "folds": "int | str | tuple[int | str, ...]", "list[str]": "tuple[str, ...]", "list[int]": "tuple[int, ...]"}
+
+
+def _typed_value(value, item_class=None):
+    """A validated value as the typed classes hold it: lists as tuples (of ``item_class``
+    objects for a list of mappings), mappings as read-only copies."""
+    if isinstance(value, list):
+        return tuple(item_class.from_dict(v) if item_class is not None else v for v in value)
+    if isinstance(value, dict):
+        return FrozenMap(copy.deepcopy(value))
+    return value
+
+
+def _plain_value(value):
+    """The inverse of :func:`_typed_value`: tuples as lists, mappings as plain ``dict`` copies."""
+    if dataclasses.is_dataclass(value):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return copy.deepcopy(dict(value))
+    return value
+
+
+def _to_dict(self) -> dict:
+    """The validated mapping of these values, keys in :data:`SCHEMA` order (plain lists and dicts)."""
+    return {f.name: _plain_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _section_class(name: str, keys: dict[str, Key], doc: str, items: dict | None = None) -> type:
+    """A frozen dataclass with one field per key of ``keys`` (its default the key's default);
+    ``items``: key -> class of each item of a list of mappings. ``from_dict`` takes a
+    validated mapping, ``to_dict`` gives it back."""
+    items = items or {}
+
+    def from_dict(cls, values: dict):
+        return cls(**{k: _typed_value(v, items.get(k)) for k, v in values.items()})
+
+    fields = [(key, f"tuple[{items[key].__name__}, ...] | None" if key in items else f"{_TYPES[spec.kind]} | None",
+               dataclasses.field(default=_typed_value(spec.default))) for key, spec in keys.items()]
+    cls = dataclasses.make_dataclass(name, fields, frozen=True,
+                                     namespace={"from_dict": classmethod(from_dict), "to_dict": _to_dict})
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
+
+
+TaskEntry = _section_class("TaskEntry", TASK_KEYS, "One ``leaderboard.tasks`` entry (see :data:`TASK_KEYS`).")
+DatasetConfig = _section_class("DatasetConfig", SCHEMA["dataset"], "The ``dataset`` section.")
+ModelEntry = _section_class("ModelEntry", SCHEMA["models"], "One entry of the ``models`` list.")
+BenchmarkConfig = _section_class("BenchmarkConfig", SCHEMA["benchmark"], "The ``benchmark`` section.")
+OutputConfig = _section_class("OutputConfig", SCHEMA["output"], "The ``output`` section.")
+RayConfig = _section_class("RayConfig", SCHEMA["ray"], "The ``ray`` section.")
+LeaderboardConfig = _section_class("LeaderboardConfig", SCHEMA["leaderboard"], "The ``leaderboard`` section.",
+                                   {"tasks": TaskEntry})
+#: The class of each section of :data:`SCHEMA` (of each item, for a list section).
+SECTION_CLASSES: dict[str, type] = {"dataset": DatasetConfig, "models": ModelEntry, "benchmark": BenchmarkConfig,
+                                    "output": OutputConfig, "ray": RayConfig, "leaderboard": LeaderboardConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated ``benchmark_config.yaml``: one frozen object per section, ``models`` a tuple
+    of :class:`ModelEntry`. Build changed copies with :func:`dataclasses.replace`."""
+
+    dataset: DatasetConfig
+    models: tuple[ModelEntry, ...]
+    benchmark: BenchmarkConfig
+    output: OutputConfig
+    ray: RayConfig
+    leaderboard: LeaderboardConfig
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        """From :func:`validate`'s checked mapping (every section present, defaults filled)."""
+        return cls(**{name: tuple(SECTION_CLASSES[name].from_dict(v) for v in values[name]) if name in LIST_SECTIONS
+                      else SECTION_CLASSES[name].from_dict(values[name]) for name in SCHEMA})
+
+    def to_dict(self) -> dict:
+        """The validated mapping (plain lists and dicts), as ``run.json`` records it."""
+        return {name: _plain_value(getattr(self, name)) for name in SCHEMA}
+
+
 def _type_ok(kind: str, value) -> bool:
     if value is None:
         return True
@@ -280,8 +392,9 @@ def _section(values, schema: dict[str, Key], where: str, base: Path) -> dict:
     return out
 
 
-def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict:
-    """Validate a parsed YAML mapping; return it with defaults filled and paths resolved."""
+def validate(raw, *, source: str = "<config>", base: Path | None = None) -> Config:
+    """Validate a parsed YAML mapping; return it typed, with defaults filled and paths resolved
+    (``.to_dict()`` gives the checked mapping)."""
     base = base or Path.cwd()
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with sections {', '.join(SCHEMA)}")
@@ -321,18 +434,18 @@ def validate(raw, *, source: str = "<config>", base: Path | None = None) -> dict
             raise ConfigError(f"{source}: models[{i}].{given[0]}: only for kind 'nnunet'")
         if model["kind"] == "torchscript" and not model["input_shape"]:
             raise ConfigError(f"{source}: models[{i}].input_shape: required for kind 'torchscript'")
-    return config
+    return Config.from_dict(config)
 
 
-def preflight(config: dict, *, source: str = "<config>") -> None:
+def preflight(config: Config, *, source: str = "<config>") -> None:
     """Check what exists on disk before anything runs: the dataset folders and files, and
     each model's file or folder. Errors name the file and the key (``config check`` runs it)."""
-    data = config["dataset"]
-    if not any(data.get(k) for k in ("image_dir", "manifest", "nnunet", "decathlon")):
+    data = config.dataset
+    if not any(getattr(data, k) for k in ("image_dir", "manifest", "nnunet", "decathlon")):
         raise ConfigError(f"{source}: dataset.image_dir: required (or dataset.manifest, nnunet or decathlon)")
     for key, want_dir in (("image_dir", True), ("seg_dir", True), ("manifest", False), ("targets_csv", False),
                           ("nnunet", None), ("decathlon", None)):
-        value = data.get(key)
+        value = getattr(data, key)
         if value is None:
             continue
         p = Path(value)
@@ -344,9 +457,9 @@ def preflight(config: dict, *, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: dataset.{key}: {p} is not a folder")
         if not want_dir and not p.is_file():
             raise ConfigError(f"{source}: dataset.{key}: {p} is not a file")
-    for i, model in enumerate(config["models"]):
-        if model.get("path") and not Path(model["path"]).exists():
-            raise ConfigError(f"{source}: models[{i}].path: {model['path']} does not exist (model {model['name']!r})")
+    for i, model in enumerate(config.models):
+        if model.path and not Path(model.path).exists():
+            raise ConfigError(f"{source}: models[{i}].path: {model.path} does not exist (model {model.name!r})")
 
 
 def _resolve_dataset(dataset: dict, where: str) -> None:
@@ -377,7 +490,7 @@ def _resolve_dataset(dataset: dict, where: str) -> None:
             raise ConfigError(f"{where}.{exc}") from None
 
 
-def load_config(path: str | os.PathLike) -> tuple[dict, str]:
+def load_config(path: str | os.PathLike) -> tuple[Config, str]:
     """Read and validate a YAML config; return ``(config, file text)``."""
     import yaml
 

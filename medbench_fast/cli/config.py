@@ -37,4 +37,4 @@ def check(path):
     with user_errors():
         cfg, _ = load_config(path)
         preflight(cfg, source=path)
-    click.echo(f"{path}: valid ({len(cfg['models'])} models)")
+    click.echo(f"{path}: valid ({len(cfg.models)} models)")

@@ -15,7 +15,7 @@ class NoSnapshot(click.ClickException):
     exit_code = 2
 
 
-def _config(config_path: str | None) -> dict:
+def _config(config_path: str | None):
     from medbench_fast.config import ConfigError, load_config, validate
 
     try:
@@ -24,11 +24,11 @@ def _config(config_path: str | None) -> dict:
         raise click.ClickException(str(exc)) from None
 
 
-def _tasks(config: dict):
+def _tasks(config):
     from medbench_fast.hub.tasks import tasks_from_config
 
     try:
-        return tasks_from_config(config["leaderboard"])
+        return tasks_from_config(config.leaderboard)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -112,8 +112,8 @@ def track(config_path, task_name, offline, cache_dir, runs, timeout_s, quiet):
         chosen = select(_tasks(config), task_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--task") from None
-    roots = [Path(r) for r in runs] or [Path(config["output"]["dir"])]
-    folder = hub_cache_dir(cache_dir or config["leaderboard"]["cache_dir"])
+    roots = [Path(r) for r in runs] or [Path(config.output.dir)]
+    folder = hub_cache_dir(cache_dir or config.leaderboard.cache_dir)
     try:
         result = run_track(chosen, hub=settings(timeout_s), cache_dir=folder, offline=offline, run_roots=roots,
                            progress=False if quiet else None)
@@ -165,7 +165,7 @@ def publish(run_dir, repo_id, config_path, private, license_, dry_run, timeout_s
     from medbench_fast.hub.client import HubError, settings
     from medbench_fast.hub.publish import publish as run_publish
 
-    repo_id = repo_id or (_config(config_path)["leaderboard"]["hub_repo"] if config_path else None)
+    repo_id = repo_id or (_config(config_path).leaderboard.hub_repo if config_path else None)
     if not repo_id or repo_id.count("/") != 1:
         raise click.BadParameter(f"expected a dataset repo owner/name, got {repo_id!r}", param_hint="--repo")
     try:

@@ -66,6 +66,8 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     Exit codes: 0 all pairs succeeded, 1 stopped on an error, 2 usage/config/run-folder
     error, 3 finished with failed pairs (0 with --allow-failures), 130 interrupted.
     """
+    from dataclasses import replace
+
     from medbench_fast.cli.errors import user_errors
     from medbench_fast.config import load_config, preflight, validate
     from medbench_fast.runner.pipeline import run_benchmark
@@ -84,19 +86,20 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
         else:
             raise click.UsageError("give --config FILE (or --resume RUN_DIR)")
         overrides = {"image_dir": image_dir, "seg_dir": seg_dir, "max_cases": max_cases}
-        for key, value in overrides.items():
-            if value is not None:
-                config["dataset"][key] = str(Path(value).resolve()) if key != "max_cases" else value
+        dataset = {key: str(Path(value).resolve()) if key != "max_cases" else value
+                   for key, value in overrides.items() if value is not None}
+        bench = {}
         if providers:
-            config["benchmark"]["providers"] = [p.strip() for p in providers.split(",") if p.strip()]
-            validate({"benchmark": {"providers": config["benchmark"]["providers"]}}, source="--provider")
+            listed = [p.strip() for p in providers.split(",") if p.strip()]
+            bench["providers"] = validate({"benchmark": {"providers": listed}}, source="--provider").benchmark.providers
         if strict_providers is not None:
-            config["benchmark"]["strict_providers"] = strict_providers
+            bench["strict_providers"] = strict_providers
+        config = replace(config, dataset=replace(config.dataset, **dataset), benchmark=replace(config.benchmark, **bench))
         preflight(config, source=config_path or f"{resume_dir}/run.json")
         names = [m.strip() for m in model_names.split(",")] if model_names else None
         if precision and resume_dir:
             raise click.UsageError("--resume runs the recorded models; --precision is recorded with them")
-        pairs = expand_precisions(config, parse_precisions(precision) or config["benchmark"].get("precision"))
+        config, pairs = expand_precisions(config, parse_precisions(precision) or config.benchmark.precision)
         if names and pairs:
             names = [v for base in names for v in pairs.get(base, {base: base}).values()]
         pairs = pairs or recorded_precisions(config)
@@ -137,26 +140,25 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
     click.echo(f"{result.n_cases} (model, case) pairs, {result.n_failed} failed -> {result.run_dir}")
     for name, path in sorted(result.files.items()):
         click.echo(f"  {name:<10} {path}")
-    if config["leaderboard"]["publish"]:
+    if config.leaderboard.publish:
         from medbench_fast.cli.hub import publish
 
-        click.get_current_context().invoke(publish, run_dir=str(result.run_dir),
-                                           repo_id=config["leaderboard"]["hub_repo"])
+        click.get_current_context().invoke(publish, run_dir=str(result.run_dir), repo_id=config.leaderboard.hub_repo)
     finish(result.n_failed, allow_failures, f"{result.run_dir}/cases.parquet")
 
 
-def _scale_options(config: dict, executor, gpus, workers_per_gpu, workers):
+def _scale_options(config, executor, gpus, workers_per_gpu, workers):
     """The executor settings: command-line flags over the config's benchmark/ray keys."""
     from medbench_fast.runner.scale import ScaleOptions
 
-    bench = config["benchmark"]
-    return ScaleOptions(executor=executor or bench["executor"], workers=workers if workers is not None
-                        else bench["executor_workers"], gpus=gpus if gpus is not None else bench["gpus"],
-                        workers_per_gpu=workers_per_gpu if workers_per_gpu is not None else bench["workers_per_gpu"],
-                        ray_address=config["ray"]["address"])
+    bench = config.benchmark
+    return ScaleOptions(executor=executor or bench.executor, workers=workers if workers is not None
+                        else bench.executor_workers, gpus=gpus if gpus is not None else bench.gpus,
+                        workers_per_gpu=workers_per_gpu if workers_per_gpu is not None else bench.workers_per_gpu,
+                        ray_address=config.ray.address)
 
 
-def _recorded_config(run_dir: str) -> dict:
+def _recorded_config(run_dir: str):
     """The resolved config (absolute paths) recorded at the start of the run in ``run_dir``."""
     from medbench_fast.config import ConfigError, validate
     from medbench_fast.store.run_info import read_run_json

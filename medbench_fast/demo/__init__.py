@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medbench_fast.config import Config
 from medbench_fast.data.reader import Volume, write_volume
 from medbench_fast.data.synthetic import LABEL_NAMES, make_case, perturb
 
@@ -128,7 +129,7 @@ def build_models(model_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
     return entries, notes
 
 
-def demo_config(data: dict[str, Path], models: list[dict], run_root: Path) -> dict:
+def demo_config(data: dict[str, Path], models: list[dict], run_root: Path) -> Config:
     """The benchmark config of the demo (the same mapping a YAML file would give)."""
     import yaml
 
@@ -156,7 +157,7 @@ def run_demo(out_dir: str | os.PathLike, *, n_cases: int = 8, seed: int = 0, pro
     data = write_dataset(out / "data", n_cases=n_cases, seed=seed)
     models, notes = build_models(out / "models")
     config = demo_config(data, models, out)
-    text = yaml.safe_dump({k: v for k, v in config.items()}, sort_keys=False)
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
     (out / "benchmark_config.yaml").write_text(text, encoding="utf-8")
     result = run_benchmark(config, config_text=text, run_dir=out / "run", overwrite=True, progress=progress,
                            cache=VolumeCache(out / "cache"))

@@ -61,20 +61,22 @@ DEFAULT_TASKS: tuple[Task, ...] = (
 )
 
 
-def tasks_from_config(leaderboard: dict | None) -> list[Task]:
-    """The tasks of a validated config's ``leaderboard`` section (the defaults when it names none)."""
-    leaderboard = leaderboard or {}
-    tasks = [Task(name=t["name"], description=t.get("description") or "", pipeline_tag=t.get("pipeline_tag"),
-                  tags=tuple(t.get("tags") or ()), search=t.get("search"), library=t.get("library"),
-                  sort=t.get("sort") or "downloads", limit=t.get("limit") or 50)
-             for t in leaderboard.get("tasks") or []]
+def tasks_from_config(leaderboard) -> list[Task]:
+    """The tasks of a validated config's ``leaderboard`` section (a
+    :class:`~medbench_fast.config.LeaderboardConfig`, or None: the defaults when it names none)."""
+    if leaderboard is None:
+        return list(DEFAULT_TASKS)
+    tasks = [Task(name=t.name, description=t.description or "", pipeline_tag=t.pipeline_tag,
+                  tags=tuple(t.tags or ()), search=t.search, library=t.library,
+                  sort=t.sort or "downloads", limit=t.limit or 50)
+             for t in leaderboard.tasks or ()]
     if not tasks:
         tasks = list(DEFAULT_TASKS)
-    if leaderboard.get("task") or leaderboard.get("search"):
+    if leaderboard.task or leaderboard.search:
         tasks.append(Task("config", "leaderboard.task / leaderboard.search of the config",
-                          pipeline_tag=leaderboard.get("task"), search=leaderboard.get("search")))
-    if leaderboard.get("track"):
-        tasks.append(Task("tracked", "Models named in leaderboard.track", ids=tuple(leaderboard["track"])))
+                          pipeline_tag=leaderboard.task, search=leaderboard.search))
+    if leaderboard.track:
+        tasks.append(Task("tracked", "Models named in leaderboard.track", ids=tuple(leaderboard.track)))
     names = [t.name for t in tasks]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from medbench_fast.config import ConfigError
+from medbench_fast.config import ConfigError, DatasetConfig
 from medbench_fast.data.channels import load_channel_files, load_channels_file
 from medbench_fast.data.pairing import DatasetError, RunCase, find_cases
 from medbench_fast.data.reader import Volume
@@ -22,12 +22,12 @@ def load_case_image(case: RunCase, *, cache=None) -> Volume:
     return load_channels_file(case.image_path, case.channel_names, cache=cache)
 
 
-def discover_cases(dataset: dict, *, source: str = "config") -> list[RunCase]:
+def discover_cases(dataset: DatasetConfig, *, source: str = "config") -> list[RunCase]:
     """Cases of the config's ``dataset`` section (:func:`~medbench_fast.data.pairing.find_cases`)."""
     keys = ("image_dir", "seg_dir", "pattern", "manifest", "nnunet", "decathlon", "split", "max_cases",
             "dicom_labels", "dicom_unmatched")
     try:
-        return find_cases(**{k: dataset.get(k) for k in keys}, source=source)
+        return find_cases(**{k: getattr(dataset, k) for k in keys}, source=source)
     except DatasetError as exc:
         raise ConfigError(str(exc)) from None
 

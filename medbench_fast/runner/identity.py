@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from medbench_fast.metrics.options import MetricOptions
+from medbench_fast.config import Config, ModelEntry
 from medbench_fast.store import run_info
 from medbench_fast.store.fingerprint import Fingerprint, file_sha256, flatten
 from medbench_fast.store.lock import RunLock
@@ -35,10 +36,10 @@ def _options_components(options: MetricOptions, threshold: float | None) -> dict
     return out
 
 
-def _model_components(entry: dict) -> dict:
+def _model_components(entry: ModelEntry) -> dict:
     """A model's config entry and the sha256 of its source file or folder."""
-    record = {k: v for k, v in entry.items() if k not in ("name", "note") and v is not None}
-    path = entry.get("path")
+    record = {k: v for k, v in entry.to_dict().items() if k not in ("name", "note") and v is not None}
+    path = entry.path
     if path:
         p = Path(path)
         record["sha256"] = file_sha256(p) if p.exists() else "missing"
@@ -69,20 +70,20 @@ def case_list_change(recorded: dict, case_ids) -> str | None:
             f"start a new run in another folder to score the changed dataset")
 
 
-def run_fingerprint(config: dict, entries: list[dict], options: MetricOptions, case_ids=None) -> Fingerprint:
+def run_fingerprint(config: Config, entries: list[ModelEntry], options: MetricOptions, case_ids=None) -> Fingerprint:
     """The fingerprint of a ``medbench run`` of ``entries`` (model entries) under ``config``
     on the dataset's ``case_ids`` (every case, whatever the shard)."""
-    data, bench = config["dataset"], config["benchmark"]
-    dataset = {k: v for k, v in data.items() if k not in ("labels", "label_names", "regions")}  # in options
-    if data.get("targets_csv") and Path(data["targets_csv"]).is_file():
-        dataset["targets_sha256"] = file_sha256(data["targets_csv"])
+    data, bench = config.dataset, config.benchmark
+    dataset = {k: v for k, v in data.to_dict().items() if k not in ("labels", "label_names", "regions")}  # in options
+    if data.targets_csv and Path(data.targets_csv).is_file():
+        dataset["targets_sha256"] = file_sha256(data.targets_csv)
     components = {"command": "run", **flatten("dataset", dataset), **flatten("options", _options_components(
-        options, bench["threshold"])), "providers": list(bench["providers"]), "fp16": bool(bench["fp16"]),
-                  **{k: bench.get(k) for k in ("tf32", "cudnn_search", "postprocess")}}
+        options, bench.threshold)), "providers": list(bench.providers), "fp16": bool(bench.fp16),
+                  "tf32": bench.tf32, "cudnn_search": bench.cudnn_search, "postprocess": bench.postprocess}
     if case_ids is not None:
         components.update(case_list_components(case_ids))
     for entry in entries:
-        components.update(flatten(f"models.{entry['name']}", _model_components(entry)))
+        components.update(flatten(f"models.{entry.name}", _model_components(entry)))
     return Fingerprint(components)
 
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medbench_fast.config import Config
 from medbench_fast.data.cache import VolumeCache
 from medbench_fast.files import atomic_create, path_inside, write_text_atomic
 from medbench_fast.runner.executors.base import ExecStats
@@ -68,7 +69,7 @@ def _latency_rows(models: dict, samples: dict[str, list[float]], busy: dict[str,
 USER_CACHE = "user"
 
 
-def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str | Path | None = None,
+def run_benchmark(config: Config, *, config_text: str | None = None, run_dir: str | Path | None = None,
                   resume: bool = False, overwrite: bool = False, models: list[str] | None = None,
                   progress: bool | None = None, cache: VolumeCache | str | None = USER_CACHE,
                   scale: ScaleOptions | None = None, shard: Shard | None = None) -> RunResult:
@@ -89,9 +90,9 @@ def run_benchmark(config: dict, *, config_text: str | None = None, run_dir: str 
 
     run_id = run_info.new_run_id()
     if run_dir is None and not resume:
-        run_dir = Path(config["output"]["dir"]) / run_id
+        run_dir = Path(config.output.dir) / run_id
     return execute(plan_of, identity_of, command="run", run_id=run_id, record={"config": run_info.config_record(config_text),
-                                                                "resolved_config": config},
+                                                                "resolved_config": config.to_dict()},
                    run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
                    cache=VolumeCache() if cache == USER_CACHE else cache, scale=scale, shard=shard)
 
@@ -175,24 +176,24 @@ def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
     export_dir.mkdir(parents=True, exist_ok=True)
     resolved = {}
     for entry in plan.entries:
-        resolved[entry["name"]] = resolve_model(entry, export_dir=export_dir, benchmark=plan.config["benchmark"])
+        resolved[entry.name] = resolve_model(entry, export_dir=export_dir, benchmark=plan.config.benchmark)
         if plan.options.labels:
             from medbench_fast.models.spec import ModelSpec
 
-            spec = ModelSpec.from_dict(resolved[entry["name"]].spec, where=f"model {entry['name']!r}")
+            spec = ModelSpec.from_dict(resolved[entry.name].spec, where=f"model {entry.name!r}")
             if spec.output.kind != "case_scores":
-                spec.check_dataset_labels(plan.options.labels, model=entry["name"])
+                spec.check_dataset_labels(plan.options.labels, model=entry.name)
     return resolved
 
 
 def _seg_dir(plan: RunPlan, run_dir: Path) -> Path | None:
-    return run_dir / "dicom_seg" if plan.config and plan.config["output"].get("dicom_seg") else None
+    return run_dir / "dicom_seg" if plan.config and plan.config.output.dicom_seg else None
 
 
 def _pred_dir(plan: RunPlan, run_dir: Path) -> Path | None:
     from medbench_fast.runner.worker import PREDICTIONS_DIR
 
-    return run_dir / PREDICTIONS_DIR if plan.config and plan.config["output"].get("save_predictions") else None
+    return run_dir / PREDICTIONS_DIR if plan.config and plan.config.output.save_predictions else None
 
 
 def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None,
@@ -202,18 +203,18 @@ def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_di
 
     if plan.predictions is not None:
         return PredictionWorker(plan.options, cache)
-    bench = plan.config["benchmark"]
+    bench = plan.config.benchmark
     watch_gpus(bench)
     models, info = {}, {}
     for entry in plan.entries:
         t0 = time.perf_counter_ns()
-        model = open_resolved(resolved[entry["name"]], benchmark=bench)
-        models[entry["name"]] = model
-        info[entry["name"]] = {"kind": entry["kind"], "note": entry.get("note"),
+        model = open_resolved(resolved[entry.name], benchmark=bench)
+        models[entry.name] = model
+        info[entry.name] = {"kind": entry.kind, "note": entry.note,
                                "session_s": (time.perf_counter_ns() - t0) / 1e9,
                                "providers_in_use": model.providers_in_use, "spec": model.spec.to_dict(),
                                **model.run_facts()}
-    return CaseWorker(models, info, plan.options, plan.targets, cache, bench["warmup"], seg_dir=seg_dir,
+    return CaseWorker(models, info, plan.options, plan.targets, cache, bench.warmup, seg_dir=seg_dir,
                       pred_dir=pred_dir)
 
 
@@ -227,8 +228,8 @@ def _make_executor(plan: RunPlan, resolved: dict, scale: ScaleOptions, cache: Vo
                              prefetch=settings.prefetch, scorers=settings.scorers)
     from medbench_fast.runner.executors.remote import WorkerInit
 
-    init = WorkerInit(tuple(resolved[e["name"]] for e in plan.entries), plan.config["benchmark"] if plan.config
-                      else {}, plan.options, plan.targets, str(cache.root) if cache is not None else None,
+    init = WorkerInit(tuple(resolved[e.name] for e in plan.entries), plan.config.benchmark if plan.config
+                      else None, plan.options, plan.targets, str(cache.root) if cache is not None else None,
                       cache is not None, schema, threads=settings.threads, seg_dir=str(seg_dir) if seg_dir else None,
                       pred_dir=str(pred_dir) if pred_dir else None, predictions=plan.predictions is not None,
                       warmup=settings.warmup)
@@ -326,9 +327,9 @@ def _model_record(plan: RunPlan, resolved: dict, stats: ExecStats) -> dict:
     if plan.predictions is not None:  # an evaluation: the "model" is its folder of predictions
         return {plan.evaluated: {"kind": "predictions", "path": plan.predictions}}
     for entry in plan.entries:
-        name = entry["name"]
+        name = entry.name
         rec = dict(stats.model_info.get(name) or {})
-        rec.update(kind=entry["kind"], note=entry.get("note"), spec=rec.get("spec") or resolved[name].spec)
+        rec.update(kind=entry.kind, note=entry.note, spec=rec.get("spec") or resolved[name].spec)
         rec.setdefault("providers_in_use", ["unknown"])
         out[name] = rec
     return out

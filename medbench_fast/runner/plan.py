@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medbench_fast.config import ConfigError
+from medbench_fast.config import Config, ConfigError, ModelEntry
 from medbench_fast.metrics.options import MetricOptions
 from medbench_fast.metrics.selection import resolve_metrics
 from medbench_fast.runner.cases import RunCase, discover_cases, read_targets
@@ -53,26 +53,26 @@ def shard_of(case_id: str, count: int) -> int:
     return int(hashlib.sha256(case_id.encode()).hexdigest()[:16], 16) % count + 1
 
 
-def options_from_config(config: dict) -> MetricOptions:
-    bench, data = config["benchmark"], config["dataset"]
-    names = data.get("label_names") or None
+def options_from_config(config: Config) -> MetricOptions:
+    bench, data = config.benchmark, config.dataset
+    names = data.label_names or None
     return MetricOptions(
-        labels=tuple(data["labels"]) if data.get("labels") else None,
-        metrics=resolve_metrics(bench.get("metrics")), nsd_tolerance_mm=bench["tolerance_mm"],
-        surface=bench["surface"], hd95_mode=bench["hd95_mode"], empty=bench["empty"],
+        labels=tuple(data.labels) if data.labels else None,
+        metrics=resolve_metrics(bench.metrics), nsd_tolerance_mm=bench.tolerance_mm,
+        surface=bench.surface, hd95_mode=bench.hd95_mode, empty=bench.empty,
         label_names={int(k): str(v) for k, v in names.items()} if names else None,
-        regions=data.get("regions"),
+        regions=data.regions,
     )
 
 
-def select_models(config: dict, models: list[str] | None) -> list[dict]:
+def select_models(config: Config, models: list[str] | None) -> list[ModelEntry]:
     """The config's model entries, or those named in ``models`` (unknown names are an error)."""
-    entries = [m for m in config["models"] if models is None or m["name"] in models]
+    entries = [m for m in config.models if models is None or m.name in models]
     if models is not None:
-        unknown = sorted(set(models) - {m["name"] for m in config["models"]})
+        unknown = sorted(set(models) - {m.name for m in config.models})
         if unknown:
             raise ConfigError(f"--models: unknown model(s) {unknown}; the config has "
-                              f"{[m['name'] for m in config['models']]}")
+                              f"{[m.name for m in config.models]}")
     if not entries:
         raise ConfigError("no models to run: the config's models list is empty")
     return entries
@@ -100,11 +100,11 @@ class EngineSettings:
     scorers: int = 1
 
     @classmethod
-    def from_config(cls, config: dict) -> EngineSettings:
-        bench = config["benchmark"]
-        return cls(readers=bench["workers"], prefetch=bench["prefetch"], write_every=bench["write_every"],
-                   warmup=bench["warmup"], threads=bench["threads"], formats=tuple(config["output"]["formats"]),
-                   threshold=bench["threshold"])
+    def from_config(cls, config: Config) -> EngineSettings:
+        bench = config.benchmark
+        return cls(readers=bench.workers, prefetch=bench.prefetch, write_every=bench.write_every,
+                   warmup=bench.warmup, threads=bench.threads, formats=tuple(config.output.formats),
+                   threshold=bench.threshold)
 
 
 def shard_cases(cases: list[RunCase], shard: Shard | None) -> list[RunCase]:
@@ -125,8 +125,8 @@ class RunPlan:
     holds no config and one "model", the folder of saved predictions ``predictions`` (each
     case carries its ``pred_path``). Executors, the sink and finalize do not tell them apart."""
 
-    config: dict | None
-    entries: list[dict]
+    config: Config | None
+    entries: list[ModelEntry]
     options: MetricOptions
     cases: list[RunCase]
     targets: dict
@@ -137,11 +137,11 @@ class RunPlan:
     evaluated: str | None = None  # an evaluation: the model name of its predictions
 
     @classmethod
-    def from_config(cls, config: dict, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
-        cases = discover_cases(config["dataset"])
+    def from_config(cls, config: Config, *, models: list[str] | None = None, shard: Shard | None = None) -> RunPlan:
+        cases = discover_cases(config.dataset)
         case_ids = tuple(c.case_id for c in cases)
         return cls(config, select_models(config, models), options_from_config(config), shard_cases(cases, shard),
-                   read_targets(config["dataset"].get("targets_csv")), shard, case_ids,
+                   read_targets(config.dataset.targets_csv), shard, case_ids,
                    EngineSettings.from_config(config))
 
     @classmethod
@@ -154,7 +154,7 @@ class RunPlan:
 
     @property
     def model_names(self) -> list[str]:
-        return [self.evaluated] if self.evaluated is not None else [m["name"] for m in self.entries]
+        return [self.evaluated] if self.evaluated is not None else [m.name for m in self.entries]
 
     def todo(self, done: set[tuple[str, str]]) -> list[tuple[RunCase, tuple[str, ...]]]:
         """Each case with a model that has not finished it, and those models (config order)."""

@@ -14,10 +14,12 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from medbench_fast.config import Config
 from medbench_fast.files import write_text_atomic
 
 PRECISIONS = ("fp32", "fp16")
@@ -34,32 +36,32 @@ def parse_precisions(text: str | None) -> list[str] | None:
     return values
 
 
-def expand_precisions(config: dict, precisions: list[str] | None) -> dict[str, dict[str, str]]:
-    """Replace ``config["models"]`` by one entry per model and precision (in place).
+def expand_precisions(config: Config, precisions: list[str] | None) -> tuple[Config, dict[str, dict[str, str]]]:
+    """``config`` with one model entry per model and precision, and ``{base name: {precision:
+    model name}}``.
 
     One precision keeps model names (the entry's ``precision`` is set); several add a
-    ``-<precision>`` suffix. Returns ``{base name: {precision: model name}}``.
+    ``-<precision>`` suffix. A config expanded already (a resumed run's) is returned as it is.
     """
     pairs: dict[str, dict[str, str]] = {}
-    if not precisions or any(e.get("precision") for e in config["models"]):  # none asked, or expanded already
-        return recorded_precisions(config)
+    if not precisions or any(e.precision for e in config.models):  # none asked, or expanded already
+        return config, recorded_precisions(config)
     expanded = []
-    for entry in config["models"]:
+    for entry in config.models:
         for precision in precisions:
-            name = entry["name"] if len(precisions) == 1 else f"{entry['name']}-{precision}"
-            expanded.append({**entry, "name": name, "precision": precision})
-            pairs.setdefault(entry["name"], {})[precision] = name
-    config["models"] = expanded
-    return pairs
+            name = entry.name if len(precisions) == 1 else f"{entry.name}-{precision}"
+            expanded.append(replace(entry, name=name, precision=precision))
+            pairs.setdefault(entry.name, {})[precision] = name
+    return replace(config, models=tuple(expanded)), pairs
 
 
-def recorded_precisions(config: dict) -> dict[str, dict[str, str]]:
+def recorded_precisions(config: Config) -> dict[str, dict[str, str]]:
     """``{base name: {precision: model name}}`` of models already expanded (a resumed run's config)."""
     pairs: dict[str, dict[str, str]] = {}
-    for entry in config["models"]:
-        precision = entry.get("precision")
+    for entry in config.models:
+        precision = entry.precision
         if precision:
-            name = entry["name"]
+            name = entry.name
             base = name[: -len(precision) - 1] if name.endswith(f"-{precision}") else name
             pairs.setdefault(base, {})[precision] = name
     return pairs

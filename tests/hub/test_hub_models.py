@@ -115,4 +115,4 @@ def test_hub_key_is_validated():
     with pytest.raises(ConfigError, match=r"leaderboard.publish: needs leaderboard.hub_repo"):
         validate({**base, "leaderboard": {"publish": True}})
     config = validate({**base, "models": [{"name": "m", "kind": "huggingface", "hub": "a/b"}]})
-    assert config["models"][0]["revision"] == "main"
+    assert config.models[0].revision == "main"

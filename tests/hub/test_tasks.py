@@ -16,7 +16,7 @@ from medbench_fast.hub.tasks import DEFAULT_TASKS, Task, select, tasks_from_conf
 
 
 def test_defaults_cover_medical_imaging_tasks():
-    names = {t.name for t in tasks_from_config(validate({})["leaderboard"])}
+    names = {t.name for t in tasks_from_config(validate({}).leaderboard)}
     assert names == {t.name for t in DEFAULT_TASKS} and {"ct-organ-segmentation", "brain-mri-segmentation",
                                                           "chest-xray-classification", "head-neck-lymph-nodes",
                                                           "histopathology-classification"} <= names
@@ -26,7 +26,7 @@ def test_config_tasks_replace_defaults_and_legacy_keys_add_tasks():
     board = validate({"leaderboard": {"tasks": [{"name": "liver", "pipeline_tag": "image-segmentation",
                                                  "tags": ["medical"], "library": "monai", "sort": "likes",
                                                  "limit": 5}],
-                                      "task": "image-segmentation", "search": "liver", "track": ["a/b"]}})["leaderboard"]
+                                      "task": "image-segmentation", "search": "liver", "track": ["a/b"]}}).leaderboard
     tasks = tasks_from_config(board)
     assert [t.name for t in tasks] == ["liver", "config", "tracked"]
     assert tasks[0].list_kwargs() == {"sort": "likes", "limit": 5, "filter": ["medical", "monai"],

@@ -171,7 +171,7 @@ def test_config_keys_and_cli_errors(tmp_path, trained):
 
     _, folders = trained
     model = {"name": "m", "kind": "nnunet", "path": str(folders[501]["2d"]), "folds": [0, "all"]}
-    assert validate({"models": [model]})["models"][0]["folds"] == [0, "all"]
+    assert validate({"models": [model]}).models[0].folds == (0, "all")
     with pytest.raises(ConfigError, match=r"models\[0\].mirroring: only for kind 'nnunet'"):
         validate({"models": [{"name": "m", "path": "x.onnx", "mirroring": False}]})
     with pytest.raises(ConfigError, match=r"models\[0\].folds: expected folds"):

@@ -26,7 +26,7 @@ def _invoke(args, code=0):
 def test_example_config_is_valid_and_documents_every_key():
     text = example_config()
     config = validate(yaml.safe_load(text))
-    assert config["benchmark"]["providers"] == ["cpu"]
+    assert config.benchmark.providers == ("cpu",)
     for key in ("image_dir", "targets_csv", "providers", "formats", "hub_repo", "write_every"):
         assert f"{key}:" in text
     assert _invoke(["config", "init"]).output == text

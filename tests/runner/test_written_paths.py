@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from medbench_fast.cli.main import cli
+from medbench_fast.config import ModelEntry
 from medbench_fast.files import UnsafePathError, path_inside, safe_name
 from medbench_fast.runner.model_sources import SOURCES
 from medbench_fast.store.parts import PartWriter, write_table
@@ -52,7 +53,7 @@ def test_a_model_name_that_leaves_the_run_folder_is_a_config_error(tmp_path, nam
 
 def test_the_onnx_export_of_a_model_stays_in_its_folder(tmp_path):
     """The export writer checks its target itself (a name the config check did not see)."""
-    source = SOURCES["huggingface"]({"name": "../../HF_ESCAPED", "kind": "huggingface", "id": "x/y", "task": "t"})
+    source = SOURCES["huggingface"](ModelEntry(name="../../HF_ESCAPED", kind="huggingface", id="x/y", task="t"))
     with pytest.raises(UnsafePathError, match="HF_ESCAPED"):
         source.onnx(tmp_path / "run" / "models")
     assert _files(tmp_path) == set()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from medbench_fast.config import BenchmarkConfig
 from medbench_fast.runner.worker import (
     CaseResult,
     CaseWorker,
@@ -31,7 +32,7 @@ class WorkerInit:
     """Everything a remote worker needs to open its models and score cases."""
 
     resolved: tuple  # ResolvedModel, in model order
-    benchmark: dict
+    benchmark: BenchmarkConfig | None  # None: an evaluation (no model to open)
     options: object  # MetricOptions
     targets: dict
     cache_dir: str | None
