@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medbench_fast.store.parts import read_table_file
 from medbench_fast.store.run_info import read_run_json
@@ -69,7 +70,6 @@ def merge_runs(runs: Sequence[RunTables], names: Sequence[str]) -> RunTables:
     metric conventions) under its name, ``info["model_runs"]`` the run name of each model."""
     if len(runs) != len(names) or len(set(names)) != len(names):
         raise ValueError("names: expected one distinct name per run")
-    import pyarrow.compute as pc  # only comparisons merge runs; evaluate and run never load it
     seen: dict[str, int] = {}
     for run in runs:
         for model in pc.unique(run.cases.column("model")).to_pylist():

@@ -106,7 +106,7 @@ def read_table_file(path: Path, schema: pa.Schema | None = None) -> pa.Table:
         if schema is None:
             return table
         if table.schema.equals(schema, check_metadata=False):
-            return table.cast(schema)
+            return pa.Table.from_arrays(table.columns, schema=schema)  # the same columns, with its metadata
         return pq.read_table(path, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
@@ -144,6 +144,8 @@ def dedupe_last(table: pa.Table, keys: list[str]) -> pa.Table:
     if table.num_rows == 0:
         return table
     last = {key: i for i, key in enumerate(zip(*(table.column(k).to_pylist() for k in keys)))}
+    if len(last) == table.num_rows:  # no key twice (a run without resumed cases): nothing to drop
+        return table
     return table.take(pa.array(sorted(last.values()), pa.int64()))
 
 
