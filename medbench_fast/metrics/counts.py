@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medbench_fast.kernels._jit import parallel_launch
+from medbench_fast.kernels._jit import PARALLEL_MIN_VOXELS, parallel_launch
 from medbench_fast.kernels.counts import joint_histogram
 
 #: Distinct label values per chunk tried first; grown x4 up to :data:`MAX_LABELS` on overflow.
@@ -164,7 +164,8 @@ def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
     if vpw != pred_vpw:  # e.g. one buffer unaligned: count voxel by voxel
         ref_w, pred_w, vpw = c_ref, c_pred, 1
     rows = c_ref.shape[0] * c_ref.shape[1]
-    nchunks = max(1, min(rows, 4 * numba.get_num_threads()))
+    # one chunk where the kernel runs on one thread anyway: fewer partials to reduce (the counts are equal)
+    nchunks = 1 if c_ref.size < PARALLEL_MIN_VOXELS else max(1, min(rows, 4 * numba.get_num_threads()))
     cap = _START_CAP
     while True:
         with parallel_launch(c_ref.size):
