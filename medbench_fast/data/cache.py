@@ -49,7 +49,8 @@ STALE_TEMP_S = 3600.0
 #: Decoded volumes smaller than this (bytes) are not stored: decoding one costs well under a
 #: millisecond, less than writing two files and looking them up again.
 MIN_BYTES = 1 << 20
-#: Volumes that decoded faster than this (bytes of array per second) are not stored: writing
+#: Volumes that decoded faster than this (bytes of array per second of the reading thread's CPU
+#: time) are not stored: writing
 #: the entry (measured at 0.5-1 GB/s into the page cache) would cost more than decoding again.
 MAX_DECODE_RATE = 1e9
 
@@ -166,9 +167,9 @@ class VolumeCache:
             fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
         except OSError:
             fingerprint = None  # missing source: decoding names the problem
-        start = time.perf_counter()
+        start = time.thread_time()
         volume = decode_volume(path, channels=channels, sha256=self.write_error is None)
-        self._store(source, volume, fingerprint, decode_s=time.perf_counter() - start)
+        self._store(source, volume, fingerprint, decode_s=time.thread_time() - start)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 
     def load_derived(self, key: str, sources: list[Path], decode, *, label: str) -> Volume:
@@ -180,14 +181,16 @@ class VolumeCache:
         hit = self._read_entry(key, fingerprint)
         if hit is not None:
             return Volume(hit.array, hit.spacing, hit.origin, hit.direction, label, hit.meta)
-        start = time.perf_counter()
+        start = time.thread_time()
         volume = decode()
-        self._store(key, volume, fingerprint, meta=volume.meta, decode_s=time.perf_counter() - start)
+        self._store(key, volume, fingerprint, meta=volume.meta, decode_s=time.thread_time() - start)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, label, {**volume.meta, "cache": "miss"})
 
     def worth_storing(self, nbytes: int, decode_s: float) -> bool:
-        """Whether a volume of ``nbytes`` decoded bytes that took ``decode_s`` seconds to decode
-        is stored: at least ``min_bytes``, and decoded slower than ``max_decode_rate``."""
+        """Whether a volume of ``nbytes`` decoded bytes whose decode took ``decode_s`` seconds of
+        the reading thread's CPU time is stored: at least ``min_bytes``, and decoded slower than
+        ``max_decode_rate``. CPU time, not wall time: waiting for a core or for the GIL while
+        other cases are scored is no work that the cache would save."""
         if nbytes < self.min_bytes:
             return False
         return self.max_decode_rate is None or nbytes < decode_s * self.max_decode_rate

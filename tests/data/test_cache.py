@@ -263,10 +263,17 @@ def test_fast_decoding_volume_is_not_stored_and_slow_one_is(tmp_path):
     assert [slow.load(path).meta["cache"] for _ in range(2)] == ["miss", "hit"]
     np.testing.assert_array_equal(slow.load(path).array, array)
 
-    def decode():
-        time.sleep(0.05)  # 2 MiB in 50 ms: 40 MB/s, slower than the default rate
+    def decode():  # 2 MiB in 50 ms of CPU time: 40 MB/s, slower than the default rate
+        start = time.thread_time()
+        while time.thread_time() - start < 0.05:
+            pass
+        return Volume(array, (1.0, 1.0, 1.0))
+
+    def waits():  # 2 MiB in a 50 ms wait: no CPU time spent, nothing the cache would save
+        time.sleep(0.05)
         return Volume(array, (1.0, 1.0, 1.0))
 
     default = VolumeCache(tmp_path / "derived")
     got = [default.load_derived("k", [path], decode, label="x").meta["cache"] for _ in range(2)]
     assert got == ["miss", "hit"]
+    assert [default.load_derived("w", [path], waits, label="x").meta["cache"] for _ in range(2)] == ["miss", "miss"]
