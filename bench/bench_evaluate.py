@@ -5,12 +5,16 @@ a temporary folder) ``--cases`` pairs of 160x256x256 uint8 label maps (labels 1-
 SimpleITK as ``.nii.gz``, as nnU-Net writes them) and ``--tiny`` pairs of 16x32x32 ones, then
 times, round-robin so that drift of a shared machine hits every measurement alike:
 
-- SimpleITK decoding both folders of a set in this process (``ReadImage`` + array);
+- SimpleITK decoding both folders of a set in this process (``ReadImage`` + array), and the
+  project's reader doing the same (``decode_volume``, no cache);
 - ``medbench evaluate --metrics counts``, first run (empty volume cache), whole process;
 - the same with the default metrics (surface distances too), first run;
-- the counts run again with the cache filled (second run), and with ``--no-cache``;
+- the counts run again (second run, with what the first run stored in the volume cache:
+  nothing for these label maps, which decode faster than an entry is written), and with
+  ``--no-cache``;
 - ``nnUNetv2_evaluate_simple -np 2`` (nnU-Net v2's folder evaluation), whole process;
-- ``medbench evaluate`` of one case (one of the large ones, default metrics), whole process.
+- ``medbench evaluate`` of one case (one of the large ones), whole process, with the default
+  metrics and with counts only.
 
 numba's cache is filled by an untimed run first, and the package's modules are byte-compiled
 first (as an installed package is; where ``PYTHONDONTWRITEBYTECODE`` is set, every process
@@ -97,6 +101,18 @@ def _sitk_decode(*folders: Path) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def _medbench_decode(*folders: Path) -> tuple[float, float]:
+    """The project's own reader on the same files, in this process (no cache): the decode that
+    ``evaluate`` does, without the process around it."""
+    from medbench_fast.data.reader import decode_volume
+
+    t, c = time.perf_counter(), time.process_time()
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            decode_volume(path)
+    return time.perf_counter() - t, time.process_time() - c
+
+
 def _process(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     t, c = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -174,6 +190,7 @@ def main() -> None:
                 shutil.rmtree(warm_cache, ignore_errors=True)
                 runs = {
                     "sitk_decode": lambda: _sitk_decode(ref, pred),
+                    "medbench_decode": lambda: _medbench_decode(ref, pred),
                     "counts_first": lambda: medbench(ref, pred, counts=True, cache=warm_cache),
                     "counts_cached": lambda: medbench(ref, pred, counts=True, cache=warm_cache),
                     "counts_no_cache": lambda: medbench(ref, pred, counts=True, no_cache=True),
@@ -193,13 +210,15 @@ def main() -> None:
         m = {k.split(".", 1)[1]: v for k, v in med.items() if k.startswith(name + ".")}
         ratios[name] = {
             "counts_first_over_sitk_decode": m["counts_first"] / m["sitk_decode"],
+            "medbench_decode_over_sitk_decode": m["medbench_decode"] / m["sitk_decode"],
             "nnunet_over_counts_first": m["nnunet_np2"] / m["counts_first"],
             "surface_over_counts_first": m["surface_first"] / m["counts_first"],
         }
         size = f"{args.cases} x 160x256x256" if name == "large" else f"{args.tiny} x 16x32x32"
         for key, label in (("sitk_decode", "SimpleITK decode of both folders, one process"),
+                           ("medbench_decode", "the project's reader on both folders, one process"),
                            ("counts_first", "`medbench evaluate --metrics counts`, first run"),
-                           ("counts_cached", "same, volume cache filled"),
+                           ("counts_cached", "same, second run (volume cache as the first run left it)"),
                            ("counts_no_cache", "same, `--no-cache` (nothing stored)"),
                            ("surface_first", "`medbench evaluate` (default metrics, surface too), first run"),
                            ("nnunet_np2", "`nnUNetv2_evaluate_simple -np 2`")):
@@ -212,6 +231,8 @@ def main() -> None:
     ratios["one_case"] = {"surface_over_counts": med["one_case_process"] / med["one_case_process_counts"]}
     targets = [
         ("first-run counts / SimpleITK decode, 20 large", ratios["large"]["counts_first_over_sitk_decode"], "<= 1.0"),
+        ("project's decode / SimpleITK decode, 20 large (in process)",
+         ratios["large"]["medbench_decode_over_sitk_decode"], "report"),
         ("nnU-Net / first-run counts, 20 large", ratios["large"]["nnunet_over_counts_first"], ">= 5"),
         ("nnU-Net / first-run counts, tiny", ratios["tiny"]["nnunet_over_counts_first"], ">= 3"),
         ("one-case process, default metrics (s)", med["one_case_process"], "< 1.0"),
