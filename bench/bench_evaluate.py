@@ -5,14 +5,20 @@ a temporary folder) ``--cases`` pairs of 160x256x256 uint8 label maps (labels 1-
 SimpleITK as ``.nii.gz``, as nnU-Net writes them) and ``--tiny`` pairs of 16x32x32 ones, then
 times, round-robin so that drift of a shared machine hits every measurement alike:
 
-- SimpleITK decoding both folders of a set in this process (``ReadImage`` + array);
+- SimpleITK decoding both folders of a set in this process (``ReadImage`` + array), and the
+  project's reader doing the same (``decode_volume``, no cache);
 - ``medbench evaluate --metrics counts``, first run (empty volume cache), whole process;
 - the same with the default metrics (surface distances too), first run;
-- the counts run again with the cache filled (second run), and with ``--no-cache``;
+- the counts run again (second run, with what the first run stored in the volume cache:
+  nothing for these label maps, which decode faster than an entry is written), and with
+  ``--no-cache``;
 - ``nnUNetv2_evaluate_simple -np 2`` (nnU-Net v2's folder evaluation), whole process;
-- ``medbench evaluate`` of one case (one of the large ones, default metrics), whole process.
+- ``medbench evaluate`` of one case (one of the large ones), whole process, with the default
+  metrics and with counts only.
 
-numba's cache is filled by an untimed run first. Prints medians of wall time and of CPU time
+numba's cache is filled by an untimed run first, and the package's modules are byte-compiled
+first (as an installed package is; where ``PYTHONDONTWRITEBYTECODE`` is set, every process
+would otherwise compile them from source). Prints medians of wall time and of CPU time
 (user + system, of this process or of the child processes) and the ratios of wall times
 against the targets, and writes ``bench/results/evaluate.json``. Timings on a shared machine
 are noisy: compare ratios measured in one invocation; CPU time moves less than wall time
@@ -22,6 +28,7 @@ when other processes compete for the cores.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import resource
 import shutil
@@ -94,6 +101,18 @@ def _sitk_decode(*folders: Path) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def _medbench_decode(*folders: Path) -> tuple[float, float]:
+    """The project's own reader on the same files, in this process (no cache): the decode that
+    ``evaluate`` does, without the process around it."""
+    from medbench_fast.data.reader import decode_volume
+
+    t, c = time.perf_counter(), time.process_time()
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            decode_volume(path)
+    return time.perf_counter() - t, time.process_time() - c
+
+
 def _process(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     t, c = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -141,7 +160,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--tiny", type=int, default=1000)
     args = parser.parse_args()
+    import medbench_fast
     from medbench_fast.data.nifti_read import INFLATER
+
+    compileall.compile_dir(Path(medbench_fast.__file__).parent, quiet=1)
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="bench_evaluate_") as tmp:
         work = Path(tmp)
@@ -167,6 +190,7 @@ def main() -> None:
                 shutil.rmtree(warm_cache, ignore_errors=True)
                 runs = {
                     "sitk_decode": lambda: _sitk_decode(ref, pred),
+                    "medbench_decode": lambda: _medbench_decode(ref, pred),
                     "counts_first": lambda: medbench(ref, pred, counts=True, cache=warm_cache),
                     "counts_cached": lambda: medbench(ref, pred, counts=True, cache=warm_cache),
                     "counts_no_cache": lambda: medbench(ref, pred, counts=True, no_cache=True),
@@ -178,6 +202,7 @@ def main() -> None:
             _record(samples, "one_case_process", medbench(one_ref, one_pred, counts=False))
             _record(samples, "one_case_process_counts", medbench(one_ref, one_pred, counts=True))
 
+    load_after = os.getloadavg()
     med = {k: statistics.median(v) for k, v in samples.items()}
     cpu = {k: statistics.median(v) for k, v in CPU.items()}
     ratios, rows = {}, []
@@ -185,13 +210,15 @@ def main() -> None:
         m = {k.split(".", 1)[1]: v for k, v in med.items() if k.startswith(name + ".")}
         ratios[name] = {
             "counts_first_over_sitk_decode": m["counts_first"] / m["sitk_decode"],
+            "medbench_decode_over_sitk_decode": m["medbench_decode"] / m["sitk_decode"],
             "nnunet_over_counts_first": m["nnunet_np2"] / m["counts_first"],
             "surface_over_counts_first": m["surface_first"] / m["counts_first"],
         }
         size = f"{args.cases} x 160x256x256" if name == "large" else f"{args.tiny} x 16x32x32"
         for key, label in (("sitk_decode", "SimpleITK decode of both folders, one process"),
+                           ("medbench_decode", "the project's reader on both folders, one process"),
                            ("counts_first", "`medbench evaluate --metrics counts`, first run"),
-                           ("counts_cached", "same, volume cache filled"),
+                           ("counts_cached", "same, second run (volume cache as the first run left it)"),
                            ("counts_no_cache", "same, `--no-cache` (nothing stored)"),
                            ("surface_first", "`medbench evaluate` (default metrics, surface too), first run"),
                            ("nnunet_np2", "`nnUNetv2_evaluate_simple -np 2`")):
@@ -201,15 +228,23 @@ def main() -> None:
     rows.append(["1 x 160x256x256", "`medbench evaluate --metrics counts`, whole process",
                  f"{med['one_case_process_counts']:.2f}", f"{cpu['one_case_process_counts']:.2f}"])
     print(markdown_table(["folder", "what", "median wall s", "median CPU s"], rows))
+    ratios["one_case"] = {"surface_over_counts": med["one_case_process"] / med["one_case_process_counts"]}
     targets = [
         ("first-run counts / SimpleITK decode, 20 large", ratios["large"]["counts_first_over_sitk_decode"], "<= 1.0"),
+        ("project's decode / SimpleITK decode, 20 large (in process)",
+         ratios["large"]["medbench_decode_over_sitk_decode"], "report"),
         ("nnU-Net / first-run counts, 20 large", ratios["large"]["nnunet_over_counts_first"], ">= 5"),
         ("nnU-Net / first-run counts, tiny", ratios["tiny"]["nnunet_over_counts_first"], ">= 3"),
-        ("one-case process (s)", med["one_case_process"], "< 1.0"),
+        ("one-case process, default metrics (s)", med["one_case_process"], "< 1.0"),
+        ("one-case process, counts (s)", med["one_case_process_counts"], "report"),
         ("surface / counts, 20 large (first runs)", ratios["large"]["surface_over_counts_first"], "report"),
+        ("surface / counts, tiny (first runs)", ratios["tiny"]["surface_over_counts_first"], "report"),
+        ("surface / counts, one-case process", ratios["one_case"]["surface_over_counts"], "report"),
     ]
     print(markdown_table(["ratio", "measured", "target"], [[n, f"{v:.2f}", t] for n, v, t in targets]))
+    print(f"load average (1, 5, 15 min): {load_before} before, {load_after} after")
     print(write_results("evaluate", {"repeat": args.repeat, "cases": args.cases, "tiny": args.tiny,
+                                     "load_average": {"before": load_before, "after": load_after},
                                      "inflater": INFLATER, "median_s": med, "samples_s": samples,
                                      "median_cpu_s": cpu, "cpu_samples_s": CPU, "ratios": ratios,
                                      "targets": {n: {"measured": v, "target": t} for n, v, t in targets}}))

@@ -14,6 +14,13 @@ can race readers and writers. The cache never fails a case: a folder that cannot
 written (read-only, full, removed) is reported once as a warning, and volumes are then read
 without it. Temporary files of killed writers are removed by ``info``, ``clear`` and the
 first write of each :class:`VolumeCache`.
+
+An entry is stored only where it pays for itself on its first reuse (:meth:`VolumeCache.worth_storing`):
+writing an entry costs about as much as copying its bytes (a few ms per 10 MB), and looking it
+up costs a few file-system calls, so a volume smaller than :data:`MIN_BYTES` decoded, or one
+that decoded faster than :data:`MAX_DECODE_RATE` bytes per second (a label map that inflates
+at several GB/s, an uncompressed ``.nii``), is decoded again on every read instead. Slow decodes
+(CT and MR ``.nii.gz``, DICOM series, rasterised RTSTRUCTs, other formats) are stored.
 """
 
 from __future__ import annotations
@@ -39,6 +46,13 @@ _FORMAT = 2
 _FINGERPRINT = ("size", "mtime_ns", "ctime_ns", "inode")
 #: A temporary file whose writer is gone, or older than this (s), is stale.
 STALE_TEMP_S = 3600.0
+#: Decoded volumes smaller than this (bytes) are not stored: decoding one costs well under a
+#: millisecond, less than writing two files and looking them up again.
+MIN_BYTES = 1 << 20
+#: Volumes that decoded faster than this (bytes of array per second of the reading thread's CPU
+#: time) are not stored: writing
+#: the entry (measured at 0.5-1 GB/s into the page cache) would cost more than decoding again.
+MAX_DECODE_RATE = 1e9
 
 
 def default_cache_dir() -> Path:
@@ -126,8 +140,13 @@ def _unlink(path: Path) -> bool:
 class VolumeCache:
     """A folder of decoded volumes; ``load`` returns read-only memory-mapped arrays."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, *, min_bytes: int = MIN_BYTES,
+                 max_decode_rate: float | None = MAX_DECODE_RATE):
+        """``min_bytes`` and ``max_decode_rate`` (None: no limit) choose which volumes are
+        stored (:meth:`worth_storing`); ``min_bytes=0, max_decode_rate=None`` stores every one."""
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.min_bytes = min_bytes
+        self.max_decode_rate = max_decode_rate
         self._lock = threading.Lock()
         self._swept = False
         self.write_error: str | None = None  # set when the folder cannot be written; writes stop
@@ -147,8 +166,9 @@ class VolumeCache:
             fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
         except OSError:
             fingerprint = None  # missing source: decoding names the problem
+        start = time.thread_time()
         volume = decode_volume(path, channels=channels, sha256=self.write_error is None)
-        self._store(source, volume, fingerprint)
+        self._store(source, volume, fingerprint, decode_s=time.thread_time() - start)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
 
     def load_derived(self, key: str, sources: list[Path], decode, *, label: str) -> Volume:
@@ -160,13 +180,25 @@ class VolumeCache:
         hit = self._read_entry(key, fingerprint)
         if hit is not None:
             return Volume(hit.array, hit.spacing, hit.origin, hit.direction, label, hit.meta)
+        start = time.thread_time()
         volume = decode()
-        self._store(key, volume, fingerprint, meta=volume.meta)
+        self._store(key, volume, fingerprint, meta=volume.meta, decode_s=time.thread_time() - start)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, label, {**volume.meta, "cache": "miss"})
 
-    def _store(self, source: Path | str, volume: Volume, fingerprint: dict | None, meta: dict | None = None) -> None:
-        """Write an entry; a folder that cannot be written turns the cache's writes off (warned once)."""
-        if self.write_error is None and fingerprint is not None:
+    def worth_storing(self, nbytes: int, decode_s: float) -> bool:
+        """Whether a volume of ``nbytes`` decoded bytes whose decode took ``decode_s`` seconds of
+        the reading thread's CPU time is stored: at least ``min_bytes``, and decoded slower than
+        ``max_decode_rate``. CPU time, not wall time: waiting for a core or for the GIL while
+        other cases are scored is no work that the cache would save."""
+        if nbytes < self.min_bytes:
+            return False
+        return self.max_decode_rate is None or nbytes < decode_s * self.max_decode_rate
+
+    def _store(self, source: Path | str, volume: Volume, fingerprint: dict | None, meta: dict | None = None, *,
+               decode_s: float) -> None:
+        """Write an entry where :meth:`worth_storing`; a folder that cannot be written turns the
+        cache's writes off (warned once)."""
+        if self.write_error is None and fingerprint is not None and self.worth_storing(volume.array.nbytes, decode_s):
             try:
                 self._write_entry(source, volume, fingerprint, meta)
             except OSError as exc:

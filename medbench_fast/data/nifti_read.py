@@ -16,6 +16,7 @@ of :mod:`medbench_fast.data.nifti`, which name the problem.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
@@ -166,6 +167,14 @@ def _sform_orthonormal(m: np.ndarray) -> bool | None:
     """Whether ITK finds the sform an invertible affine with orthonormal axes; None when the
     answer depends on ITK's numerics (its test of the inverse loses precision with large
     offsets or badly conditioned axes) or lies within a margin of its tolerances."""
+    return _sform_orthonormal_of(m.tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _sform_orthonormal_of(matrix: bytes) -> bool | None:
+    """:func:`_sform_orthonormal` of a 4x4 float64 matrix's bytes: the files of one dataset
+    mostly share one sform, so the SVD runs once per matrix."""
+    m = np.frombuffer(matrix, np.float64).reshape(4, 4)
     rot = m[:3, :3]
     singular = np.linalg.svd(rot, compute_uv=False)
     if not (1e-2 <= singular[-1] and singular[0] <= 1e3 and np.abs(m[:3, 3]).max() <= 1e4):

@@ -13,14 +13,40 @@ reading and inference go on in other threads. ``fastmath`` stays off: metric val
 Values must not depend on the thread count either (a Ray worker runs with one thread, a local
 run with every core): parallel kernels write per-element results or sum integers, and float
 sums over their outputs run in a fixed order outside them (never a BLAS ``np.dot``).
+
+Since no kernel calls BLAS, numba's BLAS probe is skipped (:func:`_skip_blas_probe`): on its
+first dispatch numba imports ``numba.np.arraymath``, which imports ``scipy.linalg`` (0.15-0.3 s,
+half of a small ``evaluate``'s fixed cost) only to decide whether ``np.convolve`` and
+``np.correlate`` of floats go through BLAS ``dot``. Without the probe they use numba's own
+loop; everything else numba compiles (``np.dot``, ``np.linalg``) still imports scipy when
+compiled.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import contextmanager
 
 import numba
+
+_BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
+def _skip_blas_probe() -> None:
+    """Import ``numba.np.arraymath`` with its BLAS probe answered "absent" (see the module
+    docstring), unless it or scipy.linalg is imported already (then there is nothing to save)."""
+    if "numba.np.arraymath" in sys.modules or _BLAS_PROBE in sys.modules:
+        return
+    sys.modules[_BLAS_PROBE] = None  # type: ignore[assignment]  # an import of it raises ImportError
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if sys.modules.get(_BLAS_PROBE, 0) is None:
+            del sys.modules[_BLAS_PROBE]
+
+
+_skip_blas_probe()
 
 #: Options for parallel kernels (``prange`` over slabs, per-thread partials).
 PARALLEL = dict(nogil=True, cache=True, parallel=True, fastmath=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medbench_fast.kernels._jit import parallel_launch
+from medbench_fast.kernels._jit import PARALLEL_MIN_VOXELS, parallel_launch
 from medbench_fast.kernels.counts import joint_histogram
 
 #: Distinct label values per chunk tried first; grown x4 up to :data:`MAX_LABELS` on overflow.
@@ -119,6 +119,17 @@ def _splat(vpw: int) -> np.uint64:
     return np.uint64(sum(1 << (bits * i) for i in range(vpw)))
 
 
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    """``arr``, viewed read-only: the kernel is compiled (and its compiled code cached) for one
+    combination of array flags, so decoded arrays and read-only memory maps of the volume cache
+    share one specialisation instead of loading or compiling one per combination."""
+    if not arr.flags.writeable:
+        return arr
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
 def _pair_dtype(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Views with one dtype per pair where possible, so numba compiles fewer variants."""
     if ref.dtype == pred.dtype:
@@ -148,11 +159,13 @@ def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
     c_ref, c_pred, transposed = _same_memory_order(ref, pred)
     if ref.size == 0:
         raise ValueError(f"ref: empty array of shape {ref.shape}")
+    c_ref, c_pred = _read_only(c_ref), _read_only(c_pred)
     (ref_w, vpw), (pred_w, pred_vpw) = _words(c_ref), _words(c_pred)
     if vpw != pred_vpw:  # e.g. one buffer unaligned: count voxel by voxel
         ref_w, pred_w, vpw = c_ref, c_pred, 1
     rows = c_ref.shape[0] * c_ref.shape[1]
-    nchunks = max(1, min(rows, 4 * numba.get_num_threads()))
+    # one chunk where the kernel runs on one thread anyway: fewer partials to reduce (the counts are equal)
+    nchunks = 1 if c_ref.size < PARALLEL_MIN_VOXELS else max(1, min(rows, 4 * numba.get_num_threads()))
     cap = _START_CAP
     while True:
         with parallel_launch(c_ref.size):

@@ -11,6 +11,7 @@ shapes their results for the summary.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -33,13 +34,35 @@ def bootstrap_mean_ci(values, *, n_resamples: int = N_RESAMPLES, confidence: flo
         return None
     if np.all(arr == arr[0]):  # every resample has the same mean
         return float(arr[0]), float(arr[0])
-    rng = np.random.default_rng(seed)
-    batch = max(1, _CHUNK // arr.size)
-    means = [np.mean(arr[rng.integers(0, arr.size, (min(batch, n_resamples - k), arr.size))], axis=-1)
-             for k in range(0, n_resamples, batch)]
+    means = [np.mean(arr[index], axis=-1) for index in _resamples(seed, arr.size, n_resamples)]
     alpha = np.float64((1 - confidence) / 2)
     low, high = _quantile_linear(np.concatenate(means), np.stack([alpha, 1 - alpha]))
     return float(low), float(high)
+
+
+def _resamples(seed: int, size: int, n_resamples: int):
+    """The bootstrap's resample index batches for samples of ``size`` values: batches of at most
+    ``_CHUNK`` indices from a generator seeded with ``seed``. They depend only on the seed and
+    the sizes, so a report's intervals over one set of cases (every label and metric) share
+    them: drawn once where they fit in one batch (32 MiB), drawing being most of the work."""
+    if size * n_resamples <= _CHUNK:
+        return _resamples_once(seed, size, n_resamples)
+    return _draw_resamples(seed, size, n_resamples)
+
+
+@functools.lru_cache(maxsize=8)
+def _resamples_once(seed: int, size: int, n_resamples: int) -> tuple[np.ndarray, ...]:
+    batches = tuple(_draw_resamples(seed, size, n_resamples))
+    for batch in batches:
+        batch.flags.writeable = False
+    return batches
+
+
+def _draw_resamples(seed: int, size: int, n_resamples: int):
+    rng = np.random.default_rng(seed)
+    batch = max(1, _CHUNK // size)
+    for k in range(0, n_resamples, batch):
+        yield rng.integers(0, size, (min(batch, n_resamples - k), size))
 
 
 def _quantile_linear(values: np.ndarray, p: np.ndarray) -> np.ndarray:

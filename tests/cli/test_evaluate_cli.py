@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from reference import counts as ref_counts
 
 from medbench_fast.cli.main import cli
+from medbench_fast.data.cache import VolumeCache
 from medbench_fast.data.reader import Volume, write_volume
 
 SPACING = (2.0, 0.8, 0.8)
@@ -179,9 +180,11 @@ def test_geometry_tolerance_option(tmp_path, rng):
                                "--geometry-tolerance", "1e-3"]).output
 
 
-def test_second_run_reads_from_cache(tmp_path, dataset):
+def test_second_run_reads_from_cache(tmp_path, dataset, monkeypatch):
     refs, preds, _ = dataset
     cache = tmp_path / "cache"
+    # these volumes are small, which the cache's default rule never stores: store every one here
+    monkeypatch.setattr(VolumeCache, "worth_storing", lambda self, nbytes, decode_s: True)
     for _ in range(2):
         _run(["evaluate", "--pred", str(preds), "--ref", str(refs), "--out", str(tmp_path / "o"), "-q", "--overwrite",
               "--cache-dir", str(cache), "--metrics", "counts"])

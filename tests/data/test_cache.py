@@ -15,8 +15,16 @@ import numpy as np
 import pytest
 from disk_full import enospc, fill, small_disk
 
-from medbench_fast.data.cache import STALE_TEMP_S, VolumeCache, default_cache_dir
+from medbench_fast.data.cache import MAX_DECODE_RATE, MIN_BYTES, STALE_TEMP_S, VolumeCache, default_cache_dir
 from medbench_fast.data.reader import Volume, write_volume
+
+
+#: Stores every volume: these tests use small volumes, which the default rule never stores.
+STORE_ALL = dict(min_bytes=0, max_decode_rate=None)
+
+
+def _cache(root) -> VolumeCache:
+    return VolumeCache(root, **STORE_ALL)
 
 
 @pytest.fixture
@@ -27,7 +35,7 @@ def source(tmp_path, rng):
 
 
 def test_first_read_decodes_then_memory_maps(tmp_path, source):
-    cache = VolumeCache(tmp_path / "c")
+    cache = _cache(tmp_path / "c")
     first = cache.load(source)
     second = cache.load(source)
     assert first.meta["cache"] == "miss" and second.meta["cache"] == "hit"
@@ -39,7 +47,7 @@ def test_first_read_decodes_then_memory_maps(tmp_path, source):
 
 
 def test_changed_source_invalidates(tmp_path, source, rng):
-    cache = VolumeCache(tmp_path / "c")
+    cache = _cache(tmp_path / "c")
     cache.load(source)
     new = rng.integers(5, 9, (6, 7, 8)).astype(np.uint8)
     write_volume(Volume(new, spacing=(1.0, 1.0, 1.0)), source)
@@ -52,7 +60,7 @@ def test_changed_source_invalidates(tmp_path, source, rng):
 
 
 def test_corrupt_entry_is_rebuilt(tmp_path, source):
-    cache = VolumeCache(tmp_path / "c")
+    cache = _cache(tmp_path / "c")
     cache.load(source)
     npy = next((tmp_path / "c").glob("*.npy"))
     npy.write_bytes(b"garbage")
@@ -62,12 +70,12 @@ def test_corrupt_entry_is_rebuilt(tmp_path, source):
 
 def _load_in_process(args):
     root, path = args
-    return np.asarray(VolumeCache(root).load(path).array).sum()
+    return np.asarray(_cache(root).load(path).array).sum()
 
 
 def test_concurrent_writers_and_readers(tmp_path, source):
     root = tmp_path / "c"
-    expected = int(VolumeCache(tmp_path / "other").load(source).array.sum())
+    expected = int(_cache(tmp_path / "other").load(source).array.sum())
     with ProcessPoolExecutor(2) as pool:
         sums = list(pool.map(_load_in_process, [(root, source)] * 8))
     assert set(sums) == {expected}
@@ -76,7 +84,7 @@ def test_concurrent_writers_and_readers(tmp_path, source):
     def worker():
         try:
             for _ in range(20):
-                results.append(int(np.asarray(VolumeCache(root).load(source).array).sum()))
+                results.append(int(np.asarray(_cache(root).load(source).array).sum()))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -86,7 +94,7 @@ def test_concurrent_writers_and_readers(tmp_path, source):
         for t in threads:
             t.start()
         for _ in range(10):
-            VolumeCache(root).clear()  # racing the readers and writers
+            _cache(root).clear()  # racing the readers and writers
         for t in threads:
             t.join()
     assert not errors and set(results) == {expected}
@@ -96,7 +104,7 @@ def test_concurrent_writers_and_readers(tmp_path, source):
 def test_clear_and_location(tmp_path, source, monkeypatch):
     monkeypatch.setenv("MEDBENCH_CACHE_DIR", str(tmp_path / "envcache"))
     assert default_cache_dir() == tmp_path / "envcache"
-    cache = VolumeCache()
+    cache = VolumeCache(**STORE_ALL)
     cache.load(source)
     assert cache.clear() == 1
     assert cache.info()["entries"] == 0
@@ -131,14 +139,14 @@ def test_full_cache_disk_falls_back_to_reading(tmp_path, rng, monkeypatch):
             fill(tmp_path / "disk", 2048)  # room for a header, not for a volume
         else:
             monkeypatch.setattr(np, "save", enospc)
-        message = _load_all_warns_once(VolumeCache(tmp_path / "disk" / "cache"), sources)
+        message = _load_all_warns_once(_cache(tmp_path / "disk" / "cache"), sources)
         assert "No space left on device" in message
         assert not list((tmp_path / "disk" / "cache").glob(".*.tmp"))
 
 
 def test_cache_folder_that_cannot_be_created_falls_back(tmp_path, rng):
     (tmp_path / "not-a-folder").write_text("x")
-    _load_all_warns_once(VolumeCache(tmp_path / "not-a-folder" / "cache"), _sources(tmp_path, rng))
+    _load_all_warns_once(_cache(tmp_path / "not-a-folder" / "cache"), _sources(tmp_path, rng))
 
 
 def test_read_only_cache_folder_falls_back(tmp_path, rng):
@@ -151,11 +159,11 @@ def test_read_only_cache_folder_falls_back(tmp_path, rng):
             pytest.skip("root ignores file modes and cannot mount here")
         else:
             root.chmod(0o555)
-        _load_all_warns_once(VolumeCache(root), sources)
+        _load_all_warns_once(_cache(root), sources)
 
 
 def test_vanishing_cache_folder_never_fails_a_read(tmp_path, source):
-    cache = VolumeCache(tmp_path / "c")
+    cache = _cache(tmp_path / "c")
     cache.load(source)
     for p in (tmp_path / "c").iterdir():
         p.unlink()
@@ -172,7 +180,7 @@ def _dead_pid() -> int:
 
 def test_temp_files_of_killed_writers_are_removed(tmp_path, source):
     root = tmp_path / "c"
-    cache = VolumeCache(root)
+    cache = _cache(root)
     cache.load(source)
     before = cache.info()
     other_source = tmp_path / "other.nii.gz"
@@ -184,7 +192,7 @@ def test_temp_files_of_killed_writers_are_removed(tmp_path, source):
         "def slow(fh, a):\n"
         "    fh.write(b'x' * 100000); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
         "np.save = slow\n"
-        f"cache.VolumeCache({str(root)!r}).load({str(other_source)!r})\n")],
+        f"cache.VolumeCache({str(root)!r}, min_bytes=0, max_decode_rate=None).load({str(other_source)!r})\n")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     other = root / f".abc.npy.{_dead_pid()}.{'0' * 32}.tmp"
     old = root / f".def.npy.{os.getpid()}.{'1' * 32}.tmp"
@@ -210,7 +218,7 @@ def test_source_replaced_with_same_size_and_mtime_is_decoded_again(tmp_path, rng
     path = tmp_path / "img.nii"  # uncompressed: equal shapes give equal sizes
     first = rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)
     write_volume(Volume(first, spacing=(1.0, 1.0, 1.0)), path)
-    cache = VolumeCache(tmp_path / "c")
+    cache = _cache(tmp_path / "c")
     np.testing.assert_array_equal(cache.load(path).array, first)
     st = path.stat()
     second = (first + 1) % 5
@@ -227,3 +235,45 @@ def test_source_replaced_with_same_size_and_mtime_is_decoded_again(tmp_path, rng
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     got = cache.load(path)
     assert got.meta["cache"] == "miss" and int(got.array.ravel()[-1]) == (int(second.ravel()[-1]) + 1) % 5
+
+
+def test_default_rule_stores_only_volumes_that_decode_slower_than_a_write(tmp_path, rng):
+    cache = VolumeCache(tmp_path / "c")
+    assert (cache.min_bytes, cache.max_decode_rate) == (MIN_BYTES, MAX_DECODE_RATE)
+    assert not cache.worth_storing(MIN_BYTES - 1, decode_s=10.0)  # small: decoding again is cheaper
+    assert not cache.worth_storing(10 * MIN_BYTES, decode_s=0.001)  # 10 GB/s: faster than writing it
+    assert cache.worth_storing(10 * MIN_BYTES, decode_s=0.1)  # 100 MB/s: a slow decode
+    assert VolumeCache(tmp_path / "d", min_bytes=0, max_decode_rate=None).worth_storing(1, decode_s=0.0)
+
+
+def test_small_volume_is_decoded_on_every_read(tmp_path, source):
+    cache = VolumeCache(tmp_path / "c")
+    assert [cache.load(source).meta["cache"] for _ in range(2)] == ["miss", "miss"]
+    assert cache.info()["entries"] == 0
+
+
+def test_fast_decoding_volume_is_not_stored_and_slow_one_is(tmp_path):
+    path = tmp_path / "labels.nii.gz"  # a 2 MiB label map
+    array = np.zeros((32, 256, 256), np.uint8)
+    array[10:20, 100:150, 50:60] = 3
+    write_volume(Volume(array, spacing=(1.0, 1.0, 1.0)), path)
+    fast = VolumeCache(tmp_path / "fast", max_decode_rate=1e3)  # every decode is faster than 1 kB/s
+    assert [fast.load(path).meta["cache"] for _ in range(2)] == ["miss", "miss"]
+    slow = VolumeCache(tmp_path / "slow", max_decode_rate=1e15)  # every decode is slower than 1 PB/s
+    assert [slow.load(path).meta["cache"] for _ in range(2)] == ["miss", "hit"]
+    np.testing.assert_array_equal(slow.load(path).array, array)
+
+    def decode():  # 2 MiB in 50 ms of CPU time: 40 MB/s, slower than the default rate
+        start = time.thread_time()
+        while time.thread_time() - start < 0.05:
+            pass
+        return Volume(array, (1.0, 1.0, 1.0))
+
+    def waits():  # 2 MiB in a 50 ms wait: no CPU time spent, nothing the cache would save
+        time.sleep(0.05)
+        return Volume(array, (1.0, 1.0, 1.0))
+
+    default = VolumeCache(tmp_path / "derived")
+    got = [default.load_derived("k", [path], decode, label="x").meta["cache"] for _ in range(2)]
+    assert got == ["miss", "hit"]
+    assert [default.load_derived("w", [path], waits, label="x").meta["cache"] for _ in range(2)] == ["miss", "miss"]

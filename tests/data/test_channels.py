@@ -18,7 +18,7 @@ SPACING = (2.0, 1.0, 1.25)
 def test_4d_file_is_channels_first_with_3d_geometry(tmp_path, cached):
     stack = np.random.default_rng(0).random((3, 4, 5, 6)).astype(np.float32)
     write_4d(tmp_path / "x.nii.gz", stack, spacing=SPACING)
-    cache = VolumeCache(tmp_path / "cache") if cached else None
+    cache = VolumeCache(tmp_path / "cache", min_bytes=0, max_decode_rate=None) if cached else None
     for _ in range(2):  # miss, then hit
         volume = load_volume(tmp_path / "x.nii.gz", cache=cache, channels=True)
         np.testing.assert_array_equal(volume.array, stack)

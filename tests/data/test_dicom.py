@@ -199,7 +199,7 @@ def test_gantry_tilt_is_an_error(tmp_path):
 def test_rasterised_reference_is_cached_and_memory_mapped(tmp_path):
     _, series = _dataset(tmp_path, AXIAL)
     write_rtstruct(tmp_path / "rt.dcm", series, [("GTV", circle_contours(AXIAL, (20, 24), 5.0, [4, 5]))])
-    cache = VolumeCache(tmp_path / "cache")
+    cache = VolumeCache(tmp_path / "cache", min_bytes=0, max_decode_rate=None)  # a small volume is stored too
     first = _read(tmp_path / "rt.dcm", series, cache=cache)
     second = _read(tmp_path / "rt.dcm", series, cache=cache)
     assert first.meta["cache"] == "miss" and second.meta["cache"] == "hit"

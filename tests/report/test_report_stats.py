@@ -42,6 +42,18 @@ def test_bootstrap_equals_scipy_to_the_last_bit(n):
         assert bootstrap_mean_ci(values, seed=seed) == (float(ci.low), float(ci.high))
 
 
+def test_bootstrap_resamples_drawn_once_serve_every_sample_of_that_size():
+    """A report's intervals share one draw of resample indices per sample size; each still equals scipy's."""
+    stats._resamples_once.cache_clear()
+    for k in range(4):
+        values = np.random.default_rng(k).uniform(0.0, 1.0, 50)
+        res = scipy.stats.bootstrap((values,), np.mean, n_resamples=2000, batch=max(1, stats._CHUNK // 50),
+                                    confidence_level=0.95, method="percentile", rng=0, vectorized=True)
+        assert bootstrap_mean_ci(values) == (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    assert stats._resamples_once.cache_info().misses == 1
+    assert not any(batch.flags.writeable for batch in stats._resamples_once(0, 50, 2000))
+
+
 def test_bootstrap_does_not_depend_on_blocking(rng, monkeypatch):
     values = rng.uniform(size=33)
     whole = bootstrap_mean_ci(values, n_resamples=300)
