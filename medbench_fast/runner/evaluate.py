@@ -23,6 +23,12 @@ from medbench_fast.runner.cases import RunCase
 from medbench_fast.runner.identity import evaluate_fingerprint
 
 
+#: An evaluation writes its rows every ``batch_size`` cases, or once the oldest unwritten case is
+#: this many seconds old: few Parquet parts for folders of small cases, and little work lost to
+#: an interruption on large ones.
+WRITE_AGE_S = 5.0
+
+
 def find_layout(pred_dir, ref_dir, path=None) -> DatasetLayout | None:
     """The ``dataset.json`` describing an evaluation: ``path`` when given, else the one nnU-Net
     writes into its prediction folder, else the one of the dataset that holds the reference
@@ -80,7 +86,7 @@ def evaluate_folders(
     cache: VolumeCache | None = None,
     progress: bool | None = None,
     model: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = 64,
     case_ids: Iterable[str] | None = None,
     worst_distance: str = "inf",
     overwrite: bool = False,
@@ -112,7 +118,8 @@ def evaluate_folders(
     cases = evaluation_cases(pred_dir, ref_dir, subset)
     readers = max(1, workers or os.cpu_count() or 1)
     settings = EngineSettings(readers=readers, prefetch=2 * readers, write_every=batch_size, warmup=0,
-                              worst_distance=worst_distance, scorers=readers)
+                              worst_distance=worst_distance, scorers=readers,
+                              write_age_s=WRITE_AGE_S)
 
     def plan_of(part):
         return RunPlan.for_evaluation(cases, model=model, pred_dir=str(Path(pred_dir).resolve()), options=options,

@@ -64,8 +64,8 @@ def consolidate(run_dir: Path, *, options: MetricOptions, schema, fingerprint: s
     metrics = _keep_pairs(metrics, succeeded)
     if options.labels is None:
         metrics = _fill_label_union(metrics, cases, options, schema)
-    metrics = metrics.sort_by([("model", "ascending"), ("case_id", "ascending"), ("label", "ascending")])
-    cases = cases.sort_by([("model", "ascending"), ("case_id", "ascending")])
+    metrics = _sorted(metrics, ("model", "case_id", "label"))
+    cases = _sorted(cases, ("model", "case_id"))
     stamp = {FINGERPRINT_KEY: fingerprint, RUN_ID_KEY: run_id}
     files = {"metrics": write_table(metrics, run_dir, "metrics", {**options.metadata(), **stamp}),
              "cases": write_table(cases, run_dir, "cases", stamp)}
@@ -73,7 +73,7 @@ def consolidate(run_dir: Path, *, options: MetricOptions, schema, fingerprint: s
     if scores.num_rows:
         scores = dedupe_last(scores, ["model", "case_id", "object_id", "target_name"])
         scores = _keep_pairs(scores, succeeded)
-        scores = scores.sort_by([(k, "ascending") for k in ("model", "case_id", "object_id", "target_name")])
+        scores = _sorted(scores, ("model", "case_id", "object_id", "target_name"))
         files["scores"] = write_table(scores, run_dir, "scores", stamp)
     return files, cases
 
@@ -104,7 +104,19 @@ def _keep_pairs(table: pa.Table, pairs: set[tuple[str, str]]) -> pa.Table:
     if table.num_rows == 0:
         return table
     keep = [(m, c) in pairs for m, c in zip(table.column("model").to_pylist(), table.column("case_id").to_pylist())]
-    return table.filter(pa.array(keep))
+    return table if all(keep) else table.filter(pa.array(keep))
+
+
+def _sorted(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """``table`` sorted by ``keys`` (ascending); one already in order is returned as it is (the
+    common case: parts arrive in case order), so pyarrow's compute kernels load only when needed."""
+    rows = list(zip(*(table.column(k).to_pylist() for k in keys)))
+    try:
+        if all(a <= b for a, b in zip(rows, rows[1:])):
+            return table
+    except TypeError:  # a null key: pyarrow's order (nulls last) decides
+        pass
+    return table.sort_by([(k, "ascending") for k in keys])
 
 
 def _fill_label_union(metrics, cases, options, schema):

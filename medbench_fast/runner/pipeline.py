@@ -300,7 +300,7 @@ def _run_in_folder(plan: RunPlan, run_dir: Path, identity: Fingerprint, previous
     executor = _make_executor(plan, resolved, scale, cache, run_id=run_id, placement=placement, schema=schema,
                               seg_dir=_seg_dir(plan, run_dir), pred_dir=_pred_dir(plan, run_dir))
     sink = RunSink(run_dir, schema, settings.write_every, fingerprint=fingerprint.digest, run_id=run_id,
-                   namespace=plan.shard.namespace if plan.shard else "main")
+                   namespace=plan.shard.namespace if plan.shard else "main", max_age_s=settings.write_age_s)
     show = sys.stderr.isatty() if progress is None else progress
     stats: ExecStats = executor.run(todo, sink, progress=show)
     model_info = _model_record(plan, resolved, stats)

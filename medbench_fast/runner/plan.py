@@ -86,6 +86,7 @@ class EngineSettings:
     (bounds memory); ``write_every``: cases per Parquet part; ``warmup``: untimed model runs;
     ``threads``: intra-op threads (split between worker processes); ``formats``: the reports;
     ``threshold``: decision threshold of case-level scores; ``worst_distance``: summary only;
+    ``write_age_s``: also write a part once its oldest case waited this long (None: by count only);
     ``scorers``: threads computing metrics (one beside a model's inference; an evaluation,
     which has no inference, scores on as many threads as it reads)."""
 
@@ -98,6 +99,7 @@ class EngineSettings:
     threshold: float = 0.5
     worst_distance: str = "inf"
     scorers: int = 1
+    write_age_s: float | None = None  # a part is also written once its oldest case is this old
 
     @classmethod
     def from_config(cls, config: Config) -> EngineSettings:

@@ -24,7 +24,7 @@ class RunSink:
     """
 
     def __init__(self, run_dir: Path, schema, write_every: int, *, fingerprint: str, run_id: str,
-                 namespace: str = "main"):
+                 namespace: str = "main", max_age_s: float | None = None):
         stamp = {"fingerprint": fingerprint, "run_id": run_id, "namespace": namespace}
         self.writers = {"metrics": PartWriter(run_dir, "metrics", schema, **stamp),
                         "scores": PartWriter(run_dir, "scores", SCORES_SCHEMA, **stamp),
@@ -37,6 +37,8 @@ class RunSink:
         self.samples: dict[str, list[float]] = {}
         self.busy: dict[str, float] = {}
         self.cases_done = 0
+        self.max_age_s = max_age_s  # also write once the oldest buffered case is this old
+        self.oldest: float | None = None
 
     def add(self, result: CaseResult) -> None:
         stamp = {"run_id": self.run_id}
@@ -50,7 +52,10 @@ class RunSink:
                 self.busy[model] = self.busy.get(model, 0.0) + outcome.busy_s
         self.cases_buffered += 1
         self.cases_done += 1
-        if self.cases_buffered >= self.write_every:
+        now = time.monotonic()
+        self.oldest = self.oldest if self.oldest is not None else now
+        if self.cases_buffered >= self.write_every or (self.max_age_s is not None
+                                                       and now - self.oldest >= self.max_age_s):
             self.flush()
 
     def flush(self) -> None:
@@ -63,3 +68,4 @@ class RunSink:
         for rows in self.buffers.values():
             rows.clear()
         self.cases_buffered = 0
+        self.oldest = None

@@ -54,9 +54,21 @@ def merge_model_info(infos: list[dict]) -> dict:
     return out
 
 
+class _NoBar:
+    """The progress bar when none is shown (tqdm is not even imported)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def progress_bar(total: int, show: bool):
+    if not show:
+        return _NoBar()
     import sys
 
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="case", desc="run", disable=not show, dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, unit="case", desc="run", dynamic_ncols=True, file=sys.stderr)
