@@ -329,6 +329,7 @@ class PredictionWorker(CaseWorker):
 
     def __init__(self, options, cache: VolumeCache | None):
         super().__init__({}, {}, options, {}, cache, warmup=0)
+        self.inline_when_tiny = True  # no inference to overlap: tiny cases run best in one thread
 
     def load(self, case: RunCase, names) -> Loaded:
         t0 = time.perf_counter_ns()

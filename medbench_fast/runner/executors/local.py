@@ -5,10 +5,16 @@ pool, through the volume cache) and given to every model in turn on the main thr
 metric kernels run in their own thread as soon as a prediction exists, while the next
 model or case runs. A case goes to the sink once all its models' metrics are done.
 Ctrl-C stops after the cases in flight.
+
+A worker without model inference (an evaluation's) whose cases prove tiny (reading and
+scoring one takes less than :data:`INLINE_BELOW_S`, the median of the first
+:data:`INLINE_SAMPLE` cases) goes on in the main thread alone: handing such a case between
+threads costs more than the case itself.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +30,22 @@ from medbench_fast.runner.worker import (
 )
 
 
+#: Cases below this many seconds (read + score) run inline (see the module's docstring).
+INLINE_BELOW_S = 0.005
+#: Cases measured before deciding.
+INLINE_SAMPLE = 16
+
+
+def _done(fn, *args) -> Future:
+    """``fn(*args)`` run now, as a finished future (its exception kept for ``result()``)."""
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - re-raised by result(), as a pool's future would
+        future.set_exception(exc)
+    return future
+
+
 class LocalExecutor:
     """Runs a :class:`CaseWorker` in this process with ``readers`` prefetch threads, ``prefetch``
     cases ahead, and ``scorers`` metric threads."""
@@ -33,6 +55,8 @@ class LocalExecutor:
         self.readers = max(1, readers)
         self.prefetch = max(1, prefetch)
         self.scorers = max(1, scorers)
+        self.inline = False  # cases run in the main thread (tiny cases of a worker without inference)
+        self.case_s: list[float] = []  # read + score seconds of the first cases, while undecided
 
     def run(self, todo, sink: RunSink, *, progress: bool) -> ExecStats:
         worker = self.worker
@@ -41,6 +65,7 @@ class LocalExecutor:
         load_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="medbench-load")
         pending: deque[tuple[str, list[tuple[ModelOutcome, Future | None]]]] = deque()
         bar = progress_bar(len(todo), progress)
+        undecided = [True] if getattr(worker, "inline_when_tiny", False) else []
 
         def harvest(block: bool) -> None:
             while pending and (block or all(f is None or f.done() for _, f in pending[0][1])):
@@ -50,6 +75,19 @@ class LocalExecutor:
                         worker.attach_metrics(outcome, future.result)
                 sink.add(CaseResult(case_id, [o for o, _ in parts]))
                 bar.update(1)
+                if undecided and parts:
+                    row = parts[0][0].case_row
+                    self.case_s.append((row.get("load_s") or 0.0) + (row.get("metrics_s") or 0.0))
+                    if len(self.case_s) >= INLINE_SAMPLE:
+                        self.inline = statistics.median(self.case_s) < INLINE_BELOW_S
+                        undecided.clear()
+
+        def load(case, names) -> Future:
+            return _done(worker.load, case, names) if self.inline else load_pool.submit(worker.load, case, names)
+
+        def score(ref, label_map) -> Future:
+            return _done(worker.score, ref, label_map) if self.inline else metric_pool.submit(worker.score, ref,
+                                                                                               label_map)
 
         watch = GpuWatch.of_process().start()
         loop_start = time.perf_counter_ns()
@@ -62,7 +100,7 @@ class LocalExecutor:
                     if nxt is None:
                         break
                     case, names = nxt
-                    ahead.append(load_pool.submit(worker.load, case, names))
+                    ahead.append(load(case, names))
                 if not ahead:
                     break
                 item = ahead.popleft().result()
@@ -70,7 +108,7 @@ class LocalExecutor:
                 for name in item.names:
                     worker.check_fits(name, item)
                     outcome, label_map = worker.run_model(name, item)
-                    future = metric_pool.submit(worker.score, item.ref, label_map) if label_map is not None else None
+                    future = score(item.ref, label_map) if label_map is not None else None
                     parts.append((outcome, future))
                 pending.append((item.case.case_id, parts))
                 harvest(block=len(pending) > self.scorers + 1)
@@ -89,6 +127,6 @@ class LocalExecutor:
         stats.workers = [{**worker_identity(), "executor": "local", "cases_done": sink.cases_done,
                           "providers_in_use": {n: m.providers_in_use for n, m in worker.models.items()},
                           "cold_start_s": {n: i.get("cold_start_s") for n, i in worker.model_info.items()},
-                          "gpus": watch.record()}]
+                          "gpus": watch.record(), "inline": self.inline}]
         return stats
 
