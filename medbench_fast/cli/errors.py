@@ -98,3 +98,22 @@ def finish(n_failed: int, allow_failures: bool, where: str) -> None:
         click.echo(f"{n_failed} failed (model, case) pair(s); see {where} (exit code {EXIT_FAILED_PAIRS}; "
                    f"--allow-failures exits 0)", err=True)
         raise SystemExit(EXIT_FAILED_PAIRS)
+
+
+def stop_unless_whole(result, resume_with: str) -> bool:
+    """Tell an interrupted run how to resume (exit 130), or a finished shard what remains;
+    True when ``result`` is a finished shard (the command has nothing more to report)."""
+    if result.interrupted:
+        click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
+        click.echo(f"resume with: {resume_with}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if not result.shard_done:
+        return False
+    from medbench_fast.runner.pipeline import shard_statuses
+
+    statuses = shard_statuses(result.run_dir, result.shard_done.count)
+    waiting = [k for k, v in statuses.items() if v != "finished"]
+    click.echo(f"shard {result.shard_done}: {result.n_cases} case(s) -> {result.run_dir}")
+    click.echo(f"shards not finished yet: {', '.join(waiting)}" if waiting else
+               f"all shards finished; consolidate with: {resume_with}")
+    return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import click
 
@@ -77,7 +76,7 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
     Exit codes: 0 every case scored, 1 stopped on an error (a bug included), 2 usage error or a
     folder holding another run, 3 finished with failed cases (0 with --allow-failures), 130 interrupted.
     """
-    from medbench_fast.cli.errors import finish, user_errors
+    from medbench_fast.cli.errors import finish, stop_unless_whole, user_errors
     from medbench_fast.metrics.regions import parse_regions
     from medbench_fast.metrics.selection import resolve_metrics
     from medbench_fast.metrics.options import MetricOptions
@@ -116,18 +115,7 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
                                   cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
                                   worst_distance=worst_distance, overwrite=overwrite, resume=resume, scale=scale,
                                   shard=part, batch_size=write_every)
-    if result.interrupted:
-        click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
-        click.echo("resume with the same command and --resume", err=True)
-        sys.exit(130)
-    if result.shard_done:
-        from medbench_fast.runner.pipeline import shard_statuses
-
-        statuses = shard_statuses(result.run_dir, result.shard_done.count)
-        waiting = [k for k, v in statuses.items() if v != "finished"]
-        click.echo(f"shard {result.shard_done}: {result.n_cases} case(s) -> {result.run_dir}")
-        click.echo(f"shards not finished yet: {', '.join(waiting)}" if waiting else
-                   "all shards finished; consolidate with the same command and --resume")
+    if stop_unless_whole(result, "the same command with --resume"):
         return
     if not quiet:
         from medbench_fast.cli.tables import print_label_table

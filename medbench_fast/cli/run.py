@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from medbench_fast.cli.errors import finish
+from medbench_fast.cli.errors import finish, stop_unless_whole
 from medbench_fast.cli.options import cache_dir_option, make_cache, no_cache_option, quiet_option
 
 
@@ -112,18 +111,7 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
         result = run_benchmark(config, config_text=text, run_dir=resume_dir or out_dir, resume=bool(resume_dir),
                                overwrite=overwrite, models=names, progress=False if quiet else None,
                                cache=make_cache(cache_dir, no_cache), scale=scale, shard=shard_of)
-    if result.interrupted:
-        click.echo(f"\ninterrupted; finished cases are saved in {result.run_dir}", err=True)
-        click.echo(f"resume with: medbench run --resume {result.run_dir}", err=True)
-        sys.exit(130)
-    if result.shard_done:
-        from medbench_fast.runner.pipeline import shard_statuses
-
-        statuses = shard_statuses(result.run_dir, result.shard_done.count)
-        waiting = [k for k, v in statuses.items() if v != "finished"]
-        click.echo(f"shard {result.shard_done}: {result.n_cases} case(s) -> {result.run_dir}")
-        click.echo(f"shards not finished yet: {', '.join(waiting)}" if waiting else
-                   f"all shards finished; consolidate with: medbench run --resume {result.run_dir}")
+    if stop_unless_whole(result, f"medbench run --resume {result.run_dir}"):
         return
     if not quiet:
         from medbench_fast.cli.tables import print_classification_table, print_label_table

@@ -115,19 +115,22 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, scale_se
     config, want = scale_setup
     out = tmp_path / "killed"
     proc = _medbench("run", "--config", str(config), "--out", str(out), "--executor", "processes", "--workers", "2")
+    victim = _kill_a_worker_mid_run(proc, out)
+    _ok(proc)
+    _check_rows_after_a_death(out, want, "killed by SIGKILL", pid=victim)
+
+
+def _kill_a_worker_mid_run(proc, out) -> int:
+    """SIGKILL one worker process once the run has written a part; its pid."""
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "parts" / "cases").glob("part-*.parquet")):
-        time.sleep(0.02)
-    victims = _worker_pids(proc.pid)
+    victims = []
+    while time.time() < deadline and not victims:
+        if list((out / "parts" / "cases").glob("part-*.parquet")):
+            victims = _worker_pids(proc.pid)
+        time.sleep(0.005)
     assert victims, "no worker process found"
     os.kill(victims[0], signal.SIGKILL)
-    _ok(proc)
-    assert _rows(out) == want
-    pairs = _parts_pairs(out)
-    assert len(pairs) == len(set(pairs)) == len(want[1])
-    run = json.loads((out / "run.json").read_text())
-    ended = [w for w in run["workers"] if w.get("ended")]
-    assert ended and ended[0]["ended"] == "killed by SIGKILL" and ended[0]["pid"] == victims[0]
+    return victims[0]
 
 
 # -- ray ---------------------------------------------------------------------------------------
@@ -165,18 +168,32 @@ def test_ray_actor_killed_mid_run(tmp_path, scale_setup, ray_cluster):
     out = tmp_path / "raykill"
     proc = _medbench("run", "--config", str(config), "--out", str(out), "--executor", "ray", "--workers", "2",
                      env={"RAY_ADDRESS": address})
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "parts" / "cases").glob("part-*.parquet")):
-        time.sleep(0.05)
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("medbench-")]
-    assert names, "no medbench actor found"
-    ray.kill(ray.get_actor(names[0], namespace="medbench"))
+    _kill_an_actor_mid_run(ray, proc, out)
     _ok(proc)
+    _check_rows_after_a_death(out, want, "actor died")
+
+
+def _kill_an_actor_mid_run(ray, proc, out) -> None:
+    """Kill one medbench actor once the run has written a part, while it is still going on."""
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["name"].startswith("medbench-")]
+        if names and list((out / "parts" / "cases").glob("part-*.parquet")):
+            ray.kill(ray.get_actor(names[0], namespace="medbench"))
+            return
+        time.sleep(0.005)
+    raise AssertionError("no medbench actor found while the run was going on")
+
+
+def _check_rows_after_a_death(out, want, ended: str, pid: int | None = None) -> None:
+    """The rows of an undisturbed run, none written twice, and the dead worker recorded (as ``pid``)."""
     assert _rows(out) == want
     pairs = _parts_pairs(out)
     assert len(pairs) == len(set(pairs)) == len(want[1])
-    run = json.loads((out / "run.json").read_text())
-    assert any((w.get("ended") or "").startswith("actor died") for w in run["workers"])
+    dead = [w for w in json.loads((out / "run.json").read_text())["workers"]
+            if (w.get("ended") or "").startswith(ended)]
+    assert dead and (pid is None or dead[0]["pid"] == pid), dead
 
 
 # -- shards --------------------------------------------------------------------------------------
@@ -422,20 +439,9 @@ def test_evaluate_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, e
     args, want = eval_setup
     out = tmp_path / "killed"
     proc = _medbench("evaluate", *args, "--out", str(out), "--executor", "processes", "--workers", "2")
-    deadline = time.time() + 300
-    victims = []
-    while time.time() < deadline and not victims:  # a worker that has scored a case, while others remain
-        if list((out / "parts" / "cases").glob("part-*.parquet")):
-            victims = _worker_pids(proc.pid)
-        time.sleep(0.005)
-    assert victims, "no worker process found"
-    os.kill(victims[0], signal.SIGKILL)
+    victim = _kill_a_worker_mid_run(proc, out)
     _ok(proc)
-    assert _rows(out) == want
-    pairs = _parts_pairs(out)
-    assert len(pairs) == len(set(pairs)) == len(want[1])
-    ended = [w for w in json.loads((out / "run.json").read_text())["workers"] if w.get("ended")]
-    assert ended and ended[0]["ended"] == "killed by SIGKILL" and ended[0]["pid"] == victims[0]
+    _check_rows_after_a_death(out, want, "killed by SIGKILL", pid=victim)
 
 
 def test_evaluate_on_ray_actors_and_an_actor_killed(tmp_path, eval_setup, ray_cluster):
@@ -450,21 +456,9 @@ def test_evaluate_on_ray_actors_and_an_actor_killed(tmp_path, eval_setup, ray_cl
     out = tmp_path / "raykill"
     proc = _medbench("evaluate", *args, "--out", str(out), "--executor", "ray", "--workers", "2",
                      env={"RAY_ADDRESS": address})
-    deadline, killed = time.time() + 300, False
-    while time.time() < deadline and not killed and proc.poll() is None:
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                 if a["name"].startswith("medbench-")]
-        if names and list((out / "parts" / "cases").glob("part-*.parquet")):
-            ray.kill(ray.get_actor(names[0], namespace="medbench"))
-            killed = True
-        time.sleep(0.005)
-    assert killed, "no medbench actor found while the evaluation was going on"
+    _kill_an_actor_mid_run(ray, proc, out)
     _ok(proc)
-    assert _rows(out) == want
-    pairs = _parts_pairs(out)
-    assert len(pairs) == len(set(pairs)) == len(want[1])
-    run = json.loads((out / "run.json").read_text())
-    assert any((w.get("ended") or "").startswith("actor died") for w in run["workers"])
+    _check_rows_after_a_death(out, want, "actor died")
 
 
 def test_evaluate_shards_run_concurrently_and_consolidate_to_the_unsharded_rows(tmp_path, eval_setup):
@@ -472,7 +466,7 @@ def test_evaluate_shards_run_concurrently_and_consolidate_to_the_unsharded_rows(
     out = tmp_path / "sharded"
     procs = [_medbench("evaluate", *args, "--out", str(out), "--shard", k) for k in ("1/3", "2/3", "3/3")]
     outputs = [_ok(p) for p in procs]
-    assert any("consolidate with the same command and --resume" in o for o in outputs)
+    assert any("consolidate with: the same command with --resume" in o for o in outputs)
     for k in (1, 2, 3):
         assert any(f.name.startswith(f"part-shard-{k}-of-3-") for f in (out / "parts" / "cases").iterdir())
     early = _medbench("evaluate", *args, "--out", str(tmp_path / "early"), "--shard", "1/2")
