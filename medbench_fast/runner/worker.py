@@ -153,6 +153,10 @@ class CaseWorker:
     saved as NIfTI (``RUN_DIR/predictions``; None: not saved).
     """
 
+    #: Whether the local executor may run this worker's cases in its main thread once they prove
+    #: tiny: never for models, whose inference overlaps reading and scoring.
+    inline_when_tiny = False
+
     def __init__(self, models: dict, model_info: dict, options, targets: dict, cache: VolumeCache | None,
                  warmup: int, seg_dir: Path | None = None, pred_dir: Path | None = None):
         self.pred_dir = pred_dir
@@ -327,9 +331,10 @@ class PredictionWorker(CaseWorker):
     a case reads its reference and its prediction (``RunCase.pred_path``) and checks that they
     share a grid; "running" the model hands over the prediction; scoring is the run's."""
 
+    inline_when_tiny = True  # no inference to overlap: tiny cases run best in one thread
+
     def __init__(self, options, cache: VolumeCache | None):
         super().__init__({}, {}, options, {}, cache, warmup=0)
-        self.inline_when_tiny = True  # no inference to overlap: tiny cases run best in one thread
 
     def load(self, case: RunCase, names) -> Loaded:
         t0 = time.perf_counter_ns()

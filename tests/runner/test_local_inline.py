@@ -56,5 +56,5 @@ def test_tiny_cases_run_inline_with_the_rows_of_threads(tmp_path, monkeypatch, t
 def test_a_run_with_models_never_goes_inline():
     from medbench_fast.runner.worker import CaseWorker, PredictionWorker
 
-    assert not getattr(CaseWorker({}, {}, None, {}, None, 0), "inline_when_tiny", False)
+    assert not CaseWorker({}, {}, None, {}, None, 0).inline_when_tiny
     assert PredictionWorker(None, None).inline_when_tiny

@@ -65,7 +65,7 @@ class LocalExecutor:
         load_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="medbench-load")
         pending: deque[tuple[str, list[tuple[ModelOutcome, Future | None]]]] = deque()
         bar = progress_bar(len(todo), progress)
-        undecided = [True] if getattr(worker, "inline_when_tiny", False) else []
+        undecided = [True] if worker.inline_when_tiny else []
 
         def harvest(block: bool) -> None:
             while pending and (block or all(f is None or f.done() for _, f in pending[0][1])):
