@@ -47,6 +47,11 @@ class DatasetError(ValueError):
     """The dataset cannot be listed; the message names the file (or the key) and the problem."""
 
 
+#: ``object_id`` of a case-level score that describes the whole case (per-object models such
+#: as AI-ENE number their objects from 1). Targets CSV rows without ``object_id`` join it.
+CASE_OBJECT = 0
+
+
 @dataclass(frozen=True)
 class Case:
     """One case of a run or an evaluation.

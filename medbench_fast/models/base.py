@@ -20,14 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medbench_fast.data.pairing import CASE_OBJECT  # noqa: F401  (part of this module's API)
 from medbench_fast.data.reader import Volume
 from medbench_fast.models.session import OrtSession
 from medbench_fast.models.spec import ModelError, ModelSpec
-
-
-#: ``object_id`` of a case-level score that describes the whole case (per-object models such
-#: as AI-ENE number their objects from 1). Targets CSV rows without ``object_id`` join it.
-CASE_OBJECT = 0
 
 
 @dataclass

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from medbench_fast.config import ConfigError, DatasetConfig
 from medbench_fast.data.channels import load_channel_files, load_channels_file
-from medbench_fast.data.pairing import DatasetError, RunCase, find_cases
+from medbench_fast.data.pairing import CASE_OBJECT, DatasetError, RunCase, find_cases
 from medbench_fast.data.reader import Volume
-from medbench_fast.models.base import CASE_OBJECT
 
 __all__ = ["RunCase", "discover_cases", "load_case_image", "read_targets"]
 

@@ -169,10 +169,10 @@ def _preflight_executor(scale: ScaleOptions, threads: int | None, cases: int) ->
 
 def _resolve_models(plan: RunPlan, export_dir: Path) -> dict:
     """Export (cached) every model of the plan and resolve its spec; name -> ResolvedModel."""
-    from medbench_fast.runner.model_sources import resolve_model
-
     if plan.predictions is not None:  # an evaluation: its predictions are on disk already
         return {}
+    from medbench_fast.runner.model_sources import resolve_model
+
     export_dir.mkdir(parents=True, exist_ok=True)
     resolved = {}
     for entry in plan.entries:
@@ -198,11 +198,12 @@ def _pred_dir(plan: RunPlan, run_dir: Path) -> Path | None:
 
 def _open_local(plan: RunPlan, resolved: dict, cache: VolumeCache | None, seg_dir: Path | None,
                 pred_dir: Path | None):
-    from medbench_fast.runner.model_sources import open_resolved, watch_gpus
     from medbench_fast.runner.worker import CaseWorker, PredictionWorker
 
     if plan.predictions is not None:
         return PredictionWorker(plan.options, cache)
+    from medbench_fast.runner.model_sources import open_resolved, watch_gpus
+
     bench = plan.config.benchmark
     watch_gpus(bench)
     models, info = {}, {}

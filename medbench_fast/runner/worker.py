@@ -24,8 +24,7 @@ from medbench_fast.data.checks import check_same_grid
 from medbench_fast.data.reader import Volume, VolumeError, load_volume
 from medbench_fast.files import path_inside
 from medbench_fast.metrics.evaluate import check_spacing, evaluate_pair
-from medbench_fast.models.base import CASE_OBJECT
-from medbench_fast.runner.cases import RunCase, load_case_image
+from medbench_fast.runner.cases import CASE_OBJECT, RunCase, load_case_image
 
 
 #: Exceptions that mean a mistake in medbench-fast's own code, never a problem of the data. Raised
