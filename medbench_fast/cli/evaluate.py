@@ -43,9 +43,9 @@ from medbench_fast.cli.options import (
                               "consolidate with --resume once all have finished.")
 @click.option("--resume", is_flag=True, help="Continue the evaluation that OUT holds (same PRED, REF and options): "
                                              "finished cases are skipped; consolidates finished shards.")
-@click.option("--write-every", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Cases per Parquet part (a part is also written once its oldest case is 5 s old): what an "
-                   "interrupted evaluation loses at most.")
+@click.option("--write-every", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="Cases per Parquet part at most; a part is written anyway once its oldest case is 5 s old "
+                   "(what an interrupted evaluation loses at most).")
 @click.option("--overwrite", is_flag=True, help="Replace the run that OUT already holds.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some cases failed.")
 @cache_dir_option

@@ -23,10 +23,13 @@ from medbench_fast.runner.cases import RunCase
 from medbench_fast.runner.identity import evaluate_fingerprint
 
 
-#: An evaluation writes its rows every ``batch_size`` cases, or once the oldest unwritten case is
-#: this many seconds old: few Parquet parts for folders of small cases, and little work lost to
-#: an interruption on large ones.
+#: An evaluation writes its rows once the oldest unwritten case is this many seconds old, or every
+#: :data:`WRITE_EVERY` cases if that comes first: an interruption loses at most this much work.
 WRITE_AGE_S = 5.0
+#: Cases per Parquet part at most (the default of ``--write-every``). It bounds the rows held in
+#: memory; the age rule decides when parts are written, so a folder of small cases scored in a
+#: few seconds writes one part, not one per few dozen cases that finalize reads back.
+WRITE_EVERY = 1024
 
 
 def find_layout(pred_dir, ref_dir, path=None) -> DatasetLayout | None:
@@ -86,7 +89,7 @@ def evaluate_folders(
     cache: VolumeCache | None = None,
     progress: bool | None = None,
     model: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = WRITE_EVERY,
     case_ids: Iterable[str] | None = None,
     worst_distance: str = "inf",
     overwrite: bool = False,

@@ -1,8 +1,8 @@
 """The sink: the one writer of a run's parts (in one namespace).
 
 Every executor hands finished cases to the sink in the driver process; it buffers their
-rows and appends them as Parquet parts every ``write_every`` cases: metrics and scores
-first, the case rows last, so a (model, case) counts as done only once all its rows are on
+rows and appends them as Parquet parts every ``write_every`` cases, or sooner once the oldest
+buffered case is ``max_age_s`` old (when set): metrics and scores first, the case rows last, so a (model, case) counts as done only once all its rows are on
 disk. A worker never writes, so a worker that dies leaves no half-written row.
 """
 
