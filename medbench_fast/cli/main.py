@@ -97,3 +97,6 @@ def cli(debug: bool) -> None:
       medbench demo --out demo_run
       medbench evaluate --pred preds/ --ref labels/ --out results/
     """
+    from medbench_fast.kernels import skip_numba_extensions
+
+    skip_numba_extensions()

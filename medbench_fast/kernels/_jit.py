@@ -46,7 +46,18 @@ def _skip_blas_probe() -> None:
             del sys.modules[_BLAS_PROBE]
 
 
+def apply_process_options() -> None:
+    """Options of this process that the package sets (:func:`medbench_fast.kernels.skip_numba_extensions`)."""
+    from medbench_fast import kernels
+
+    if kernels._SKIP_EXTENSION_SCAN:
+        from numba.core import entrypoints
+
+        entrypoints._already_initialized = True  # numba then loads no ``numba_extensions`` entry point
+
+
 _skip_blas_probe()
+apply_process_options()
 
 #: Options for parallel kernels (``prange`` over slabs, per-thread partials).
 PARALLEL = dict(nogil=True, cache=True, parallel=True, fastmath=False)
