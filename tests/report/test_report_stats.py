@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medbench_fast.kernels.resample import resample_means
 from medbench_fast.report import stats
 from medbench_fast.report.stats import bootstrap_mean_ci, holm, wilcoxon_signed_rank
 
@@ -31,8 +33,51 @@ def test_bootstrap_matches_slow_reference(rng, n):
     assert bootstrap_mean_ci(values, n_resamples=500, seed=3) == pytest.approx(slow_bootstrap(values, 500, 3), abs=1e-12)
 
 
+#: Sample sizes around every branch of numpy's pairwise summation: under 8, multiples of 8 and
+#: not, the 128-value block and its neighbours, and splits several levels deep.
+SUM_SIZES = [*range(1, 41), 63, 64, 65, 127, 128, 129, 130, 135, 136, 137, 255, 256, 257, 263, 264, 1000, 1001,
+             1023, 1024, 1025, 2047, 4099, 10007]
+
+
+@pytest.mark.parametrize("n", SUM_SIZES)
+def test_resample_means_kernel_equals_numpy_to_the_last_bit(n):
+    """The kernel's means are ``np.mean(values[index], axis=-1)`` bit for bit, on values of
+    wildly different magnitudes (where any other order of additions rounds differently)."""
+    rng = np.random.default_rng([7, n])
+    values = rng.normal(0.0, 1.0, n) * 10.0 ** rng.integers(-8, 9, n)
+    index = rng.integers(0, n, (64, n))
+    out = np.empty(64)
+    resample_means(values, index, out)
+    expected = np.mean(values[index], axis=-1)
+    assert out.tobytes() == expected.tobytes()
+    if n >= 16:  # the data tell the orders of addition apart: left to right gives other bits
+        assert not np.array_equal(np.cumsum(values[index], axis=-1)[:, -1] / n, expected)
+
+
+@pytest.fixture(params=[True, False], ids=["kernel", "numpy"])
+def means_by(request, monkeypatch):
+    """Run a test with the resample means of the numba kernel and of numpy."""
+    monkeypatch.setattr(stats, "USE_KERNEL", request.param)
+    return request.param
+
+
+def test_means_choice_follows_numba_being_loaded(monkeypatch):
+    """By default the kernel runs only in a process that has numba loaded already."""
+    calls = []
+    import medbench_fast.kernels.resample as kernels
+
+    monkeypatch.setattr(kernels, "resample_means", lambda *args: calls.append(args))
+    index = np.zeros((3, 4), dtype=np.int64)
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    stats._means(np.arange(4.0), index)
+    assert not calls
+    monkeypatch.setitem(sys.modules, "numba", kernels)
+    stats._means(np.arange(4.0), index)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("n", [2, 5, 20, 333, 5000])
-def test_bootstrap_equals_scipy_to_the_last_bit(n):
+def test_bootstrap_equals_scipy_to_the_last_bit(n, means_by):
     """The numpy bootstrap is scipy's percentile bootstrap, bit for bit (same draws, same quantiles)."""
     for seed in range(3):
         values = np.random.default_rng([n, seed]).normal(0.0, 10.0, n)
@@ -40,6 +85,20 @@ def test_bootstrap_equals_scipy_to_the_last_bit(n):
                                     confidence_level=0.95, method="percentile", rng=seed, vectorized=True)
         ci = res.confidence_interval
         assert bootstrap_mean_ci(values, seed=seed) == (float(ci.low), float(ci.high))
+
+
+@pytest.mark.parametrize("n", [3, 8, 9, 127, 129, 1000, 1001, 2100])
+def test_bootstrap_kernel_and_numpy_give_scipys_bits_on_varied_sizes_and_seeds(n, monkeypatch):
+    """Both ways of taking the resample means give scipy's interval, for several seeds and
+    confidence levels, on sizes that cross numpy's summation branches (2100: drawn in batches)."""
+    for seed in (0, 11):
+        values = np.random.default_rng([n, seed, 1]).lognormal(0.0, 3.0, n)
+        res = scipy.stats.bootstrap((values,), np.mean, n_resamples=999, batch=max(1, stats._CHUNK // n),
+                                    confidence_level=0.9, method="percentile", rng=seed, vectorized=True)
+        expected = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+        for use_kernel in (True, False):
+            monkeypatch.setattr(stats, "USE_KERNEL", use_kernel)
+            assert bootstrap_mean_ci(values, n_resamples=999, confidence=0.9, seed=seed) == expected
 
 
 def test_bootstrap_resamples_drawn_once_serve_every_sample_of_that_size():
