@@ -1,0 +1,108 @@
+"""The leaderboard's compiled templates kept in the user's cache: used, checked, never a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+
+import jinja2
+import pytest
+
+from medbench_fast.report import html
+from medbench_fast.report.tables import write_reports
+
+
+@pytest.fixture
+def fresh_environment():
+    """Each use builds the template environment again, as a new process would."""
+    html.environment.cache_clear()
+    yield lambda: html.environment.cache_clear()
+    html.environment.cache_clear()
+
+
+@pytest.fixture
+def compiles(monkeypatch):
+    """Templates Jinja2 compiled from source (not loaded from the bytecode cache)."""
+    names = []
+    original = jinja2.Environment.compile
+
+    def counting(self, source, name=None, filename=None, raw=False, defer_init=False):
+        names.append(name)
+        return original(self, source, name, filename, raw, defer_init)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    return names
+
+
+def _page(run, out):
+    shutil.copytree(run, out)
+    (out / "leaderboard.html").unlink()
+    write_reports(out, formats=("html",))
+    return (out / "leaderboard.html").read_bytes()
+
+
+def test_second_process_loads_compiled_templates(bench_run, tmp_path, fresh_environment, compiles):
+    folder = html.template_cache_dir()
+    assert folder == tmp_path / "volume-cache" / "templates"  # $MEDBENCH_CACHE_DIR/templates
+    first = _page(bench_run, tmp_path / "a")
+    assert len(compiles) >= 2  # the page and the templates it imports
+    entries = sorted(p.name for p in folder.iterdir())
+    assert len(entries) == len(compiles) and all(n.startswith(f"jinja2-{jinja2.__version__}-") for n in entries)
+    assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0
+    fresh_environment()
+    compiles.clear()
+    assert _page(bench_run, tmp_path / "b") == first == (bench_run / "leaderboard.html").read_bytes()
+    assert compiles == []
+
+
+def test_changed_template_source_is_compiled_again(bench_run, tmp_path, fresh_environment, compiles, monkeypatch):
+    _page(bench_run, tmp_path / "a")
+    fresh_environment()
+    compiles.clear()
+    loader = jinja2.PackageLoader("medbench_fast.report", "templates")
+    original = loader.get_source
+
+    def edited(environment, name):
+        source, filename, uptodate = original(environment, name)
+        return (source + "<!-- edited -->\n" if name == "leaderboard.html" else source), filename, uptodate
+
+    monkeypatch.setattr(jinja2.PackageLoader, "get_source", lambda self, env, name: edited(env, name))
+    page = _page(bench_run, tmp_path / "b")
+    assert compiles == ["leaderboard.html"] and page.endswith(b"<!-- edited -->\n")
+
+
+def test_damaged_entries_are_compiled_again(bench_run, tmp_path, fresh_environment, compiles):
+    first = _page(bench_run, tmp_path / "a")
+    n = len(compiles)
+    for i, entry in enumerate(sorted(html.template_cache_dir().iterdir())):
+        data = entry.read_bytes()
+        entry.write_bytes([b"", data[:5], data[:30], data[:-7], b"\x00" * len(data)][i % 5])
+    fresh_environment()
+    compiles.clear()
+    assert _page(bench_run, tmp_path / "b") == first
+    assert len(compiles) == n
+
+
+@pytest.mark.parametrize("how", ["a file", "group-writable", "cannot write"])
+def test_unusable_cache_folder_never_fails_the_report(bench_run, tmp_path, fresh_environment, compiles, monkeypatch,
+                                                      how):
+    """A cache folder that cannot be created, that other users could write, or that refuses
+    writes (full, read-only) leaves the page rendered as without a cache."""
+    expected = (bench_run / "leaderboard.html").read_bytes()
+    if how == "a file":
+        (tmp_path / "plain").write_text("not a folder")
+        monkeypatch.setenv("MEDBENCH_CACHE_DIR", str(tmp_path / "plain"))
+    elif how == "group-writable":
+        html.template_cache_dir().mkdir(parents=True)
+        os.chmod(html.template_cache_dir(), 0o770)
+    else:
+        def full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tempfile, "NamedTemporaryFile", full)
+    assert _page(bench_run, tmp_path / "a") == expected
+    folder = html.template_cache_dir()
+    assert not folder.is_dir() or not list(folder.iterdir())
+    assert compiles
