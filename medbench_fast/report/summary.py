@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from medbench_fast.metrics.selection import ALL_NAMES
-from medbench_fast.report.stats import bootstrap_mean_ci
+from medbench_fast.report.stats import bootstrap_mean_cis
 
 DISTANCE_METRICS = ("hd", "hd95", "assd", "masd")
 
@@ -21,15 +21,24 @@ DISTANCE_METRICS = ("hd", "hd95", "assd", "masd")
 def describe(values) -> dict:
     """count, nan_count, inf_count, mean, std (ddof=1), median, q25, q75 and ``ci95`` (seeded
     bootstrap interval of the mean) over the finite values."""
-    arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    out = {"count": int(arr.size), "nan_count": int(np.isnan(arr).sum()), "inf_count": int(np.isinf(arr).sum())}
-    if finite.size:
-        q25, median, q75 = np.percentile(finite, [25, 50, 75])
-        out.update(mean=float(finite.mean()), std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
-                   median=float(median), q25=float(q25), q75=float(q75), ci95=list(bootstrap_mean_ci(finite)))
-    else:
-        out.update(mean=None, std=None, median=None, q25=None, q75=None, ci95=None)
+    return describe_many([values])[0]
+
+
+def describe_many(samples) -> list[dict]:
+    """:func:`describe` of each of ``samples``, their bootstrap intervals computed together
+    (:func:`~medbench_fast.report.stats.bootstrap_mean_cis`)."""
+    arrays = [np.asarray([np.nan if v is None else v for v in values], dtype=np.float64) for values in samples]
+    finites = [arr[np.isfinite(arr)] for arr in arrays]
+    out = []
+    for arr, finite, ci in zip(arrays, finites, bootstrap_mean_cis(finites)):
+        entry = {"count": int(arr.size), "nan_count": int(np.isnan(arr).sum()), "inf_count": int(np.isinf(arr).sum())}
+        if finite.size:
+            q25, median, q75 = np.percentile(finite, [25, 50, 75])
+            entry.update(mean=float(finite.mean()), std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+                         median=float(median), q25=float(q25), q75=float(q75), ci95=list(ci))
+        else:
+            entry.update(mean=None, std=None, median=None, q25=None, q75=None, ci95=None)
+        out.append(entry)
     return out
 
 
@@ -85,13 +94,15 @@ def model_summary(means: dict, inf_labels: dict) -> dict:
     """``{model: {"cases": n, metric: describe(...) + inf_labels, cases_with_inf}}`` over the
     per-case foreground means of :func:`foreground_per_case`."""
     out = {}
+    keys, samples = [], []
     for model, cases in means.items():
-        entry = {"cases": len(cases)}
+        out[model] = {"cases": len(cases)}
         for name in next(iter(cases.values())).keys() if cases else ():
-            counts = [inf_labels[model][c][name] for c in cases]
-            entry[name] = {**describe([v[name] for v in cases.values()]), "inf_labels": sum(counts),
-                           "cases_with_inf": sum(1 for n in counts if n)}
-        out[model] = entry
+            keys.append((model, name))
+            samples.append([v[name] for v in cases.values()])
+    for (model, name), stats in zip(keys, describe_many(samples)):
+        counts = [inf_labels[model][c][name] for c in means[model]]
+        out[model][name] = {**stats, "inf_labels": sum(counts), "cases_with_inf": sum(1 for n in counts if n)}
     return out
 
 
@@ -103,11 +114,15 @@ def per_label_summary(metrics: pa.Table) -> dict:
     groups: dict[tuple[str, int], list[int]] = {}
     for i, key in enumerate(zip(rows["model"], rows["label"])):
         groups.setdefault(key, []).append(i)
+    keys, samples = [], []
     for (model, label), idx in sorted(groups.items()):
-        entry = {"label_name": rows["label_name"][idx[0]], "cases": len(idx)}
+        out.setdefault(model, {})[str(label)] = {"label_name": rows["label_name"][idx[0]], "cases": len(idx)}
         for name in names:
-            entry[name] = describe([rows[name][i] for i in idx])
-        out.setdefault(model, {})[str(label)] = entry
+            keys.append((model, str(label), name))
+            column = rows[name]
+            samples.append([column[i] for i in idx])
+    for (model, label, name), stats in zip(keys, describe_many(samples)):
+        out[model][label][name] = stats
     return out
 
 

@@ -40,18 +40,20 @@ SUM_SIZES = [*range(1, 41), 63, 64, 65, 127, 128, 129, 130, 135, 136, 137, 255, 
 
 
 @pytest.mark.parametrize("n", SUM_SIZES)
-def test_resample_means_kernel_equals_numpy_to_the_last_bit(n):
-    """The kernel's means are ``np.mean(values[index], axis=-1)`` bit for bit, on values of
-    wildly different magnitudes (where any other order of additions rounds differently)."""
-    rng = np.random.default_rng([7, n])
-    values = rng.normal(0.0, 1.0, n) * 10.0 ** rng.integers(-8, 9, n)
+@pytest.mark.parametrize("k", [1, 5])
+def test_resample_means_kernel_equals_numpy_to_the_last_bit(n, k):
+    """The kernel's means of each column are ``np.mean(column[index], axis=-1)`` bit for bit, on
+    values of wildly different magnitudes (where any other order of additions rounds differently)."""
+    rng = np.random.default_rng([7, n, k])
+    values = rng.normal(0.0, 1.0, (n, k)) * 10.0 ** rng.integers(-8, 9, (n, k))
     index = rng.integers(0, n, (64, n))
-    out = np.empty(64)
+    out = np.empty((64, k))
     resample_means(values, index, out)
-    expected = np.mean(values[index], axis=-1)
-    assert out.tobytes() == expected.tobytes()
-    if n >= 16:  # the data tell the orders of addition apart: left to right gives other bits
-        assert not np.array_equal(np.cumsum(values[index], axis=-1)[:, -1] / n, expected)
+    for c in range(k):
+        expected = np.mean(values[:, c][index], axis=-1)
+        assert out[:, c].tobytes() == expected.tobytes()
+        if n >= 16:  # the data tell the orders of addition apart: left to right gives other bits
+            assert not np.array_equal(np.cumsum(values[:, c][index], axis=-1)[:, -1] / n, expected)
 
 
 @pytest.fixture(params=[True, False], ids=["kernel", "numpy"])
@@ -68,12 +70,33 @@ def test_means_choice_follows_numba_being_loaded(monkeypatch):
 
     monkeypatch.setattr(kernels, "resample_means", lambda *args: calls.append(args))
     index = np.zeros((3, 4), dtype=np.int64)
+    columns = np.arange(8.0).reshape(4, 2)
     monkeypatch.delitem(sys.modules, "numba", raising=False)
-    stats._means(np.arange(4.0), index)
+    assert stats._means(columns, index).tolist() == [[0.0, 1.0]] * 3
     assert not calls
     monkeypatch.setitem(sys.modules, "numba", kernels)
-    stats._means(np.arange(4.0), index)
+    stats._means(columns, index)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_intervals_computed_together_equal_each_alone(use_kernel, monkeypatch):
+    """Samples of several sizes (some equal, some with non-finite values, constant, empty) give
+    together what each gives alone, which is scipy's."""
+    monkeypatch.setattr(stats, "USE_KERNEL", use_kernel)
+    rng = np.random.default_rng(3)
+    samples = [rng.normal(0, 1, 40), rng.uniform(size=40), np.r_[rng.uniform(size=38), np.nan, np.inf],
+               rng.uniform(size=130), [0.25] * 5, [], rng.normal(5, 2, 130), rng.normal(0, 1, 3)]
+    together = stats.bootstrap_mean_cis(samples, n_resamples=700, seed=4)
+    assert together == [bootstrap_mean_ci(v, n_resamples=700, seed=4) for v in samples]
+    assert together[4] == (0.25, 0.25) and together[5] is None
+    for values, ci in zip(samples, together):
+        finite = np.asarray(values, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if finite.size and np.ptp(finite) > 0:
+            res = scipy.stats.bootstrap((finite,), np.mean, n_resamples=700, batch=max(1, stats._CHUNK // finite.size),
+                                        confidence_level=0.95, method="percentile", rng=4, vectorized=True)
+            assert ci == (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
 @pytest.mark.parametrize("n", [2, 5, 20, 333, 5000])
