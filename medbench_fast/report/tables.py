@@ -70,17 +70,24 @@ def neutralise_table(table: pa.Table) -> pa.Table:
 
 def _json_safe(value):
     """NaN becomes null and infinities the strings "inf"/"-inf" (strict JSON has neither)."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
+    kind = type(value)
+    if kind is float:  # the common leaves first: exact type checks cost less than isinstance
+        return value if value - value == 0.0 else _non_finite(value)  # inf - inf and NaN - NaN are NaN
+    if kind is str or kind is int or value is None or kind is bool:
         return value
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if isinstance(value, float):  # numpy's float64 and other subclasses
+        return value if math.isfinite(value) else _non_finite(value)
     return value
+
+
+def _non_finite(value: float):
+    if math.isnan(value):
+        return None
+    return "inf" if value > 0 else "-inf"
 
 
 def summary_json(summary: dict) -> str:

@@ -75,6 +75,17 @@ def test_summary_json_is_valid_json_of_any_summary(value):
     assert text.endswith("\n") and json.loads(text) == json.loads(text.replace("\n", " "))
 
 
+def test_json_safe_replaces_every_non_finite_float_and_keeps_the_rest():
+    nan, inf = float("nan"), float("inf")
+    value = {"a": [1.5, -0.0, nan, inf, -inf, np.float64(nan), np.float64(2.5), np.float64(-inf)],
+             "b": (3, True, None, "inf", np.int64(4)), "c": {"d": {"e": inf}}, "f": []}
+    safe = _json_safe(value)
+    assert safe == {"a": [1.5, -0.0, None, "inf", "-inf", None, 2.5, "-inf"], "b": [3, True, None, "inf", 4],
+                    "c": {"d": {"e": "inf"}}, "f": []}
+    assert [type(v) for v in safe["b"]] == [int, bool, type(None), str, np.int64]
+    assert str(safe["a"][1]) == "-0.0" and type(safe["a"][6]) is np.float64
+
+
 def test_summary_json_refuses_nan():
     """Strict JSON: a value not made JSON-safe is an error, never a ``NaN`` token."""
     with pytest.raises(ValueError):
