@@ -40,7 +40,10 @@ def template_cache_dir() -> Path:
     ``~/.cache/medbench-fast/templates``."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser() / "templates"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medbench-fast" / "templates"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    if not base.is_absolute():  # no home folder known ("~" left as it is): never the working folder
+        raise RuntimeError(f"no user cache folder ({base})")
+    return base / "medbench-fast" / "templates"
 
 
 class TemplateCache(jinja2.FileSystemBytecodeCache):
@@ -77,7 +80,10 @@ def _private_dir(path: Path) -> bool:
 
 
 def _bytecode_cache() -> TemplateCache | None:
-    folder = template_cache_dir()
+    try:
+        folder = template_cache_dir()
+    except (RuntimeError, KeyError):  # no home folder to find
+        return None
     return TemplateCache(folder) if _private_dir(folder) else None
 
 

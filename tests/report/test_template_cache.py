@@ -85,6 +85,20 @@ def test_damaged_entries_are_compiled_again(bench_run, tmp_path, fresh_environme
     assert len(compiles) == n
 
 
+def test_default_folder_is_the_users_cache_and_never_the_working_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("MEDBENCH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert html.template_cache_dir() == tmp_path / "xdg" / "medbench-fast" / "templates"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert html.template_cache_dir() == tmp_path / "home" / ".cache" / "medbench-fast" / "templates"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(html.Path, "home", classmethod(lambda cls: cls("~")))  # no home folder known
+    with pytest.raises(RuntimeError):
+        html.template_cache_dir()
+    assert html._bytecode_cache() is None and not (tmp_path / "~").exists()
+
+
 @pytest.mark.parametrize("how", ["a file", "group-writable", "cannot write"])
 def test_unusable_cache_folder_never_fails_the_report(bench_run, tmp_path, fresh_environment, compiles, monkeypatch,
                                                       how):
