@@ -128,7 +128,7 @@ def _fill_label_union(metrics, cases, options, schema):
     for m, c, label in zip(*(metrics.column(k).to_pylist() for k in ("model", "case_id", "label"))):
         have.setdefault((m, c), set()).add(label)
     extra = []
-    for row in cases.to_pylist():
+    for row in cases.select(["run_id", "model", "case_id", "success", "shape", "spacing"]).to_pylist():
         if not row["success"] or row["model"] not in segmenters:
             continue
         missing = [label for label in union if label not in have.get((row["model"], row["case_id"]), set())]
