@@ -21,7 +21,14 @@ from report.run_builder import HOSTILE, MODELS
 from medbench_fast.cli.main import cli
 from medbench_fast.report.run import load_run, merge_runs
 from medbench_fast.report.stats import holm
-from medbench_fast.report.tables import _json_safe, build_summary, summarize, summary_json, write_reports
+from medbench_fast.report.tables import (
+    _json_safe,
+    build_summary,
+    neutralise_table,
+    summarize,
+    summary_json,
+    write_reports,
+)
 
 REPORTS = ("results.csv", "cases.csv", "summary.json", "leaderboard.html")
 
@@ -84,6 +91,20 @@ def test_json_safe_replaces_every_non_finite_float_and_keeps_the_rest():
                     "c": {"d": {"e": "inf"}}, "f": []}
     assert [type(v) for v in safe["b"]] == [int, bool, type(None), str, np.int64]
     assert str(safe["a"][1]) == "-0.0" and type(safe["a"][6]) is np.float64
+
+
+def test_neutralise_table_prefixes_formula_cells_of_string_columns_only():
+    import pyarrow as pa
+
+    table = pa.table({"s": ["=1+1", "+a", "-1", "@x", "\tt", "\rr", "ok", None, "", "a=b"],
+                      "l": pa.array(["=x"] * 10, pa.large_string()), "n": list(range(10)),
+                      "safe": ["a"] * 10})
+    got = neutralise_table(table)
+    assert got.column("s").to_pylist() == ["'=1+1", "'+a", "'-1", "'@x", "'\tt", "'\rr", "ok", None, "", "a=b"]
+    assert got.column("l").to_pylist() == ["'=x"] * 10 and got.schema == table.schema
+    assert got.column("n").equals(table.column("n")) and got.column("safe").equals(table.column("safe"))
+    safe = table.select(["n", "safe"])
+    assert neutralise_table(safe) is safe
 
 
 def test_summary_json_refuses_nan():
