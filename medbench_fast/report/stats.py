@@ -97,10 +97,14 @@ def _resamples_once(seed: int, size: int, n_resamples: int) -> tuple[np.ndarray,
 
 
 def _draw_resamples(seed: int, size: int, n_resamples: int):
+    """scipy's draws (``rng.integers(0, size, (batch, size))``), as 32-bit integers where they
+    fit: numpy draws any range below 2**32 by the same 32-bit method whatever the integer
+    type, so the indices are scipy's (tested), in half the memory, read twice as fast."""
     rng = np.random.default_rng(seed)
     batch = max(1, _CHUNK // size)
+    dtype = np.int32 if size <= np.iinfo(np.int32).max else np.int64
     for k in range(0, n_resamples, batch):
-        yield rng.integers(0, size, (min(batch, n_resamples - k), size))
+        yield rng.integers(0, size, (min(batch, n_resamples - k), size), dtype=dtype)
 
 
 def _quantile_linear(values: np.ndarray, p: np.ndarray) -> np.ndarray:

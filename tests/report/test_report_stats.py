@@ -124,6 +124,19 @@ def test_bootstrap_kernel_and_numpy_give_scipys_bits_on_varied_sizes_and_seeds(n
             assert bootstrap_mean_ci(values, n_resamples=999, confidence=0.9, seed=seed) == expected
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 255, 256, 1000, 4097, 65535, 65536, 65537, 1 << 20])
+def test_resample_indices_are_scipys_draws(size):
+    """The 32-bit draws are the indices scipy draws (64-bit) from the same seed, batch by batch."""
+    n_resamples = 3 if size > 5000 else 40
+    rng = np.random.default_rng(9)
+    batch = max(1, stats._CHUNK // size)
+    ours = list(stats._draw_resamples(9, size, n_resamples))
+    assert all(b.dtype == np.int32 for b in ours)
+    for got in ours:
+        assert np.array_equal(got, rng.integers(0, size, (got.shape[0], size)))
+    assert sum(b.shape[0] for b in ours) == n_resamples and ours[0].shape[0] == min(batch, n_resamples)
+
+
 def test_bootstrap_resamples_drawn_once_serve_every_sample_of_that_size():
     """A report's intervals share one draw of resample indices per sample size; each still equals scipy's."""
     stats._resamples_once.cache_clear()
