@@ -30,16 +30,16 @@ from medbench_fast.report import sections as sec
 from medbench_fast.report.charts import colour
 
 
-#: Environment variable naming the cache folder (shared with the volume cache, which keeps
-#: its entries at the folder's top level); compiled templates go in its ``templates`` folder.
-CACHE_ENV = "MEDBENCH_CACHE_DIR"
+#: Environment variable naming the folder of compiled templates.
+CACHE_ENV = "MEDBENCH_TEMPLATE_CACHE"
 
 
 def template_cache_dir() -> Path:
-    """``$MEDBENCH_CACHE_DIR/templates``, else ``$XDG_CACHE_HOME/medbench-fast/templates``, else
-    ``~/.cache/medbench-fast/templates``."""
+    """``$MEDBENCH_TEMPLATE_CACHE``, else ``$XDG_CACHE_HOME/medbench-fast/templates``, else
+    ``~/.cache/medbench-fast/templates`` (beside the volume and export caches; compiled code
+    stays valid whatever data a run reads, as numba's does)."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser() / "templates"
+        return Path(os.environ[CACHE_ENV]).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     if not base.is_absolute():  # no home folder known ("~" left as it is): never the working folder
         raise RuntimeError(f"no user cache folder ({base})")

@@ -45,7 +45,7 @@ def _page(run, out):
 
 def test_second_process_loads_compiled_templates(bench_run, tmp_path, fresh_environment, compiles):
     folder = html.template_cache_dir()
-    assert folder == tmp_path / "volume-cache" / "templates"  # $MEDBENCH_CACHE_DIR/templates
+    assert folder == tmp_path / "template-cache"  # $MEDBENCH_TEMPLATE_CACHE
     first = _page(bench_run, tmp_path / "a")
     assert len(compiles) >= 2  # the page and the templates it imports
     entries = sorted(p.name for p in folder.iterdir())
@@ -86,7 +86,7 @@ def test_damaged_entries_are_compiled_again(bench_run, tmp_path, fresh_environme
 
 
 def test_default_folder_is_the_users_cache_and_never_the_working_folder(monkeypatch, tmp_path):
-    monkeypatch.delenv("MEDBENCH_CACHE_DIR")
+    monkeypatch.delenv("MEDBENCH_TEMPLATE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert html.template_cache_dir() == tmp_path / "xdg" / "medbench-fast" / "templates"
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -107,7 +107,7 @@ def test_unusable_cache_folder_never_fails_the_report(bench_run, tmp_path, fresh
     expected = (bench_run / "leaderboard.html").read_bytes()
     if how == "a file":
         (tmp_path / "plain").write_text("not a folder")
-        monkeypatch.setenv("MEDBENCH_CACHE_DIR", str(tmp_path / "plain"))
+        monkeypatch.setenv("MEDBENCH_TEMPLATE_CACHE", str(tmp_path / "plain" / "templates"))
     elif how == "group-writable":
         html.template_cache_dir().mkdir(parents=True)
         os.chmod(html.template_cache_dir(), 0o770)
