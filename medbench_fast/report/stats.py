@@ -66,7 +66,7 @@ def _means(columns: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``out[:, c] = np.mean(columns[index, c], axis=-1)``, by
     :func:`~medbench_fast.kernels.resample.resample_means` (the same bits, each index read once
     for every column, no ``index``-shaped array of values: 4-12 times faster on a report's
-    intervals) where numba is loaded already (an ``evaluate`` or ``run`` process, whose metric
+    intervals) where numba is loaded already (the CLI's ``evaluate``, ``run`` and ``report``, whose metric
     kernels load it), else by numpy: importing numba and loading a compiled kernel (0.3-0.4 s)
     would cost more than it saves. :data:`USE_KERNEL` overrides the choice."""
     if not (("numba" in sys.modules) if USE_KERNEL is None else USE_KERNEL):
