@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 
 import jinja2
+import jinja2.bccache
 import pytest
 
 from medbench_fast.report import html
@@ -120,3 +123,31 @@ def test_unusable_cache_folder_never_fails_the_report(bench_run, tmp_path, fresh
     folder = html.template_cache_dir()
     assert not folder.is_dir() or not list(folder.iterdir())
     assert compiles
+
+
+def test_concurrent_processes_share_the_cache(bench_run, tmp_path):
+    """Processes rendering at once, each compiling and writing entries while the others read
+    them, all write the same page and leave only whole entries."""
+    code = """
+import shutil, sys
+from pathlib import Path
+from medbench_fast.report import html
+from medbench_fast.report.tables import write_reports
+out = Path(sys.argv[2])
+shutil.copytree(sys.argv[1], out)
+for _ in range(5):
+    html.environment.cache_clear()  # as a new process: reads (or compiles and writes) the entries again
+    write_reports(out, formats=("html",))
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(bench_run), str(tmp_path / f"p{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    expected = (bench_run / "leaderboard.html").read_bytes()
+    assert all((tmp_path / f"p{i}" / "leaderboard.html").read_bytes() == expected for i in range(3))
+    entries = list(html.template_cache_dir().iterdir())
+    assert entries and all(e.name.endswith(".cache") for e in entries)  # no temporary file left
+    for entry in entries:
+        with open(entry, "rb") as fh:
+            assert fh.read(len(jinja2.bccache.bc_magic)) == jinja2.bccache.bc_magic
