@@ -16,9 +16,10 @@ if str(TESTS) not in sys.path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own volume and export cache folders, never the user's."""
+    """Every test gets its own volume, export and compiled-template cache folders, never the user's."""
     monkeypatch.setenv("MEDBENCH_CACHE_DIR", str(tmp_path / "volume-cache"))
     monkeypatch.setenv("MEDBENCH_EXPORT_CACHE", str(tmp_path / "export-cache"))
+    monkeypatch.setenv("MEDBENCH_TEMPLATE_CACHE", str(tmp_path / "template-cache"))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from medbench_fast.metrics.selection import ALL_NAMES
-from medbench_fast.report.stats import bootstrap_mean_ci
+from medbench_fast.report.stats import bootstrap_mean_cis
 
 DISTANCE_METRICS = ("hd", "hd95", "assd", "masd")
 
@@ -21,15 +21,24 @@ DISTANCE_METRICS = ("hd", "hd95", "assd", "masd")
 def describe(values) -> dict:
     """count, nan_count, inf_count, mean, std (ddof=1), median, q25, q75 and ``ci95`` (seeded
     bootstrap interval of the mean) over the finite values."""
-    arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    out = {"count": int(arr.size), "nan_count": int(np.isnan(arr).sum()), "inf_count": int(np.isinf(arr).sum())}
-    if finite.size:
-        q25, median, q75 = np.percentile(finite, [25, 50, 75])
-        out.update(mean=float(finite.mean()), std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
-                   median=float(median), q25=float(q25), q75=float(q75), ci95=list(bootstrap_mean_ci(finite)))
-    else:
-        out.update(mean=None, std=None, median=None, q25=None, q75=None, ci95=None)
+    return describe_many([values])[0]
+
+
+def describe_many(samples) -> list[dict]:
+    """:func:`describe` of each of ``samples``, their bootstrap intervals computed together
+    (:func:`~medbench_fast.report.stats.bootstrap_mean_cis`)."""
+    arrays = [np.asarray(values, dtype=np.float64) for values in samples]  # None -> NaN
+    finites = [arr[np.isfinite(arr)] for arr in arrays]
+    out = []
+    for arr, finite, ci in zip(arrays, finites, bootstrap_mean_cis(finites)):
+        entry = {"count": int(arr.size), "nan_count": int(np.isnan(arr).sum()), "inf_count": int(np.isinf(arr).sum())}
+        if finite.size:
+            q25, median, q75 = np.percentile(finite, [25, 50, 75])
+            entry.update(mean=float(finite.mean()), std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+                         median=float(median), q25=float(q25), q75=float(q75), ci95=list(ci))
+        else:
+            entry.update(mean=None, std=None, median=None, q25=None, q75=None, ci95=None)
+        out.append(entry)
     return out
 
 
@@ -57,27 +66,49 @@ def replace_inf_by_diagonal(metrics: pa.Table, cases: pa.Table) -> pa.Table:
 def foreground_per_case(metrics: pa.Table) -> tuple[dict, dict]:
     """Per-case means over foreground labels (label 0 left out) and their left-out infinities.
 
-    Returns ``(means, inf_labels)``, both ``{model: {case_id: {metric: ...}}}``: the mean over
-    the case's labels with a finite value (NaN labels skipped; +inf when every defined label is
-    +inf, NaN when none is defined), and how many labels were +inf (left out of the mean).
+    Returns ``(means, inf_labels)``, both ``{model: {case_id: {metric: ...}}}``, cases in
+    (model, case_id) order: the mean over the case's labels with a finite value (NaN labels
+    skipped; +inf when every defined label is +inf, NaN when none is defined), and how many
+    labels were +inf (left out of the mean). Each mean is numpy's ``finite.mean()`` of the
+    case's finite values in table order, to the last bit: numpy sums fewer than 8 values left
+    to right from 0, as the vectorised sum here does one label position at a time (adding 0
+    for a value left out changes no bit); cases with 8 or more finite labels use numpy itself.
     """
     names = present_metrics(metrics)
-    rows = metrics.to_pydict()
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, (model, case_id, label) in enumerate(zip(rows["model"], rows["case_id"], rows["label"])):
-        if label != 0:
-            groups.setdefault((model, case_id), []).append(i)
+    rows = metrics.select(["model", "case_id", "label", *names]).to_pydict()
+    foreground = [i for i, label in enumerate(rows["label"]) if label != 0]
+    keys = [(rows["model"][i], rows["case_id"][i]) for i in foreground]
+    order = sorted(set(keys))
+    group_of = {key: g for g, key in enumerate(order)}
+    group = np.fromiter((group_of[key] for key in keys), dtype=np.int64, count=len(keys))
+    by_group = np.argsort(group, kind="stable")  # each case's rows in table order
+    picked = np.asarray(foreground, dtype=np.int64)[by_group]
+    group = group[by_group]
+    starts = np.searchsorted(group, np.arange(len(order)))
+    sizes = np.bincount(group, minlength=len(order))
+    position = np.arange(group.size) - starts[group]
+    columns_mean, columns_inf = {}, {}
+    for name in names:
+        values = np.asarray(rows[name], dtype=np.float64)[picked]  # None -> NaN
+        finite = np.isfinite(values)
+        n_finite = np.bincount(group[finite], minlength=len(order))
+        n_inf = np.bincount(group[np.isinf(values)], minlength=len(order))
+        total = np.zeros(len(order))
+        for j in range(int(position.max()) + 1 if position.size else 0):
+            at = position == j
+            total[group[at]] += np.where(finite[at], values[at], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / n_finite
+        for g in np.flatnonzero(n_finite >= 8):  # numpy's pairwise summation
+            case = values[starts[g]:starts[g] + sizes[g]]
+            mean[g] = case[np.isfinite(case)].mean()
+        columns_mean[name] = np.where(n_finite > 0, mean, np.where(n_inf > 0, math.inf, math.nan)).tolist()
+        columns_inf[name] = n_inf.tolist()
     means: dict = {}
     infs: dict = {}
-    for (model, case_id), idx in sorted(groups.items()):
-        values, counts = {}, {}
-        for name in names:
-            arr = np.asarray([np.nan if rows[name][i] is None else rows[name][i] for i in idx], dtype=np.float64)
-            finite = arr[np.isfinite(arr)]
-            counts[name] = int(np.isinf(arr).sum())
-            values[name] = float(finite.mean()) if finite.size else math.inf if counts[name] else math.nan
-        means.setdefault(model, {})[case_id] = values
-        infs.setdefault(model, {})[case_id] = counts
+    for g, (model, case_id) in enumerate(order):
+        means.setdefault(model, {})[case_id] = {name: columns_mean[name][g] for name in names}
+        infs.setdefault(model, {})[case_id] = {name: columns_inf[name][g] for name in names}
     return means, infs
 
 
@@ -85,13 +116,15 @@ def model_summary(means: dict, inf_labels: dict) -> dict:
     """``{model: {"cases": n, metric: describe(...) + inf_labels, cases_with_inf}}`` over the
     per-case foreground means of :func:`foreground_per_case`."""
     out = {}
+    keys, samples = [], []
     for model, cases in means.items():
-        entry = {"cases": len(cases)}
+        out[model] = {"cases": len(cases)}
         for name in next(iter(cases.values())).keys() if cases else ():
-            counts = [inf_labels[model][c][name] for c in cases]
-            entry[name] = {**describe([v[name] for v in cases.values()]), "inf_labels": sum(counts),
-                           "cases_with_inf": sum(1 for n in counts if n)}
-        out[model] = entry
+            keys.append((model, name))
+            samples.append([v[name] for v in cases.values()])
+    for (model, name), stats in zip(keys, describe_many(samples)):
+        counts = [inf_labels[model][c][name] for c in means[model]]
+        out[model][name] = {**stats, "inf_labels": sum(counts), "cases_with_inf": sum(1 for n in counts if n)}
     return out
 
 
@@ -103,11 +136,15 @@ def per_label_summary(metrics: pa.Table) -> dict:
     groups: dict[tuple[str, int], list[int]] = {}
     for i, key in enumerate(zip(rows["model"], rows["label"])):
         groups.setdefault(key, []).append(i)
+    keys, samples = [], []
     for (model, label), idx in sorted(groups.items()):
-        entry = {"label_name": rows["label_name"][idx[0]], "cases": len(idx)}
+        out.setdefault(model, {})[str(label)] = {"label_name": rows["label_name"][idx[0]], "cases": len(idx)}
         for name in names:
-            entry[name] = describe([rows[name][i] for i in idx])
-        out.setdefault(model, {})[str(label)] = entry
+            keys.append((model, str(label), name))
+            column = rows[name]
+            samples.append([column[i] for i in idx])
+    for (model, label, name), stats in zip(keys, describe_many(samples)):
+        out[model][label][name] = stats
     return out
 
 

@@ -93,16 +93,23 @@ class PartWriter:
         return target
 
 
-def read_table_file(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+def read_table_file(path: Path, schema: pa.Schema | None = None, *, fingerprint: str | None = None) -> pa.Table:
     """Read one Parquet file; a corrupt, empty or truncated one raises :class:`StoreError` naming it.
 
     With ``schema``, the table gets that schema (and its metadata). Files are read with
     ``ParquetFile``, which does not import ``pyarrow.dataset`` (0.05-0.3 s of a short run);
     a file whose columns differ from ``schema`` goes through ``pq.read_table``, which
-    reconciles them as before.
+    reconciles them as before. With ``fingerprint``, a file carrying another fingerprint (or
+    none) raises :class:`StoreError` before its rows are read.
     """
     try:
-        table = pq.ParquetFile(path).read()
+        parquet = pq.ParquetFile(path)
+        if fingerprint is not None:
+            found = (parquet.schema_arrow.metadata or {}).get(FINGERPRINT_KEY.encode(), b"").decode() or "none"
+            if found != fingerprint:
+                raise StoreError(f"{path}: a part of another run (fingerprint {found[:12]}, this run's is "
+                                 f"{fingerprint[:12]}); refusing to merge it")
+        table = parquet.read()
         if schema is None:
             return table
         if table.schema.equals(schema, check_metadata=False):
@@ -118,21 +125,16 @@ def read_parts(run_dir: str | os.PathLike, table: str, schema: pa.Schema, *, fin
     """All rows written so far for ``table`` (empty table when none), in write order per namespace.
 
     With ``fingerprint``, a part carrying another fingerprint (or none) raises :class:`StoreError`.
+    Each part is opened once (its footer gives the fingerprint, then its rows are read).
     """
     folder = Path(run_dir) / "parts" / table
     files = sorted(folder.glob("part-*.parquet")) if folder.exists() else []
     tables = []
     for f in files:
-        if fingerprint is not None:
-            try:
-                meta = pq.read_schema(f).metadata or {}
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise StoreError(f"{f}: not a readable Parquet file ({exc})") from None
-            found = meta.get(FINGERPRINT_KEY.encode(), b"").decode() or "none"
-            if found != fingerprint:
-                raise StoreError(f"{f}: a part of another run (fingerprint {found[:12]}, this run's is "
-                                 f"{fingerprint[:12]}); refusing to merge it")
-        tables.append(read_table_file(f, schema).replace_schema_metadata(None))
+        try:
+            tables.append(read_table_file(f, schema, fingerprint=fingerprint).replace_schema_metadata(None))
+        except FileNotFoundError as exc:  # listed, then gone
+            raise StoreError(f"{f}: not a readable Parquet file ({exc})") from None
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

@@ -21,7 +21,14 @@ from report.run_builder import HOSTILE, MODELS
 from medbench_fast.cli.main import cli
 from medbench_fast.report.run import load_run, merge_runs
 from medbench_fast.report.stats import holm
-from medbench_fast.report.tables import build_summary, summarize, write_reports
+from medbench_fast.report.tables import (
+    _json_safe,
+    build_summary,
+    neutralise_table,
+    summarize,
+    summary_json,
+    write_reports,
+)
 
 REPORTS = ("results.csv", "cases.csv", "summary.json", "leaderboard.html")
 
@@ -42,6 +49,70 @@ def test_summary_sections_and_seed_fields(bench_run):
     assert s["run_id"] and s["run"]["started"] and s["conventions"]["surface_mode"] == "voxel"
     assert set(s["nnunet"]["fast-net"]) == {"metric_per_case", "mean", "foreground_mean"}
     assert "samples_ms" not in s["latency"]["profiles"]["fast-net"][0]
+
+
+def test_summary_json_parses_as_pythons_indented_encoding(bench_run):
+    """summary.json holds what ``json.dumps(indent=2, sort_keys=True)`` would: the same parsed
+    content, keys sorted; objects indented, each per-case entry on a line of its own."""
+    text = (bench_run / "summary.json").read_text()
+    summary = _json_safe(build_summary(bench_run))
+    assert json.loads(text) == json.loads(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False))
+    assert text == summary_json(summary)
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}" and text.endswith("}\n")
+    top = [line for line in lines if re.match(r'^  "', line)]
+    assert [json.loads("{" + line.rstrip(",").split(": ")[0] + ": 0}") for line in top]  # one top-level key a line
+    assert [line.split('"')[1] for line in top] == sorted(summary)
+    per_case = summary["nnunet"][min(summary["nnunet"])]["metric_per_case"]  # the first model in the file
+    entries = [line.strip().rstrip(",") for line in lines if line.startswith(" " * 8 + '{"metrics": ')]
+    assert len(entries) >= len(per_case) > 1
+    assert [json.loads(e) for e in entries[:len(per_case)]] == per_case
+
+
+@pytest.mark.parametrize("value", [
+    {}, [], {"a": []}, {"a": {}}, {"b": 1, "a": [1, "x", None, True, 2.5]},
+    {"z": [{"y": 1, "x": [1, 2]}, [3, {"k": "v"}], 4], "a": {"nested": {"deeper": [[], {}]}}},
+    {"text": 'quote " backslash \\ newline \n tab \t nul \x00 unicode \u00e9\u2603 <b>&amp;</b>'},
+    {10: "int keys", 9: {"x": 1}}, {"labels": {2: "a", 10: [{"b": 3}]}},
+])
+def test_summary_json_is_valid_json_of_any_summary(value):
+    """Any JSON-safe value comes back equal, sorted as ``sort_keys`` sorts, whatever it nests."""
+    text = summary_json(value)
+    assert json.loads(text) == json.loads(json.dumps(value, sort_keys=True))
+    assert text.endswith("\n") and json.loads(text) == json.loads(text.replace("\n", " "))
+
+
+def test_json_safe_replaces_every_non_finite_float_and_keeps_the_rest():
+    nan, inf = float("nan"), float("inf")
+    value = {"a": [1.5, -0.0, nan, inf, -inf, np.float64(nan), np.float64(2.5), np.float64(-inf)],
+             "b": (3, True, None, "inf", np.int64(4)), "c": {"d": {"e": inf}}, "f": []}
+    safe = _json_safe(value)
+    assert safe == {"a": [1.5, -0.0, None, "inf", "-inf", None, 2.5, "-inf"], "b": [3, True, None, "inf", 4],
+                    "c": {"d": {"e": "inf"}}, "f": []}
+    assert [type(v) for v in safe["b"]] == [int, bool, type(None), str, np.int64]
+    assert str(safe["a"][1]) == "-0.0" and type(safe["a"][6]) is np.float64
+
+
+def test_neutralise_table_prefixes_formula_cells_of_string_columns_only():
+    import pyarrow as pa
+
+    table = pa.table({"s": ["=1+1", "+a", "-1", "@x", "\tt", "\rr", "ok", None, "", "a=b"],
+                      "l": pa.array(["=x"] * 10, pa.large_string()), "n": list(range(10)),
+                      "safe": ["a"] * 10})
+    got = neutralise_table(table)
+    assert got.column("s").to_pylist() == ["'=1+1", "'+a", "'-1", "'@x", "'\tt", "'\rr", "ok", None, "", "a=b"]
+    assert got.column("l").to_pylist() == ["'=x"] * 10 and got.schema == table.schema
+    assert got.column("n").equals(table.column("n")) and got.column("safe").equals(table.column("safe"))
+    safe = table.select(["n", "safe"])
+    assert neutralise_table(safe) is safe
+
+
+def test_summary_json_refuses_nan():
+    """Strict JSON: a value not made JSON-safe is an error, never a ``NaN`` token."""
+    with pytest.raises(ValueError):
+        summary_json({"a": [float("nan")]})
+    with pytest.raises(ValueError):
+        summary_json({"a": {"b": [{"c": float("inf")}]}})
 
 
 def test_model_means_are_per_case_foreground_means(bench_run):

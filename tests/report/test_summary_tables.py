@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -87,3 +88,50 @@ def test_case_level_model_only(tmp_path):
     assert c["auc"] == 1.0 and c["at_threshold"]["tp"] == 4 and c["at_youden"]["threshold"] == 0.5
     page = files["html"].read_text()
     assert '<section id="classification">' in page and '<tr data-model="ene-net">' in page
+
+
+def _slow_foreground_per_case(table):
+    """The per-case loop: each case's finite foreground values in table order, ``np.mean``."""
+    rows = table.to_pylist()
+    names = ("dice", "hd95")
+    groups: dict = {}
+    for r in rows:
+        if r["label"] != 0:
+            groups.setdefault((r["model"], r["case_id"]), []).append(r)
+    means, infs = {}, {}
+    for (model, case_id), case in sorted(groups.items()):
+        for name in names:
+            arr = np.array([np.nan if r[name] is None else r[name] for r in case], dtype=np.float64)
+            finite = arr[np.isfinite(arr)]
+            n_inf = int(np.isinf(arr).sum())
+            means.setdefault(model, {}).setdefault(case_id, {})[name] = (
+                float(finite.mean()) if finite.size else INF if n_inf else math.nan)
+            infs.setdefault(model, {}).setdefault(case_id, {})[name] = n_inf
+    return means, infs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_foreground_means_equal_numpys_per_case_mean_to_the_last_bit(seed):
+    """The vectorised per-case means are numpy's means of each case's finite values, bit for bit:
+    cases with 1 to 13 labels (numpy sums 8 or more pairwise), rows out of order, values of
+    very different magnitudes, None, NaN, +inf and -0.0."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for case in rng.permutation(30):
+        for label in rng.permutation(rng.integers(0, 14, rng.integers(1, 14))):
+            for model in ("b", "a"):
+                values = {}
+                for name in ("dice", "hd95"):
+                    r = rng.uniform()
+                    values[name] = (None if r < 0.1 else INF if r < 0.2 else math.nan if r < 0.25 else -0.0 if r < 0.3
+                                    else float(rng.normal() * 10.0 ** rng.integers(-6, 7)))
+                rows.append({"model": model, "case_id": f"c{case}", "label": int(label), **values})
+    table = _metrics(rows)
+    means, infs = foreground_per_case(table)
+    slow_means, slow_infs = _slow_foreground_per_case(table)
+    assert infs == slow_infs
+    assert [(m, list(cases)) for m, cases in means.items()] == [(m, list(cases)) for m, cases in slow_means.items()]
+    for model, cases in slow_means.items():
+        for case_id, values in cases.items():
+            got = means[model][case_id]
+            assert np.array([got[k] for k in values]).tobytes() == np.array(list(values.values())).tobytes()

@@ -35,3 +35,26 @@ def test_unreadable_part_is_named(tmp_path, data):
     (tmp_path / "bad.parquet").write_bytes(data)
     with pytest.raises(StoreError, match="bad.parquet: not a readable Parquet file"):
         read_table_file(tmp_path / "bad.parquet")
+
+
+def test_read_parts_checks_each_parts_fingerprint_from_its_one_read(tmp_path, monkeypatch):
+    """Parts of the run are read whole; one of another fingerprint, or of none, is refused by name."""
+    from medbench_fast.store.fingerprint import FINGERPRINT_KEY
+    from medbench_fast.store.parts import read_parts
+
+    schema = pa.schema([("case_id", pa.string())])
+    folder = tmp_path / "parts" / "cases"
+    folder.mkdir(parents=True)
+    for i, print_ in enumerate(["abc", "abc"]):
+        table = pa.table({"case_id": [f"c{i}"]}).replace_schema_metadata({FINGERPRINT_KEY: print_})
+        pq.write_table(table, folder / f"part-main-{i:06d}-x.parquet")
+    opened = []
+    original = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(path) or original(path, *a, **k))
+    assert read_parts(tmp_path, "cases", schema, fingerprint="abc").column("case_id").to_pylist() == ["c0", "c1"]
+    assert len(opened) == 2  # once per part
+    pq.write_table(pa.table({"case_id": ["z"]}), folder / "part-main-000002-none.parquet")
+    with pytest.raises(StoreError, match=r"part-main-000002-none.parquet: a part of another run \(fingerprint none"):
+        read_parts(tmp_path, "cases", schema, fingerprint="abc")
+    with pytest.raises(StoreError, match="part-main-000000-x.parquet: a part of another run"):
+        read_parts(tmp_path, "cases", schema, fingerprint="other")
