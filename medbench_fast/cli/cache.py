@@ -32,12 +32,19 @@ def info(cache_dir):
 @cache.command()
 @cache_dir_option
 @click.option("--jit", is_flag=True, help="Also delete numba's compiled-kernel cache of medbench-fast.")
-def clear(cache_dir, jit):
+@click.option("--templates", is_flag=True,
+              help="Also delete the compiled leaderboard templates (env MEDBENCH_TEMPLATE_CACHE).")
+def clear(cache_dir, jit, templates):
     """Delete every cached volume (sources are never touched)."""
     from medbench_fast.data.cache import VolumeCache
 
     removed = VolumeCache(cache_dir).clear()
     click.echo(f"removed {removed} cached volumes")
+    if templates:
+        from medbench_fast.report.html import clear_template_cache
+
+        folder, count = clear_template_cache()
+        click.echo(f"removed {count} compiled templates" + (f" in {folder}" if folder else " (no cache folder known)"))
     if jit:
         from pathlib import Path
 

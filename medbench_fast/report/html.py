@@ -67,6 +67,23 @@ class TemplateCache(jinja2.FileSystemBytecodeCache):
             pass
 
 
+def clear_template_cache() -> tuple[Path | None, int]:
+    """Delete every compiled template (of any Jinja2 version) of :func:`template_cache_dir`;
+    the folder and the number of files removed (None, 0 when no cache folder is known)."""
+    try:
+        folder = template_cache_dir()
+    except (RuntimeError, KeyError):
+        return None, 0
+    removed = 0
+    for entry in folder.glob("jinja2-*.cache") if folder.is_dir() else ():
+        try:
+            entry.unlink()
+            removed += 1
+        except FileNotFoundError:  # another process removed it meanwhile
+            pass
+    return folder, removed
+
+
 def _private_dir(path: Path) -> bool:
     """Create ``path`` (mode 0700) if needed; whether it is a folder of this user that no other
     user can write (compiled code from it is run)."""

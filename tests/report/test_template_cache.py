@@ -151,3 +151,26 @@ for _ in range(5):
     for entry in entries:
         with open(entry, "rb") as fh:
             assert fh.read(len(jinja2.bccache.bc_magic)) == jinja2.bccache.bc_magic
+
+
+def test_cache_clear_templates_removes_every_compiled_template(bench_run, tmp_path, fresh_environment, compiles):
+    from click.testing import CliRunner
+
+    from medbench_fast.cli.main import cli
+
+    _page(bench_run, tmp_path / "a")
+    folder = html.template_cache_dir()
+    (folder / "jinja2-0.0.1-old.cache").write_bytes(b"an entry of another Jinja2 version")
+    (folder / "notes.txt").write_text("not ours")
+    kept = len(list(folder.glob("jinja2-*.cache")))
+    args = ["cache", "clear", "--cache-dir", str(tmp_path / "volumes")]
+    assert "compiled templates" not in CliRunner().invoke(cli, args).output  # only when asked
+    assert len(list(folder.glob("jinja2-*.cache"))) == kept
+    result = CliRunner().invoke(cli, [*args, "--templates"])
+    assert result.exit_code == 0, result.output
+    assert f"removed {kept} compiled templates in {folder}" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    fresh_environment()
+    compiles.clear()
+    assert _page(bench_run, tmp_path / "b") == (bench_run / "leaderboard.html").read_bytes()
+    assert compiles  # compiled again, and kept again
