@@ -144,8 +144,15 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
             for name in NAN_WHEN_BOTH_EMPTY:
                 if row.get(name) is not None:
                     row[name] = float("nan")
-    return [{**{f: row.get(f) for f in ROW_FIELDS}, **{k: v for k, v in row.items() if k not in ROW_FIELDS}}
-            for row in rows]
+    return [_in_field_order(row) for row in rows]
+
+
+def _in_field_order(row: dict) -> dict:
+    """``row`` with every field of :data:`ROW_FIELDS` in that order (None where missing), then
+    its other fields in their order."""
+    out = dict.fromkeys(ROW_FIELDS)
+    out.update(row)  # a key already in ``out`` keeps its place
+    return out
 
 
 def both_empty_rows(labels: list[int], *, n_voxels: int, spacing, metrics=None, nsd_tolerance_mm: float = 1.0,
@@ -186,8 +193,8 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
                 names) -> list[dict]:
     """Counts of each row from the joint histogram: ``tp = sum C[S, S]``, ``fn = sum C[S, :] - tp``,
     ``fp = sum C[:, S] - tp`` over the row's label set ``S`` (one value for a label)."""
-    position = {int(v): i for i, v in enumerate(counts.values)}
-    sets = np.zeros((len(labels), len(counts.values)), np.int64)  # sets[j, i]: values[i] is in row j's set
+    position = {v: i for i, v in enumerate(counts.values.tolist())}
+    sets = np.zeros((len(labels), len(position)), np.int64)  # sets[j, i]: values[i] is in row j's set
     for j, values in enumerate(members):
         for v in values:
             if v in position:
@@ -201,13 +208,10 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
     ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0
     values["ref_volume_ml"] = (tp + fn) * ml_per_voxel
     values["pred_volume_ml"] = (tp + fp) * ml_per_voxel
-    rows = []
-    for j, label in enumerate(labels):
-        row = {"label": label, "tp": int(tp[j]), "fp": int(fp[j]), "fn": int(fn[j]), "tn": int(tn[j]),
-               "ref_empty": bool(tp[j] + fn[j] == 0), "pred_empty": bool(tp[j] + fp[j] == 0)}
-        for name, arr in values.items():
-            row[name] = float(arr[j]) if name in names else None
-        if "dice_smoothed" not in names:
-            row.pop("dice_smoothed")
-        rows.append(row)
-    return rows
+    if "dice_smoothed" not in names:
+        del values["dice_smoothed"]
+    columns = {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "ref_empty": tp + fn == 0, "pred_empty": tp + fp == 0,
+               **{name: arr if name in names else None for name, arr in values.items()}}
+    # Python numbers (int, bool, float) from whole columns: one conversion per column, not per value
+    columns = {name: [None] * len(labels) if arr is None else arr.tolist() for name, arr in columns.items()}
+    return [{"label": label, **{name: column[j] for name, column in columns.items()}} for j, label in enumerate(labels)]
