@@ -204,14 +204,16 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
     fn = sets @ hist.sum(axis=1) - tp
     fp = sets @ hist.sum(axis=0) - tp
     tn = counts.n_voxels - tp - fp - fn
-    values = overlap_metrics(tp, fp, fn, tn)
     ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0
-    values["ref_volume_ml"] = (tp + fn) * ml_per_voxel
-    values["pred_volume_ml"] = (tp + fp) * ml_per_voxel
-    if "dice_smoothed" not in names:
-        del values["dice_smoothed"]
-    columns = {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "ref_empty": tp + fn == 0, "pred_empty": tp + fp == 0,
-               **{name: arr if name in names else None for name, arr in values.items()}}
-    # Python numbers (int, bool, float) from whole columns: one conversion per column, not per value
-    columns = {name: [None] * len(labels) if arr is None else arr.tolist() for name, arr in columns.items()}
-    return [{"label": label, **{name: column[j] for name, column in columns.items()}} for j, label in enumerate(labels)]
+    rows = []
+    for label, tp_, fp_, fn_, tn_ in zip(labels, tp.tolist(), fp.tolist(), fn.tolist(), tn.tolist()):
+        row = {"label": label, "tp": tp_, "fp": fp_, "fn": fn_, "tn": tn_,
+               "ref_empty": tp_ + fn_ == 0, "pred_empty": tp_ + fp_ == 0}
+        values = overlap_metrics(tp_, fp_, fn_, tn_)
+        values["ref_volume_ml"] = (tp_ + fn_) * ml_per_voxel
+        values["pred_volume_ml"] = (tp_ + fp_) * ml_per_voxel
+        if "dice_smoothed" not in names:
+            del values["dice_smoothed"]
+        row.update((name, value if name in names else None) for name, value in values.items())
+        rows.append(row)
+    return rows
