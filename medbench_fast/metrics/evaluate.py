@@ -43,7 +43,7 @@ NAN_WHEN_BOTH_EMPTY = ("dice", "iou", "volume_similarity") + SURFACE_METRICS
 
 def _check_labels(labels: Iterable[int] | None, counts: LabelCounts) -> list[int]:
     if labels is None:
-        return [int(v) for v in counts.values if v != 0]
+        return [v for v in counts.values.tolist() if v != 0]
     out = []
     for label in labels:
         if isinstance(label, bool) or int(label) != label or label < 0:
@@ -203,10 +203,11 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
     tp = ((sets @ hist) * sets).sum(axis=1)
     fn = sets @ hist.sum(axis=1) - tp
     fp = sets @ hist.sum(axis=0) - tp
-    tn = counts.n_voxels - tp - fp - fn
     ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0
+    n_voxels = int(counts.n_voxels)
     rows = []
-    for label, tp_, fp_, fn_, tn_ in zip(labels, tp.tolist(), fp.tolist(), fn.tolist(), tn.tolist()):
+    for label, tp_, fp_, fn_ in zip(labels, tp.tolist(), fp.tolist(), fn.tolist()):
+        tn_ = n_voxels - tp_ - fp_ - fn_
         row = {"label": label, "tp": tp_, "fp": fp_, "fn": fn_, "tn": tn_,
                "ref_empty": tp_ + fn_ == 0, "pred_empty": tp_ + fp_ == 0}
         values = overlap_metrics(tp_, fp_, fn_, tn_)
