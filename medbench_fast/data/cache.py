@@ -246,6 +246,8 @@ class VolumeCache:
     def _read_entry(self, key: str, fingerprint: dict) -> Volume | None:
         """The entry of ``key`` where it was stored with ``fingerprint``, else None."""
         npy, header_path = self._paths(key)
+        if not os.access(header_path, os.F_OK):  # no entry (most volumes): answered without an exception
+            return None
         try:
             with open(header_path, encoding="utf-8") as fh:
                 header = json.loads(fh.read())
