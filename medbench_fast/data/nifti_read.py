@@ -240,7 +240,7 @@ def read_nifti(path: str | Path, *, sha256: bool = False) -> NiftiImage | None:
     of a kind this module leaves to SimpleITK. Non-finite voxels are returned as stored.
     ``sha256``: also hash the file's bytes (read once for both)."""
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", buffering=0) as fh:  # one unbuffered read of the whole file
             raw = fh.read()
     except OSError:
         return None
