@@ -29,6 +29,7 @@ import hashlib
 import json
 import mmap
 import os
+import stat
 import threading
 import time
 import warnings
@@ -66,14 +67,19 @@ def default_cache_dir() -> Path:
 def source_fingerprint(path: Path) -> dict:
     """Size (bytes), mtime and ctime (ns) and inode of a file; for a DICOM folder the total
     size, the newest mtime and ctime, and a digest of every file's name, inode, size and times."""
-    if path.is_dir():
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
         files = sorted(p for p in path.iterdir() if p.is_file())
         stats = [p.stat() for p in files]
         listing = "\n".join(f"{p.name}:{s.st_ino}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}" for p, s in zip(files, stats))
         return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
                 "ctime_ns": max((s.st_ctime_ns for s in stats), default=0),
                 "inode": hashlib.sha256(listing.encode()).hexdigest()[:16]}
-    st = path.stat()
+    return _stat_fingerprint(st)
+
+
+def _stat_fingerprint(st: os.stat_result) -> dict:
+    """The fingerprint of a file from its ``stat``."""
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
 
 
@@ -148,28 +154,52 @@ class VolumeCache:
         self.min_bytes = min_bytes
         self.max_decode_rate = max_decode_rate
         self._lock = threading.Lock()
+        self._real_dirs: dict[str, str] = {}  # absolute folder -> its real path (see _source)
         self._swept = False
         self.write_error: str | None = None  # set when the folder cannot be written; writes stop
 
-    def _paths(self, source: Path) -> tuple[Path, Path]:
-        key = hashlib.sha256(str(source).encode()).hexdigest()[:24]
-        return self.root / f"{key}.npy", self.root / f"{key}.json"
+    def _paths(self, key: str) -> tuple[str, str]:
+        """The ``.npy`` and ``.json`` files of the entry of ``key`` (a real path or a derived key)."""
+        name = os.path.join(self.root, hashlib.sha256(key.encode()).hexdigest()[:24])
+        return name + ".npy", name + ".json"
 
     def load(self, path: str | os.PathLike, *, channels: bool = False) -> Volume:
         """Load ``path`` from the cache, decoding and storing it first if needed
         (``channels``: a 4D file is ``(C, Z, Y, X)``, see :func:`load_volume`)."""
-        source = Path(path).resolve()
-        hit = self._read_entry(source)
+        # the fingerprint is taken before decoding: a source replaced while decoding never matches
+        source, fingerprint = self._source(path)
+        hit = self._read_entry(source, fingerprint) if fingerprint is not None else None
         if hit is not None:
             return hit
-        try:
-            fingerprint = source_fingerprint(source)  # taken first: a source replaced while decoding never matches
-        except OSError:
-            fingerprint = None  # missing source: decoding names the problem
         start = time.thread_time()
         volume = decode_volume(path, channels=channels, sha256=self.write_error is None)
-        self._store(source, volume, fingerprint, decode_s=time.thread_time() - start)
+        self._store(source, volume, fingerprint, decode_s=time.thread_time() - start, source=source)
         return Volume(volume.array, volume.spacing, volume.origin, volume.direction, str(path), {"cache": "miss"})
+
+    def _source(self, path: str | os.PathLike) -> tuple[str, dict | None]:
+        """The real path of ``path`` (symbolic links resolved; it keys the entry) and the
+        fingerprint of the file or folder it names (None where it is missing: decoding names the
+        problem). A regular file is ``lstat``-ed once for both, and the real path of its folder
+        is worked out once per folder: a folder whose links change meanwhile only misplaces an
+        entry, since an entry is used only with the fingerprint of the file actually read."""
+        name = os.fspath(path)
+        try:
+            st = os.lstat(name)
+        except OSError:
+            return os.path.realpath(name), None
+        if stat.S_ISREG(st.st_mode):
+            folder, base = os.path.split(name)
+            real = self._real_dirs.get(folder)
+            if real is None:
+                real = os.path.realpath(folder)
+                if os.path.isabs(folder) and len(self._real_dirs) < 4096:  # a relative one depends on the cwd
+                    self._real_dirs[folder] = real
+            return os.path.join(real, base), _stat_fingerprint(st)
+        source = os.path.realpath(name)
+        try:
+            return source, source_fingerprint(Path(source))
+        except OSError:
+            return source, None
 
     def load_derived(self, key: str, sources: list[Path], decode, *, label: str) -> Volume:
         """Load a volume computed from several files (a DICOM-SEG or RTSTRUCT placed on its
@@ -194,13 +224,14 @@ class VolumeCache:
             return False
         return self.max_decode_rate is None or nbytes < decode_s * self.max_decode_rate
 
-    def _store(self, source: Path | str, volume: Volume, fingerprint: dict | None, meta: dict | None = None, *,
-               decode_s: float) -> None:
-        """Write an entry where :meth:`worth_storing`; a folder that cannot be written turns the
+    def _store(self, key: str, volume: Volume, fingerprint: dict | None, meta: dict | None = None, *,
+               decode_s: float, source: str | None = None) -> None:
+        """Write the entry of ``key`` where :meth:`worth_storing` (``source``: the file or folder
+        decoded, hashed where the decoder did not); a folder that cannot be written turns the
         cache's writes off (warned once)."""
         if self.write_error is None and fingerprint is not None and self.worth_storing(volume.array.nbytes, decode_s):
             try:
-                self._write_entry(source, volume, fingerprint, meta)
+                self._write_entry(key, volume, fingerprint, meta, source)
             except OSError as exc:
                 self._disable_writes(exc)
 
@@ -212,13 +243,17 @@ class VolumeCache:
         warnings.warn(f"volume cache {self.write_error}; reading volumes without the cache from now on",
                       RuntimeWarning, stacklevel=3)
 
-    def _read_entry(self, source: Path | str, fingerprint: dict | None = None) -> Volume | None:
-        npy, header_path = self._paths(source)
+    def _read_entry(self, key: str, fingerprint: dict) -> Volume | None:
+        """The entry of ``key`` where it was stored with ``fingerprint``, else None."""
+        npy, header_path = self._paths(key)
+        if not os.access(header_path, os.F_OK):  # no entry (most volumes): answered without an exception
+            return None
         try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
-            if header.get("format") != _FORMAT or header.get("source") != str(source):
+            with open(header_path, encoding="utf-8") as fh:
+                header = json.loads(fh.read())
+            if header.get("format") != _FORMAT or header.get("source") != key:
                 return None
-            if {k: header[k] for k in _FINGERPRINT} != (fingerprint or source_fingerprint(source)):
+            if {k: header[k] for k in _FINGERPRINT} != fingerprint:
                 return None
             array = _map_npy(npy) if header["nbytes"] else np.load(npy)
             if list(array.shape) != header["shape"] or str(array.dtype) != header["dtype"]:
@@ -226,18 +261,18 @@ class VolumeCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return Volume(array, tuple(header["spacing"]), tuple(header["origin"]), tuple(header["direction"]),
-                      str(source), {**header.get("meta", {}), "cache": "hit", "sha256": header.get("sha256")})
+                      key, {**header.get("meta", {}), "cache": "hit", "sha256": header.get("sha256")})
 
-    def _write_entry(self, source: Path | str, volume: Volume, fingerprint: dict, meta: dict | None = None) -> None:
-        npy, header_path = self._paths(source)
+    def _write_entry(self, key: str, volume: Volume, fingerprint: dict, meta: dict | None, source: str | None) -> None:
+        npy, header_path = self._paths(key)
         self.root.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self.remove_stale_temps()
             self._swept = True
         array = np.ascontiguousarray(volume.array)
         header = {
-            "format": _FORMAT, "source": str(source), **fingerprint,
-            "sha256": volume.meta.get("sha256") or (_sha256(source) if isinstance(source, Path) else None),
+            "format": _FORMAT, "source": key, **fingerprint,
+            "sha256": volume.meta.get("sha256") or (_sha256(Path(source)) if source is not None else None),
             "meta": meta or {},
             "shape": list(array.shape), "dtype": str(array.dtype), "nbytes": int(array.nbytes),
             "spacing": list(volume.spacing), "origin": list(volume.origin), "direction": list(volume.direction),

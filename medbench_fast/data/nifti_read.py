@@ -239,9 +239,9 @@ def read_nifti(path: str | Path, *, sha256: bool = False) -> NiftiImage | None:
     """Read ``path`` as SimpleITK would; None when the file is invalid, cut short, corrupt or
     of a kind this module leaves to SimpleITK. Non-finite voxels are returned as stored.
     ``sha256``: also hash the file's bytes (read once for both)."""
-    path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb", buffering=0) as fh:  # one unbuffered read of the whole file
+            raw = fh.read()
     except OSError:
         return None
     digest = hashlib.sha256(raw).hexdigest() if sha256 else None
@@ -254,36 +254,66 @@ def read_nifti(path: str | Path, *, sha256: bool = False) -> NiftiImage | None:
     if image is not None:
         return image
     try:  # member by member, as zlib's gzread (and so ITK) reads them
-        return _decode(b"".join(nifti._gzip_blocks(path)), digest)
+        return _decode(b"".join(nifti._gzip_blocks(Path(path))), digest)
     except VolumeError:
         return None
 
 
-def _decode(data: bytes, digest: str | None) -> NiftiImage | None:
-    h = _parse(bytes(data[:540]))
+@dataclass(frozen=True)
+class _Layout:
+    """What a header says about its voxels, for :func:`_decode`: the numpy ``shape`` and
+    ``dtype``, the byte ``offset`` of the first voxel, the scaling ITK applies (None: none)
+    and the geometry of :class:`NiftiImage`."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+    scale: tuple[float, float] | None
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _header_bytes(data: bytes) -> bytes:
+    """The header's bytes: 540 for NIfTI-2, else the 348 of NIfTI-1 (all a file has if shorter)."""
+    return bytes(data[:540] if data[:4] in (b"\x1c\x02\0\0", b"\0\0\x02\x1c") else data[:348])
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(header: bytes) -> _Layout | None:
+    """The :class:`_Layout` of a header; None where this module leaves the file to SimpleITK.
+    The files of one dataset mostly share their header, so each is worked out once."""
+    h = _parse(header)
     if h is not None:
         h = _squeezed(h)
     if h is None or not _supported(h):
         return None
-    shape = tuple(int(d) for d in h.dims[:h.ndim])
-    dtype = np.dtype(h.endian + SCALAR_TYPES[h.datatype])
-    count = math.prod(shape)
-    offset = int(h.vox_offset)
-    if len(data) < offset + count * dtype.itemsize:
-        return None
     matrix = _choose_matrix(h)
     if matrix is None:
         return None
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape[::-1])
-    if not dtype.isnative:
-        array = array.astype(dtype.newbyteorder("="))
     slope, inter = (float(v) for v in _round((h.slope, h.inter), h.float32))
     if any(0.0 < abs(v) < 1e-15 for v in (slope, inter, slope - 1.0)):
         return None  # ITK compares with 1 and 0 within a few ulps
     slope = slope or 1.0  # ITK reads a zero slope as 1 and still adds the intercept
-    if slope != 1.0 or inter != 0.0:
+    shape = tuple(int(d) for d in h.dims[:h.ndim])
+    return _Layout(shape[::-1], np.dtype(h.endian + SCALAR_TYPES[h.datatype]), int(h.vox_offset),
+                   (slope, inter) if slope != 1.0 or inter != 0.0 else None, *_geometry(h, matrix))
+
+
+def _decode(data: bytes, digest: str | None) -> NiftiImage | None:
+    layout = _layout(_header_bytes(data))
+    if layout is None or len(data) < layout.offset + layout.nbytes:
+        return None
+    dtype = layout.dtype
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(layout.shape), offset=layout.offset).reshape(layout.shape)
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    if layout.scale is not None:
+        slope, inter = layout.scale
         out = np.float64 if array.dtype == np.float64 else np.float32
         array = (array.astype(np.float64) * slope + inter).astype(out, copy=False)
-    spacing, origin, direction = _geometry(h, matrix)
-    return NiftiImage(array, spacing, origin, direction, digest)
-
+    return NiftiImage(array, layout.spacing, layout.origin, layout.direction, digest)

@@ -11,6 +11,7 @@ Geometry is kept in array-axis order: ``spacing`` is ``(sz, sy, sx)`` in mm; ``o
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,8 @@ def decode_volume(path: str | os.PathLike, *, channels: bool = False, sha256: bo
     is ``(C, Z, Y, X)``): NIfTI by :func:`~medbench_fast.data.nifti_read.read_nifti` where it
     reads the file, everything else (and every invalid file) with SimpleITK. ``sha256``: put
     the file's digest in ``meta["sha256"]`` where the bytes were read here anyway."""
-    volume = _nifti_volume(Path(path), channels, sha256) if nifti.is_nifti(Path(path)) else None
+    file = Path(path)
+    volume = _nifti_volume(file, channels, sha256) if nifti.is_nifti(file) else None
     if volume is not None:
         check_finite(volume, stored=True)
         return volume
@@ -157,11 +159,17 @@ def _nifti_volume(path: Path, channels: bool, sha256: bool) -> Volume | None:
     image = nifti_read.read_nifti(path, sha256=sha256)
     if image is None or not (image.array.ndim == 3 or (channels and image.array.ndim == 4)):
         return None
-    n = image.array.ndim
-    direction = np.asarray(image.direction, dtype=np.float64).reshape(n, n)[:3, :3][::-1, ::-1]
-    return Volume(image.array, _reindex_zyx(image.spacing, 3), _reindex_zyx(image.origin, 3),  # type: ignore[arg-type]
-                  tuple(float(v) for v in direction.ravel()), str(path),
+    return Volume(image.array, *_zyx_geometry(image.spacing, image.origin, image.direction), str(path),
                   {"sha256": image.sha256} if image.sha256 else {})
+
+
+@functools.lru_cache(maxsize=256)
+def _zyx_geometry(spacing: tuple[float, ...], origin: tuple[float, ...], direction: tuple[float, ...]):
+    """``(spacing, origin, direction)`` of a :class:`Volume` from ITK's ``(x, y, z[, t])``
+    order (a row-major ``n x n`` direction); the files of one dataset mostly share it."""
+    n = len(spacing)
+    zyx = np.asarray(direction, dtype=np.float64).reshape(n, n)[:3, :3][::-1, ::-1]
+    return _reindex_zyx(spacing, 3), _reindex_zyx(origin, 3), tuple(float(v) for v in zyx.ravel())
 
 
 def sitk_to_volume(image, path: str | os.PathLike | None = None) -> Volume:

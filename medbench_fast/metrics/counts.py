@@ -8,6 +8,7 @@ serially, so the result is deterministic for any thread count.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -78,9 +79,10 @@ def as_label_array(array: np.ndarray, name: str) -> np.ndarray:
         if hi > MAX_LABEL_VALUE:
             raise ValueError(f"{name}: label {hi} is out of range; labels must be integers from 0 to {MAX_LABEL_VALUE}")
         return arr.view(np.int64)
-    if np.issubdtype(arr.dtype, np.integer):
+    kind = arr.dtype.kind
+    if kind in "iu":
         return arr
-    if np.issubdtype(arr.dtype, np.floating):
+    if kind == "f":
         finite = np.isfinite(arr)
         if not finite.all():
             raise ValueError(f"{name}: floating-point label map holds {arr.size - np.count_nonzero(finite)} "
@@ -106,13 +108,17 @@ def _same_memory_order(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _words(arr: np.ndarray) -> tuple[np.ndarray, int]:
-    """A view of ``arr`` as 64-bit words along the last axis, or ``arr`` itself if impossible."""
+    """A view of ``arr`` (C-ordered) as aligned 64-bit words along the last axis, or ``arr``
+    itself if impossible."""
     itemsize = arr.dtype.itemsize
-    if itemsize <= 8 and (arr.shape[2] * itemsize) % 8 == 0 and arr.ctypes.data % 8 == 0:
-        return arr.view(np.uint64), 8 // itemsize
+    if itemsize <= 8 and (arr.shape[2] * itemsize) % 8 == 0:
+        words = arr.view(np.uint64)
+        if words.flags.aligned:  # the buffer starts on a word boundary
+            return words, 8 // itemsize
     return arr, 1
 
 
+@functools.cache
 def _splat(vpw: int) -> np.uint64:
     """The word that repeats a 1-valued voxel ``vpw`` times (0x0101...01 for bytes)."""
     bits = 64 // vpw
@@ -171,57 +177,68 @@ def label_counts(ref: np.ndarray, pred: np.ndarray) -> LabelCounts:
         with parallel_launch(c_ref.size):
             values, nvalues, hist, rbox, pbox = joint_histogram(c_ref, c_pred, ref_w, pred_w, vpw, _splat(vpw),
                                                                 nchunks, cap)
-        if np.all(nvalues >= 0):
+        if nvalues.min() >= 0:
             break
         if cap >= MAX_LABELS:
             raise ValueError(f"ref/pred hold more than {MAX_LABELS} distinct label values; "
                              "medbench-fast evaluates semantic label maps, not instance maps")
         cap = min(cap * 4, MAX_LABELS)
-    result = _drop_unseen(_reduce(values, nvalues, hist, rbox, pbox, transposed, int(ref.size)))
+    result = _reduce(values, nvalues, hist, rbox, pbox, transposed, int(ref.size))
     _check_non_negative(result)
-    return result
+    return _drop_unseen_zero(result)
 
 
 def _reduce(values, nvalues, hist, rbox, pbox, transposed: bool, n_voxels: int) -> LabelCounts:
-    all_values = np.unique(np.concatenate([values[c, : nvalues[c]] for c in range(len(nvalues))]))
-    k = len(all_values)
-    total = np.zeros((k, k), np.int64)
-    big = np.iinfo(np.int64).max
-    lo_r = np.full((k, 3), big, np.int64)
-    hi_r = np.full((k, 3), -1, np.int64)
-    lo_p, hi_p = lo_r.copy(), hi_r.copy()
-    for c in range(len(nvalues)):
-        n = int(nvalues[c])
-        idx = np.searchsorted(all_values, values[c, :n])
-        total[np.ix_(idx, idx)] += hist[c, :n, :n]
-        np.minimum.at(lo_r, idx, rbox[c, :n, 0::2])
-        np.maximum.at(hi_r, idx, rbox[c, :n, 1::2])
-        np.minimum.at(lo_p, idx, pbox[c, :n, 0::2])
-        np.maximum.at(hi_p, idx, pbox[c, :n, 1::2])
-
-    def boxes(lo, hi):
-        present = hi[:, 0] >= 0
-        out = np.zeros((k, 6), np.int64)
-        out[present, 0::2] = lo[present]
-        out[present, 1::2] = hi[present] + 1
-        if transposed:  # kernel saw (X, Y, Z); report in the caller's (Z, Y, X)
-            out = out[:, [4, 5, 2, 3, 0, 1]]
-        return out
-
-    return LabelCounts(all_values.astype(np.int64), total, boxes(lo_r, hi_r), boxes(lo_p, hi_p), n_voxels)
+    if len(nvalues) == 1:  # one chunk (every array below the parallel threshold): its table, sorted by value
+        order = np.argsort(values[0, : nvalues[0]])
+        all_values = values[0, order]
+        total = hist[0].take(order, 0).take(order, 1)
+        ref_box, pred_box = rbox[0, order], pbox[0, order]
+    else:  # merge the chunks' tables, each in first-seen order
+        all_values = np.unique(np.concatenate([values[c, : nvalues[c]] for c in range(len(nvalues))]))
+        k = len(all_values)
+        total = np.zeros((k, k), np.int64)
+        ref_box = np.tile(np.array([np.iinfo(np.int64).max, -1], np.int64), (k, 3))
+        pred_box = ref_box.copy()
+        for c in range(len(nvalues)):
+            n = int(nvalues[c])
+            idx = np.searchsorted(all_values, values[c, :n])
+            total[np.ix_(idx, idx)] += hist[c, :n, :n]
+            for box, part in ((ref_box, rbox[c, :n]), (pred_box, pbox[c, :n])):
+                lo, hi = box[:, 0::2], box[:, 1::2]  # views: the updates land in box
+                np.minimum.at(lo, idx, part[:, 0::2])
+                np.maximum.at(hi, idx, part[:, 1::2])
+    return LabelCounts(all_values.astype(np.int64, copy=False), total, _half_open(ref_box, transposed),
+                       _half_open(pred_box, transposed), n_voxels)
 
 
-def _drop_unseen(counts: LabelCounts) -> LabelCounts:
-    """Remove values with no voxel (the kernel seeds every chunk's table with 0)."""
-    seen = (counts.hist.sum(axis=0) + counts.hist.sum(axis=1)) > 0
-    if seen.all():
-        return counts
-    return LabelCounts(counts.values[seen], counts.hist[np.ix_(seen, seen)], counts.ref_boxes[seen],
-                       counts.pred_boxes[seen], counts.n_voxels)
+#: Added to the kernel's inclusive ``(zmin, zmax, ymin, ymax, xmin, xmax)`` to make boxes half-open.
+_HALF_OPEN = np.array([0, 1, 0, 1, 0, 1], np.int64)
+#: Columns of a box of an F-ordered pair (the kernel saw ``(X, Y, Z)``) in the caller's ``(Z, Y, X)``.
+_TRANSPOSED = [4, 5, 2, 3, 0, 1]
+
+
+def _half_open(box: np.ndarray, transposed: bool) -> np.ndarray:
+    """Half-open ``(z0, z1, y0, y1, x0, x1)`` boxes from the kernel's inclusive ones (all zero
+    for a value absent from that map: ``zmax < 0``), in the caller's axis order."""
+    out = box + _HALF_OPEN
+    out[box[:, 1] < 0] = 0
+    return out[:, _TRANSPOSED] if transposed else out
 
 
 def _check_non_negative(counts: LabelCounts) -> None:
-    negative = np.flatnonzero(counts.values < 0)
-    for i in negative:
+    """Refuse negative labels (``counts.values`` is sorted: any negative one comes first)."""
+    if not len(counts.values) or counts.values[0] >= 0:
+        return
+    for i in np.flatnonzero(counts.values < 0):
         side = "ref" if counts.hist[i].sum() else "pred"
         raise ValueError(f"{side}: negative label {int(counts.values[i])}; labels must be >= 0")
+
+
+def _drop_unseen_zero(counts: LabelCounts) -> LabelCounts:
+    """Remove the value 0 where no voxel holds it: the kernel seeds every chunk's table with 0,
+    and enters every other value on its first voxel. ``counts.values`` is sorted and non-negative."""
+    if counts.values[0] != 0 or counts.hist[0].any() or counts.hist[:, 0].any():
+        return counts
+    return LabelCounts(counts.values[1:], counts.hist[1:, 1:], counts.ref_boxes[1:], counts.pred_boxes[1:],
+                       counts.n_voxels)

@@ -43,7 +43,7 @@ NAN_WHEN_BOTH_EMPTY = ("dice", "iou", "volume_similarity") + SURFACE_METRICS
 
 def _check_labels(labels: Iterable[int] | None, counts: LabelCounts) -> list[int]:
     if labels is None:
-        return [int(v) for v in counts.values if v != 0]
+        return [v for v in counts.values.tolist() if v != 0]
     out = []
     for label in labels:
         if isinstance(label, bool) or int(label) != label or label < 0:
@@ -144,8 +144,15 @@ def rows_from_counts(counts: LabelCounts, labels: list[int], *, spacing, arrays,
             for name in NAN_WHEN_BOTH_EMPTY:
                 if row.get(name) is not None:
                     row[name] = float("nan")
-    return [{**{f: row.get(f) for f in ROW_FIELDS}, **{k: v for k, v in row.items() if k not in ROW_FIELDS}}
-            for row in rows]
+    return [_in_field_order(row) for row in rows]
+
+
+def _in_field_order(row: dict) -> dict:
+    """``row`` with every field of :data:`ROW_FIELDS` in that order (None where missing), then
+    its other fields in their order."""
+    out = dict.fromkeys(ROW_FIELDS)
+    out.update(row)  # a key already in ``out`` keeps its place
+    return out
 
 
 def both_empty_rows(labels: list[int], *, n_voxels: int, spacing, metrics=None, nsd_tolerance_mm: float = 1.0,
@@ -186,8 +193,8 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
                 names) -> list[dict]:
     """Counts of each row from the joint histogram: ``tp = sum C[S, S]``, ``fn = sum C[S, :] - tp``,
     ``fp = sum C[:, S] - tp`` over the row's label set ``S`` (one value for a label)."""
-    position = {int(v): i for i, v in enumerate(counts.values)}
-    sets = np.zeros((len(labels), len(counts.values)), np.int64)  # sets[j, i]: values[i] is in row j's set
+    position = {v: i for i, v in enumerate(counts.values.tolist())}
+    sets = np.zeros((len(labels), len(position)), np.int64)  # sets[j, i]: values[i] is in row j's set
     for j, values in enumerate(members):
         for v in values:
             if v in position:
@@ -196,18 +203,18 @@ def _count_rows(counts: LabelCounts, labels: list[int], members: list[tuple[int,
     tp = ((sets @ hist) * sets).sum(axis=1)
     fn = sets @ hist.sum(axis=1) - tp
     fp = sets @ hist.sum(axis=0) - tp
-    tn = counts.n_voxels - tp - fp - fn
-    values = overlap_metrics(tp, fp, fn, tn)
     ml_per_voxel = float(np.prod(np.asarray(spacing, np.float64))) / 1000.0
-    values["ref_volume_ml"] = (tp + fn) * ml_per_voxel
-    values["pred_volume_ml"] = (tp + fp) * ml_per_voxel
+    n_voxels = int(counts.n_voxels)
     rows = []
-    for j, label in enumerate(labels):
-        row = {"label": label, "tp": int(tp[j]), "fp": int(fp[j]), "fn": int(fn[j]), "tn": int(tn[j]),
-               "ref_empty": bool(tp[j] + fn[j] == 0), "pred_empty": bool(tp[j] + fp[j] == 0)}
-        for name, arr in values.items():
-            row[name] = float(arr[j]) if name in names else None
+    for label, tp_, fp_, fn_ in zip(labels, tp.tolist(), fp.tolist(), fn.tolist()):
+        tn_ = n_voxels - tp_ - fp_ - fn_
+        row = {"label": label, "tp": tp_, "fp": fp_, "fn": fn_, "tn": tn_,
+               "ref_empty": tp_ + fn_ == 0, "pred_empty": tp_ + fp_ == 0}
+        values = overlap_metrics(tp_, fp_, fn_, tn_)
+        values["ref_volume_ml"] = (tp_ + fn_) * ml_per_voxel
+        values["pred_volume_ml"] = (tp_ + fp_) * ml_per_voxel
         if "dice_smoothed" not in names:
-            row.pop("dice_smoothed")
+            del values["dice_smoothed"]
+        row.update((name, value if name in names else None) for name, value in values.items())
         rows.append(row)
     return rows

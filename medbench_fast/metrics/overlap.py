@@ -1,12 +1,15 @@
-"""Counting metrics from confusion counts, vectorised over labels (definitions: METRICS.md).
+"""Counting metrics from the confusion counts of one label (definitions: METRICS.md).
 
-Every function takes int64 arrays of equal shape and returns float64 arrays; the
-empty-mask convention is stated on each and never differs between siblings.
+Every function takes counts as integers and returns a float; the empty-mask convention is
+stated on each and never differs between siblings. A row's metrics are a few divisions, so
+they are worked out in Python numbers: numpy's per-call cost on arrays of a handful of
+labels was larger than the arithmetic. Integer counts are exact in float64 (below 2**53), so
+every value equals the float64 division of the same counts.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 #: Counting metrics, in the column order of ``metrics.parquet``.
 OVERLAP_METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "volume_similarity")
@@ -14,51 +17,46 @@ OVERLAP_METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "vo
 EXTRA_METRICS = ("dice_smoothed",)
 
 
-def _ratio(num, den, when_zero: float) -> np.ndarray:
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.full(np.broadcast(num, den).shape, when_zero, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+def _ratio(num: int, den: int, when_zero: float) -> float:
+    return num / den if den else when_zero
 
 
-def dice(tp, fp, fn) -> np.ndarray:
+def dice(tp: int, fp: int, fn: int) -> float:
     """``2tp / (2tp + fp + fn)``; both masks empty: 1.0."""
-    return _ratio(2 * np.asarray(tp), 2 * np.asarray(tp) + fp + fn, 1.0)
+    return _ratio(2 * tp, 2 * tp + fp + fn, 1.0)
 
 
-def dice_smoothed(tp, fp, fn) -> np.ndarray:
+def dice_smoothed(tp: int, fp: int, fn: int) -> float:
     """MLPerf 3D-UNet smoothed Dice ``(2tp + 1e-6) / (2tp + fp + fn + 1e-6)``; never undefined."""
-    tp = np.asarray(tp, dtype=np.float64)
     return (2 * tp + 1e-6) / (2 * tp + fp + fn + 1e-6)
 
 
-def iou(tp, fp, fn) -> np.ndarray:
+def iou(tp: int, fp: int, fn: int) -> float:
     """``tp / (tp + fp + fn)``; both masks empty: 1.0."""
-    return _ratio(tp, np.asarray(tp) + fp + fn, 1.0)
+    return _ratio(tp, tp + fp + fn, 1.0)
 
 
-def sensitivity(tp, fn) -> np.ndarray:
+def sensitivity(tp: int, fn: int) -> float:
     """``tp / (tp + fn)``; reference empty: NaN."""
-    return _ratio(tp, np.asarray(tp) + fn, np.nan)
+    return _ratio(tp, tp + fn, math.nan)
 
 
-def specificity(tn, fp) -> np.ndarray:
+def specificity(tn: int, fp: int) -> float:
     """``tn / (tn + fp)``; ``tn + fp = 0``: NaN."""
-    return _ratio(tn, np.asarray(tn) + fp, np.nan)
+    return _ratio(tn, tn + fp, math.nan)
 
 
-def precision(tp, fp) -> np.ndarray:
+def precision(tp: int, fp: int) -> float:
     """``tp / (tp + fp)``; prediction empty: NaN."""
-    return _ratio(tp, np.asarray(tp) + fp, np.nan)
+    return _ratio(tp, tp + fp, math.nan)
 
 
-def volume_similarity(tp, fp, fn) -> np.ndarray:
+def volume_similarity(tp: int, fp: int, fn: int) -> float:
     """``1 - |fp - fn| / (2tp + fp + fn)``; both masks empty: 1.0."""
-    return 1.0 - _ratio(np.abs(np.asarray(fp) - fn), 2 * np.asarray(tp) + fp + fn, 0.0)
+    return 1.0 - _ratio(abs(fp - fn), 2 * tp + fp + fn, 0.0)
 
 
-def overlap_metrics(tp, fp, fn, tn) -> dict[str, np.ndarray]:
+def overlap_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
     """All counting metrics of :data:`OVERLAP_METRICS` and :data:`EXTRA_METRICS` at once."""
     return {
         "dice": dice(tp, fp, fn),

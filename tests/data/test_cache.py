@@ -277,3 +277,41 @@ def test_fast_decoding_volume_is_not_stored_and_slow_one_is(tmp_path):
     got = [default.load_derived("k", [path], decode, label="x").meta["cache"] for _ in range(2)]
     assert got == ["miss", "hit"]
     assert [default.load_derived("w", [path], waits, label="x").meta["cache"] for _ in range(2)] == ["miss", "miss"]
+
+
+def test_entries_are_keyed_by_the_real_path(tmp_path, source, monkeypatch):
+    """A file read through a link to it, through a linked folder or by a relative path shares
+    the entry of its real path."""
+    cache = _cache(tmp_path / "c")
+    (tmp_path / "link.nii.gz").symlink_to(source)
+    (tmp_path / "folder").symlink_to(tmp_path, target_is_directory=True)
+    assert cache.load(tmp_path / "link.nii.gz").meta["cache"] == "miss"
+    for path in (source, tmp_path / "folder" / "img.nii.gz", str(tmp_path / "folder" / "link.nii.gz")):
+        hit = cache.load(path)
+        assert hit.meta["cache"] == "hit" and hit.path == str(source.resolve())
+    monkeypatch.chdir(tmp_path / "folder")
+    assert cache.load("img.nii.gz").meta["cache"] == "hit"
+    assert cache.info()["entries"] == 1
+
+
+def test_linked_folder_pointed_elsewhere_reads_the_new_files(tmp_path, rng):
+    """Each folder's real path is worked out once; a link re-pointed meanwhile still gives the
+    voxels of the file it now names (an entry is used only with that file's fingerprint)."""
+    arrays = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        arrays[name] = rng.integers(0, 5, (4, 5, 6)).astype(np.uint8) + (10 if name == "b" else 0)
+        write_volume(Volume(arrays[name], spacing=(1.0, 1.0, 1.0)), tmp_path / name / "img.nii.gz")
+    link = tmp_path / "now"
+    link.symlink_to(tmp_path / "a", target_is_directory=True)
+    cache = _cache(tmp_path / "c")
+    np.testing.assert_array_equal(cache.load(link / "img.nii.gz").array, arrays["a"])
+    assert cache.load(link / "img.nii.gz").meta["cache"] == "hit"
+    link.unlink()
+    link.symlink_to(tmp_path / "b", target_is_directory=True)
+    for _ in range(2):
+        np.testing.assert_array_equal(cache.load(link / "img.nii.gz").array, arrays["b"])
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(cache.load(tmp_path / name / "img.nii.gz").array, arrays[name])
+        np.testing.assert_array_equal(VolumeCache(tmp_path / "c", **STORE_ALL).load(link.parent / name / "img.nii.gz").array,
+                                      arrays[name])

@@ -275,3 +275,27 @@ def test_fuzz_gzip_streams(data, kind):
     else:
         stream += data.draw(st.binary(max_size=40))
     _differential(bytes(stream), ".nii.gz")
+
+
+def test_files_sharing_a_header_keep_their_own_voxels_and_lengths(tmp_path, rng):
+    """A header's layout and geometry are worked out once per distinct header: files with the
+    same header still get their own voxels, a cut-short one is still refused, and a header
+    that differs in one field gets its own geometry."""
+    affine = _affine(rng)
+    arrays = [rng.integers(0, 9, (5, 6, 7)).astype(np.int16) for _ in range(3)]
+    for i, data in enumerate(arrays):
+        _save(nib.Nifti1Image(data, affine), tmp_path / f"{i}.nii", qform=1, sform=1, affine=affine)
+    headers = {(tmp_path / f"{i}.nii").read_bytes()[:348] for i in range(3)}
+    assert len(headers) == 1
+    nifti_read._layout.cache_clear()
+    for i, data in enumerate(arrays):
+        _same_as_sitk(tmp_path / f"{i}.nii")
+    assert nifti_read._layout.cache_info().misses == 1
+    raw = (tmp_path / "0.nii").read_bytes()
+    (tmp_path / "cut.nii").write_bytes(raw[:-1])
+    assert read_nifti(tmp_path / "cut.nii") is None
+    moved = affine.copy()
+    moved[:3, 3] += 1.5
+    _save(nib.Nifti1Image(arrays[0], moved), tmp_path / "moved.nii", qform=1, sform=1, affine=moved)
+    _same_as_sitk(tmp_path / "moved.nii")
+    assert read_nifti(tmp_path / "moved.nii").origin != read_nifti(tmp_path / "0.nii").origin

@@ -183,3 +183,73 @@ def test_blocky_runs_counted_word_at_a_time(rng, dtype):
     pred[5, 8, :] = 4
     _check(label_counts(ref, pred), ref, pred)
     _check(label_counts(ref, ref), ref, ref)
+
+
+def _counts_in_chunks(monkeypatch, ref, pred):
+    """``label_counts`` with the kernel's rows split into several chunks (as on CT-sized arrays),
+    and the number of chunks it reduced."""
+    from medbench_fast.metrics import counts as module
+
+    seen = []
+
+    def reduce(values, nvalues, *args):
+        seen.append(len(nvalues))
+        return reduce_once(values, nvalues, *args)
+
+    reduce_once = module._reduce
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "PARALLEL_MIN_VOXELS", 0)
+        patch.setattr(module, "_reduce", reduce)
+        counts = label_counts(ref, pred)
+    return counts, seen[-1]
+
+
+def _assert_same_counts(one, other):
+    for field in ("values", "hist", "ref_boxes", "pred_boxes"):
+        got, expected = getattr(one, field), getattr(other, field)
+        assert got.dtype == expected.dtype == np.int64, field
+        np.testing.assert_array_equal(got, expected, err_msg=field)
+    assert one.n_voxels == other.n_voxels
+
+
+@pytest.mark.parametrize("n_labels, dtype, layout", [
+    (1, np.uint8, "C"), (4, np.uint8, "F"), (4, bool, "C"), (9, np.int16, "F"), (70, np.uint16, "C"),
+    (300, np.int32, "C"), (300, np.uint8, "memmap"), (5, np.int64, "memmap-F"),
+])
+def test_one_chunk_equals_the_merge_of_many(rng, tmp_path, monkeypatch, n_labels, dtype, layout):
+    """Small arrays are counted in one chunk, whose table is the result without a merge: it
+    must equal the merge of many chunks' tables (labels in one chunk only, in several, absent
+    from one map, and beyond the table's first capacity)."""
+    ref, pred = _random_pair(rng, (12, 9, 40), min(n_labels, 255 if dtype == np.uint8 else n_labels), np.int64)
+    ref[:4] = 0  # a band of background where some chunks see no label at all
+    pred[-2:, :, :8] = n_labels + 1  # a label only the prediction has, in the last chunks only
+    ref, pred = ref.astype(dtype), pred.astype(dtype)
+    if layout.endswith("F"):
+        ref, pred = np.asfortranarray(ref), np.asfortranarray(pred)
+    if layout.startswith("memmap"):
+        np.save(tmp_path / "r.npy", ref)
+        np.save(tmp_path / "p.npy", pred)
+        ref, pred = np.load(tmp_path / "r.npy", mmap_mode="r"), np.load(tmp_path / "p.npy", mmap_mode="r")
+    one = label_counts(ref, pred)
+    many, chunks = _counts_in_chunks(monkeypatch, ref, pred)
+    assert chunks > 1
+    _assert_same_counts(one, many)
+    _check(one, np.asarray(ref), np.asarray(pred))
+
+
+def test_value_zero_is_dropped_where_no_voxel_holds_it(rng, monkeypatch):
+    ref = rng.integers(1, 4, (6, 8, 16)).astype(np.uint8)
+    pred = rng.integers(2, 6, (6, 8, 16)).astype(np.uint8)
+    one = label_counts(ref, pred)
+    assert one.values.tolist() == [1, 2, 3, 4, 5]
+    _check(one, ref, pred)
+    _assert_same_counts(one, _counts_in_chunks(monkeypatch, ref, pred)[0])
+
+
+def test_negative_labels_are_refused_in_one_chunk_and_in_many(rng, monkeypatch):
+    ref = rng.integers(0, 3, (6, 8, 16)).astype(np.int16)
+    pred = ref.copy()
+    pred[5, 7, 15] = -4
+    for count in (lambda: label_counts(ref, pred), lambda: _counts_in_chunks(monkeypatch, ref, pred)):
+        with pytest.raises(ValueError, match="pred: negative label -4"):
+            count()

@@ -200,3 +200,30 @@ def test_agrees_with_medpy(rng):
             assert row["sensitivity"] == pytest.approx(binary.sensitivity(p, r), rel=1e-12, nan_ok=True)
             assert row["specificity"] == pytest.approx(binary.specificity(p, r), rel=1e-12, nan_ok=True)
             assert row["precision"] == pytest.approx(binary.precision(p, r), rel=1e-12, nan_ok=True)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 2**45), min_size=4, max_size=4), st.lists(st.booleans(), min_size=4, max_size=4))
+def test_counting_metrics_equal_float64_division_bit_for_bit(counts, zero):
+    """A row's metrics are worked out in Python numbers: each equals the float64 (numpy) division
+    of the same counts, zero denominators included."""
+    from medbench_fast.metrics.overlap import overlap_metrics
+
+    tp, fp, fn, tn = (0 if z else c for c, z in zip(counts, zero))
+    f = {name: np.float64(value) for name, value in dict(tp=tp, fp=fp, fn=fn, tn=tn).items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = {
+            "dice": np.where(2 * f["tp"] + f["fp"] + f["fn"], 2 * f["tp"] / (2 * f["tp"] + f["fp"] + f["fn"]), 1.0),
+            "iou": np.where(f["tp"] + f["fp"] + f["fn"], f["tp"] / (f["tp"] + f["fp"] + f["fn"]), 1.0),
+            "sensitivity": np.where(f["tp"] + f["fn"], f["tp"] / (f["tp"] + f["fn"]), np.nan),
+            "specificity": np.where(f["tn"] + f["fp"], f["tn"] / (f["tn"] + f["fp"]), np.nan),
+            "precision": np.where(f["tp"] + f["fp"], f["tp"] / (f["tp"] + f["fp"]), np.nan),
+            "volume_similarity": 1.0 - np.where(2 * f["tp"] + f["fp"] + f["fn"],
+                                                abs(f["fp"] - f["fn"]) / (2 * f["tp"] + f["fp"] + f["fn"]), 0.0),
+            "dice_smoothed": (2 * f["tp"] + 1e-6) / (2 * f["tp"] + f["fp"] + f["fn"] + 1e-6),
+        }
+    got = overlap_metrics(tp, fp, fn, tn)
+    assert list(got) == list(expected)
+    for name, value in got.items():
+        assert type(value) is float
+        assert value.hex() == float(expected[name]).hex(), name
