@@ -12,6 +12,7 @@ worker, then recorded as a failed row naming the cause.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -43,7 +44,16 @@ POLL_S = 0.2
 
 def _worker_main(slot: WorkerSlot, init: WorkerInit, conn: Connection) -> None:
     """A worker process: open the models, then score the cases received on ``conn`` until None,
-    sending each result back on it."""
+    sending each result back on it. The process ends when this returns, without the last
+    cyclic collection over numba's objects (frozen instead, as the ``medbench`` command does:
+    the driver waits for its workers to end)."""
+    try:
+        _serve(slot, init, conn)
+    finally:
+        gc.freeze()
+
+
+def _serve(slot: WorkerSlot, init: WorkerInit, conn: Connection) -> None:
     from medbench_fast.runner.executors.remote import (
         ignore_sigint,
         open_worker,
