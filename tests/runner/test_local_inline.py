@@ -58,3 +58,24 @@ def test_a_run_with_models_never_goes_inline():
 
     assert not CaseWorker({}, {}, None, {}, None, 0).inline_when_tiny
     assert PredictionWorker(None, None).inline_when_tiny
+
+
+def test_the_decision_counts_cpu_time_not_waiting(tmp_path, monkeypatch):
+    """A case that waits (for the GIL, the disk) but computes little is still tiny: 20 ms of
+    waiting in every read leaves the CPU time, and the decision, to the work itself."""
+    import time
+
+    from medbench_fast.runner import worker
+
+    pred, ref = _folders(tmp_path / "data", local.INLINE_SAMPLE + 4, (4, 8, 8))
+    original = worker.load_volume
+
+    def waiting(*args, **kwargs):
+        time.sleep(0.01)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "load_volume", waiting)
+    result = evaluate_folders(pred, ref, tmp_path / "out", progress=False, workers=2)
+    assert _inline(result.run_dir) is True
+    cases = pq.read_table(result.run_dir / "cases.parquet").to_pydict()
+    assert min(cases["load_s"]) >= 0.02  # the wall time the old rule went by

@@ -7,9 +7,12 @@ model or case runs. A case goes to the sink once all its models' metrics are don
 Ctrl-C stops after the cases in flight.
 
 A worker without model inference (an evaluation's) whose cases prove tiny (reading and
-scoring one takes less than :data:`INLINE_BELOW_S`, the median of the first
+scoring one takes less than :data:`INLINE_BELOW_S` of CPU, the median of the first
 :data:`INLINE_SAMPLE` cases) goes on in the main thread alone: handing such a case between
-threads costs more than the case itself.
+threads costs more than the case itself. The rule measures each thread's CPU time, not the
+wall time of the stages: threads that wait for one another's GIL (up to Python's 5 ms switch
+interval each time) make a case of 1.5 ms of work take 5-7 ms of wall time, which would keep
+exactly the cases that suffer from threads on them.
 """
 
 from __future__ import annotations
@@ -30,10 +33,21 @@ from medbench_fast.runner.worker import (
 )
 
 
-#: Cases below this many seconds (read + score) run inline (see the module's docstring).
+#: Cases below this many seconds of CPU (read + score) run inline (see the module's docstring).
 INLINE_BELOW_S = 0.005
 #: Cases measured before deciding.
 INLINE_SAMPLE = 16
+
+
+def _cpu_timed(cpu: dict, key: str, fn):
+    """``fn`` that adds the CPU seconds of the thread running it to ``cpu[key]``."""
+    def timed(*args):
+        start = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            cpu[key] = cpu.get(key, 0.0) + time.thread_time() - start
+    return timed
 
 
 def _done(fn, *args) -> Future:
@@ -56,7 +70,8 @@ class LocalExecutor:
         self.prefetch = max(1, prefetch)
         self.scorers = max(1, scorers)
         self.inline = False  # cases run in the main thread (tiny cases of a worker without inference)
-        self.case_s: list[float] = []  # read + score seconds of the first cases, while undecided
+        self.timed: list[str] = []  # the first cases, whose CPU seconds decide (read + score) ...
+        self.case_cpu: dict[str, float] = {}  # ... by case id
 
     def run(self, todo, sink: RunSink, *, progress: bool) -> ExecStats:
         worker = self.worker
@@ -75,19 +90,26 @@ class LocalExecutor:
                         worker.attach_metrics(outcome, future.result)
                 sink.add(CaseResult(case_id, [o for o, _ in parts]))
                 bar.update(1)
-                if undecided and parts:
-                    row = parts[0][0].case_row
-                    self.case_s.append((row.get("load_s") or 0.0) + (row.get("metrics_s") or 0.0))
-                    if len(self.case_s) >= INLINE_SAMPLE:
-                        self.inline = statistics.median(self.case_s) < INLINE_BELOW_S
-                        undecided.clear()
+                if undecided and len(self.timed) >= INLINE_SAMPLE and case_id == self.timed[INLINE_SAMPLE - 1]:
+                    # cases are harvested in order: every timed case up to this one is done
+                    cpu = [self.case_cpu.get(c, 0.0) for c in self.timed[:INLINE_SAMPLE]]
+                    self.inline = statistics.median(cpu) < INLINE_BELOW_S
+                    undecided.clear()
 
         def load(case, names) -> Future:
-            return _done(worker.load, case, names) if self.inline else load_pool.submit(worker.load, case, names)
+            if self.inline:
+                return _done(worker.load, case, names)
+            if undecided and len(self.timed) < INLINE_SAMPLE:
+                self.timed.append(case.case_id)
+                return load_pool.submit(_cpu_timed(self.case_cpu, case.case_id, worker.load), case, names)
+            return load_pool.submit(worker.load, case, names)
 
-        def score(ref, label_map) -> Future:
-            return _done(worker.score, ref, label_map) if self.inline else metric_pool.submit(worker.score, ref,
-                                                                                               label_map)
+        def score(case_id, ref, label_map) -> Future:
+            if self.inline:
+                return _done(worker.score, ref, label_map)
+            if undecided and case_id in self.timed[:INLINE_SAMPLE]:
+                return metric_pool.submit(_cpu_timed(self.case_cpu, case_id, worker.score), ref, label_map)
+            return metric_pool.submit(worker.score, ref, label_map)
 
         watch = GpuWatch.of_process().start()
         loop_start = time.perf_counter_ns()
@@ -108,7 +130,7 @@ class LocalExecutor:
                 for name in item.names:
                     worker.check_fits(name, item)
                     outcome, label_map = worker.run_model(name, item)
-                    future = score(item.ref, label_map) if label_map is not None else None
+                    future = score(item.case.case_id, item.ref, label_map) if label_map is not None else None
                     parts.append((outcome, future))
                 pending.append((item.case.case_id, parts))
                 harvest(block=len(pending) > self.scorers + 1)
