@@ -29,6 +29,8 @@ _BLOCK = 16
 #: Rows with at most this many queries search outwards from each query instead of
 #: building the row's lower envelope.
 _FEW = 8
+#: "No feature in this column" of the axis-0 steps (the dtype's largest value), per steps dtype.
+_NONE16, _NONE32 = np.uint16(np.iinfo(np.uint16).max), np.uint32(np.iinfo(np.uint32).max)
 
 
 @njit_parallel
@@ -186,10 +188,9 @@ def sq_distances_at(features, queries, offsets, spacing):
     when there is no feature.
     """
     s0, s1, s2 = (float(s) for s in spacing)
-    dtype = np.uint16 if features.shape[0] < np.iinfo(np.uint16).max else np.uint32
-    none = np.iinfo(dtype).max
-    steps = np.empty(features.shape, dtype)
+    none = _NONE16 if features.shape[0] < _NONE16 else _NONE32
+    steps = np.empty(features.shape, none.dtype)
     out = np.empty(int(offsets[-1]), np.float64)
-    _axis0_steps(features, steps, dtype(none))
-    _planes_at(steps, dtype(none), queries, offsets, s0 * s0, s1 * s1, s2 * s2, out)
+    _axis0_steps(features, steps, none)
+    _planes_at(steps, none, queries, offsets, s0 * s0, s1 * s1, s2 * s2, out)
     return out
