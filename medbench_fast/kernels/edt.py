@@ -188,9 +188,25 @@ def sq_distances_at(features, queries, offsets, spacing):
     when there is no feature.
     """
     s0, s1, s2 = (float(s) for s in spacing)
-    none = _NONE16 if features.shape[0] < _NONE16 else _NONE32
+    none = steps_none(features.shape)
     steps = np.empty(features.shape, none.dtype)
     out = np.empty(int(offsets[-1]), np.float64)
     _axis0_steps(features, steps, none)
     _planes_at(steps, none, queries, offsets, s0 * s0, s1 * s1, s2 * s2, out)
+    return out
+
+
+def steps_none(shape) -> np.unsignedinteger:
+    """The "no feature in this column" value of the axis-0 steps of a ``shape`` array, whose
+    dtype is the steps' dtype: uint16 unless axis 0 is too long for it."""
+    return _NONE16 if shape[0] < _NONE16 else _NONE32
+
+
+@njit_serial
+def directed_sq_distances(features, queries, offsets, steps, none, w0, w1, w2):
+    """:func:`sq_distances_at` for jitted callers: ``steps`` is the caller's scratch (see
+    :func:`steps_none`), ``w0, w1, w2`` the squared spacing."""
+    out = np.empty(offsets[-1], np.float64)
+    _axis0_steps(features, steps, none)
+    _planes_at(steps, none, queries, offsets, w0, w1, w2, out)
     return out

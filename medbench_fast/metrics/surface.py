@@ -22,12 +22,12 @@ from functools import lru_cache
 import numpy as np
 
 from medbench_fast.kernels._jit import parallel_launch
-from medbench_fast.kernels.edt import sq_distances_at
+from medbench_fast.kernels.edt import sq_distances_at, steps_none
 from medbench_fast.kernels.surface import (
     gather_areas,
     row_offsets,
     surfel_codes,
-    voxel_border,
+    voxel_distances,
 )
 from medbench_fast.metrics.conventions import (
     BOTH_EMPTY_SURFACE,
@@ -139,9 +139,13 @@ def _padded_mask(crop: np.ndarray, label) -> np.ndarray:
 
 
 def _distances(r, p, label, spacing, surface) -> SurfaceDistances:
-    extract = voxel_border if surface == "voxel" else surfel_codes
-    br = extract(_padded_mask(r, label))
-    bp = extract(_padded_mask(p, label))
+    if surface == "voxel":
+        s0, s1, s2 = spacing
+        none = steps_none(r.shape)
+        return SurfaceDistances(*voxel_distances(_padded_mask(r, label), _padded_mask(p, label),
+                                                 np.empty(r.shape, none.dtype), none, s0 * s0, s1 * s1, s2 * s2))
+    br = surfel_codes(_padded_mask(r, label))
+    bp = surfel_codes(_padded_mask(p, label))
     off_r, off_p = row_offsets(br), row_offsets(bp)
     nr, np_ = int(off_r[-1]), int(off_p[-1])
     if nr and np_:
@@ -150,8 +154,6 @@ def _distances(r, p, label, spacing, surface) -> SurfaceDistances:
     else:
         ref_to_pred = np.full(nr, np.inf)
         pred_to_ref = np.full(np_, np.inf)
-    if surface == "voxel":
-        return SurfaceDistances(ref_to_pred, pred_to_ref)
     table = _surfel_area_table(spacing)
     return SurfaceDistances(ref_to_pred, pred_to_ref, gather_areas(br, off_r, table), gather_areas(bp, off_p, table))
 
