@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from medbench_fast.kernels._jit import parallel_launch
@@ -143,7 +144,8 @@ def _distances(r, p, label, spacing, surface) -> SurfaceDistances:
         s0, s1, s2 = spacing
         none = steps_none(r.shape)
         return SurfaceDistances(*voxel_distances(_padded_mask(r, label), _padded_mask(p, label),
-                                                 np.empty(r.shape, none.dtype), none, s0 * s0, s1 * s1, s2 * s2))
+                                                 np.empty(r.shape, none.dtype), none, s0 * s0, s1 * s1, s2 * s2,
+                                                 numba.get_num_threads() > 1))
     br = surfel_codes(_padded_mask(r, label))
     bp = surfel_codes(_padded_mask(p, label))
     off_r, off_p = row_offsets(br), row_offsets(bp)

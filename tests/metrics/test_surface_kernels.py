@@ -109,9 +109,10 @@ def test_edt_is_identical_across_thread_counts():
     np.testing.assert_array_equal(one, _full_edt(features, (2.5, 0.8, 0.8)))
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("spacing", SPACINGS)
-@pytest.mark.parametrize("shape", SHAPES + [(20, 9, 33)])
-def test_voxel_distances_equal_the_separate_kernels_bit_for_bit(shape, spacing):
+@pytest.mark.parametrize("shape", SHAPES + [(20, 9, 33), (70, 3, 90)])
+def test_voxel_distances_equal_the_separate_kernels_bit_for_bit(shape, spacing, parallel):
     rng = np.random.default_rng(hash((shape, spacing)) % 2**32)
     for density_r, density_p in ((0.3, 0.5), (0.02, 0.9), (0.0, 0.4), (0.6, 0.0), (0.0, 0.0), (1.0, 1.0)):
         mr, mp = _padded(rng.random(shape) < density_r), _padded(rng.random(shape) < density_p)
@@ -124,7 +125,7 @@ def test_voxel_distances_equal_the_separate_kernels_bit_for_bit(shape, spacing):
             expected = (np.full(off_r[-1], np.inf), np.full(off_p[-1], np.inf))
         none = steps_none(shape)
         steps = np.empty(shape, none.dtype)
-        got = voxel_distances(mr, mp, steps, none, *(s * s for s in spacing))
+        got = voxel_distances(mr, mp, steps, none, *(s * s for s in spacing), parallel)
         for g, e in zip(got, expected):
             assert g.dtype == np.float64 and g.shape == e.shape
             assert g.tobytes() == e.tobytes()
