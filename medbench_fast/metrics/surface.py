@@ -140,7 +140,7 @@ def _padded_mask(crop: np.ndarray, label) -> np.ndarray:
 
 
 def _distances(r, p, label, spacing, surface) -> SurfaceDistances:
-    if surface == "voxel":
+    if surface == "voxel":  # one kernel call; parallel launches only where numba has several threads
         s0, s1, s2 = spacing
         none = steps_none(r.shape)
         return SurfaceDistances(*voxel_distances(_padded_mask(r, label), _padded_mask(p, label),
@@ -168,11 +168,11 @@ def _weighted_percentile(d: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(d[order[i]])
 
 
-def _weighted_sum(d: np.ndarray, w: np.ndarray | None) -> float:
-    """``sum(d * w)`` (``sum(d)`` without weights) in a fixed order: numpy's pairwise summation,
-    single-threaded. Never ``np.dot``: BLAS splits a long dot product over its threads, so its
-    last bits would depend on the thread count of the process (a Ray worker runs with one)."""
-    return float(np.sum(d if w is None else d * w))
+def _weighted_sum(d: np.ndarray, w: np.ndarray) -> float:
+    """``sum(d * w)`` in a fixed order: numpy's pairwise summation, single-threaded. Never
+    ``np.dot``: BLAS splits a long dot product over its threads, so its last bits would
+    depend on the thread count of the process (a Ray worker runs with one)."""
+    return float(np.sum(d * w))
 
 
 def percentile95(d: np.ndarray) -> float:
