@@ -29,27 +29,36 @@ _BLOCK = 16
 #: Rows with at most this many queries search outwards from each query instead of
 #: building the row's lower envelope.
 _FEW = 8
+#: "No feature in this column" of the axis-0 steps (the dtype's largest value), per steps dtype.
+_NONE16, _NONE32 = np.uint16(np.iinfo(np.uint16).max), np.uint32(np.iinfo(np.uint32).max)
+
+
+@njit_serial
+def _axis0_rows(features, steps, none, t, step):
+    """``steps[z, y, x]`` = voxels along axis 0 to the nearest feature of column ``(y, x)``,
+    or ``none`` when the column holds no feature (branch-free scans in both directions), on
+    rows ``y = t, t + step, ...``."""
+    nz, ny, nx = features.shape
+    far = np.int64(none) + 1
+    near = np.empty(nx, np.int64)
+    for y in range(t, ny, step):
+        near[:] = -far
+        for z in range(nz):
+            for x in range(nx):
+                near[x] = z if features[z, y, x] != 0 else near[x]
+                steps[z, y, x] = min(z - near[x], none)
+        near[:] = nz + far
+        for z in range(nz - 1, -1, -1):
+            for x in range(nx):
+                near[x] = z if features[z, y, x] != 0 else near[x]
+                steps[z, y, x] = min(near[x] - z, steps[z, y, x])
 
 
 @njit_parallel
 def _axis0_steps(features, steps, none):
-    """``steps[z, y, x]`` = voxels along axis 0 to the nearest feature of column ``(y, x)``,
-    or ``none`` when the column holds no feature (branch-free scans in both directions)."""
-    nz, ny, nx = features.shape
-    far = np.int64(none) + 1
+    """:func:`_axis0_rows` of every row, in parallel."""
     for t in prange(_TASKS):
-        near = np.empty(nx, np.int64)
-        for y in range(t, ny, _TASKS):
-            near[:] = -far
-            for z in range(nz):
-                for x in range(nx):
-                    near[x] = z if features[z, y, x] != 0 else near[x]
-                    steps[z, y, x] = min(z - near[x], none)
-            near[:] = nz + far
-            for z in range(nz - 1, -1, -1):
-                for x in range(nx):
-                    near[x] = z if features[z, y, x] != 0 else near[x]
-                    steps[z, y, x] = min(near[x] - z, steps[z, y, x])
+        _axis0_rows(features, steps, none, t, _TASKS)
 
 
 @njit_serial
@@ -101,72 +110,78 @@ def _nearest(g, w2, x):
     return best
 
 
-@njit_parallel
-def _planes_at(steps, none, queries, offsets, w0, w1, w2, out):
-    """Axes 1 and 2 of the transform, plane by plane; writes the queries of row
-    ``l = z * Y + y`` to ``out[offsets[l]:offsets[l + 1]]``."""
+@njit_serial
+def _planes(steps, none, queries, offsets, w0, w1, w2, out, t, step):
+    """Axes 1 and 2 of the transform on planes ``z = t, t + step, ...``; writes the queries
+    of row ``l = z * Y + y`` to ``out[offsets[l]:offsets[l + 1]]``."""
     nz, ny, nx = steps.shape
     n = max(ny, nx)
-    for t in prange(_TASKS):
-        plane = np.empty((ny, nx), np.float64)
-        lines = np.empty((_BLOCK, ny), np.float64)
-        result = np.empty((_BLOCK, ny), np.float64)
-        finite = np.empty(_BLOCK, np.bool_)
-        v = np.empty(n, np.int64)
-        b = np.empty(n + 1, np.float64)
-        for z in range(t, nz, _TASKS):
-            if offsets[z * ny] == offsets[(z + 1) * ny]:
-                continue
-            for x0 in range(0, nx, _BLOCK):
-                w = min(_BLOCK, nx - x0)
-                finite[:] = False
-                for y in range(ny):
-                    for c in range(w):
-                        s = steps[z, y, x0 + c]
-                        if s == none:
-                            lines[c, y] = np.inf
-                        else:
-                            lines[c, y] = w0 * s * s
-                            finite[c] = True
-                for c in range(w):
-                    g = lines[c]
-                    if not finite[c]:
-                        result[c, :] = np.inf
-                        continue
-                    _envelope(g, w1, v, b)
-                    j = 0
-                    for y in range(ny):
-                        while b[j + 1] < y:
-                            j += 1
-                        d = y - v[j]
-                        result[c, y] = g[v[j]] + w1 * d * d
-                for y in range(ny):
-                    for c in range(w):
-                        plane[y, x0 + c] = result[c, y]
+    plane = np.empty((ny, nx), np.float64)
+    lines = np.empty((_BLOCK, ny), np.float64)
+    result = np.empty((_BLOCK, ny), np.float64)
+    finite = np.empty(_BLOCK, np.bool_)
+    v = np.empty(n, np.int64)
+    b = np.empty(n + 1, np.float64)
+    for z in range(t, nz, step):
+        if offsets[z * ny] == offsets[(z + 1) * ny]:
+            continue
+        for x0 in range(0, nx, _BLOCK):
+            w = min(_BLOCK, nx - x0)
+            finite[:] = False
             for y in range(ny):
-                row = z * ny + y
-                pos = offsets[row]
-                if offsets[row + 1] == pos:
+                for c in range(w):
+                    s = steps[z, y, x0 + c]
+                    if s == none:
+                        lines[c, y] = np.inf
+                    else:
+                        lines[c, y] = w0 * s * s
+                        finite[c] = True
+            for c in range(w):
+                g = lines[c]
+                if not finite[c]:
+                    result[c, :] = np.inf
                     continue
-                g = plane[y]
-                if offsets[row + 1] - pos <= _FEW:
-                    for x in range(nx):
-                        if queries[z, y, x] != 0:
-                            out[pos] = _nearest(g, w2, x)
-                            pos += 1
-                    continue
-                k = _envelope(g, w2, v, b)
+                _envelope(g, w1, v, b)
                 j = 0
+                for y in range(ny):
+                    while b[j + 1] < y:
+                        j += 1
+                    d = y - v[j]
+                    result[c, y] = g[v[j]] + w1 * d * d
+            for y in range(ny):
+                for c in range(w):
+                    plane[y, x0 + c] = result[c, y]
+        for y in range(ny):
+            row = z * ny + y
+            pos = offsets[row]
+            if offsets[row + 1] == pos:
+                continue
+            g = plane[y]
+            if offsets[row + 1] - pos <= _FEW:
                 for x in range(nx):
                     if queries[z, y, x] != 0:
-                        if k == 0:
-                            out[pos] = np.inf
-                        else:
-                            while b[j + 1] < x:
-                                j += 1
-                            d = x - v[j]
-                            out[pos] = g[v[j]] + w2 * d * d
+                        out[pos] = _nearest(g, w2, x)
                         pos += 1
+                continue
+            k = _envelope(g, w2, v, b)
+            j = 0
+            for x in range(nx):
+                if queries[z, y, x] != 0:
+                    if k == 0:
+                        out[pos] = np.inf
+                    else:
+                        while b[j + 1] < x:
+                            j += 1
+                        d = x - v[j]
+                        out[pos] = g[v[j]] + w2 * d * d
+                    pos += 1
+
+
+@njit_parallel
+def _planes_at(steps, none, queries, offsets, w0, w1, w2, out):
+    """:func:`_planes` of every plane, in parallel."""
+    for t in prange(_TASKS):
+        _planes(steps, none, queries, offsets, w0, w1, w2, out, t, _TASKS)
 
 
 def sq_distances_at(features, queries, offsets, spacing):
@@ -186,10 +201,30 @@ def sq_distances_at(features, queries, offsets, spacing):
     when there is no feature.
     """
     s0, s1, s2 = (float(s) for s in spacing)
-    dtype = np.uint16 if features.shape[0] < np.iinfo(np.uint16).max else np.uint32
-    none = np.iinfo(dtype).max
-    steps = np.empty(features.shape, dtype)
+    none = steps_none(features.shape)
+    steps = np.empty(features.shape, none.dtype)
     out = np.empty(int(offsets[-1]), np.float64)
-    _axis0_steps(features, steps, dtype(none))
-    _planes_at(steps, dtype(none), queries, offsets, s0 * s0, s1 * s1, s2 * s2, out)
+    _axis0_steps(features, steps, none)
+    _planes_at(steps, none, queries, offsets, s0 * s0, s1 * s1, s2 * s2, out)
+    return out
+
+
+def steps_none(shape) -> np.unsignedinteger:
+    """The "no feature in this column" value of the axis-0 steps of a ``shape`` array, whose
+    dtype is the steps' dtype: uint16 unless axis 0 is too long for it."""
+    return _NONE16 if shape[0] < _NONE16 else _NONE32
+
+
+@njit_serial
+def directed_sq_distances(features, queries, offsets, steps, none, w0, w1, w2, parallel):
+    """:func:`sq_distances_at` for jitted callers: ``steps`` is the caller's scratch (see
+    :func:`steps_none`), ``w0, w1, w2`` the squared spacing; on one thread without a parallel
+    launch unless ``parallel`` (the values are the same)."""
+    out = np.empty(offsets[-1], np.float64)
+    if parallel:
+        _axis0_steps(features, steps, none)
+        _planes_at(steps, none, queries, offsets, w0, w1, w2, out)
+    else:
+        _axis0_rows(features, steps, none, 0, 1)
+        _planes(steps, none, queries, offsets, w0, w1, w2, out, 0, 1)
     return out

@@ -50,17 +50,17 @@ class LabelCounts:
     def union_box(self, label: int | Iterable[int]) -> tuple[tuple[int, int], ...] | None:
         """Half-open box of ``label`` (or of every value of a label set) in reference | prediction,
         or None when absent from both."""
-        boxes = []
+        boxes = []  # (z0, z1, y0, y1, x0, x1) lists of the maps that hold a value
         for value in ((label,) if isinstance(label, (int, np.integer)) else label):
             i = self.index(value)
             if i is not None:
-                boxes += [b for b, n in ((self.ref_boxes[i], self.hist[i].sum()),
-                                         (self.pred_boxes[i], self.hist[:, i].sum())) if n]
+                if self.hist[i].any():
+                    boxes.append(self.ref_boxes[i].tolist())
+                if self.hist[:, i].any():
+                    boxes.append(self.pred_boxes[i].tolist())
         if not boxes:
             return None
-        lo = np.min([b[0::2] for b in boxes], axis=0)
-        hi = np.max([b[1::2] for b in boxes], axis=0)
-        return tuple((int(a), int(b)) for a, b in zip(lo, hi))
+        return tuple((min(b[lo] for b in boxes), max(b[lo + 1] for b in boxes)) for lo in (0, 2, 4))
 
 
 def as_label_array(array: np.ndarray, name: str) -> np.ndarray:

@@ -305,3 +305,82 @@ def test_metrics_md_reference_pair():
     assert round(_metrics(ref, pred, 1, spacing, hd95_mode="pooled", box=box)["hd95"], 3) == 11.562
     surfel = _metrics(ref, pred, 1, spacing, "surfel", box=box)
     assert round(surfel["hd95"], 3) == 10.560 and round(surfel["nsd"], 4) == 0.2037
+
+
+def _percentile_samples():
+    """float64 arrays of every kind the reducers see and some they never do: lengths 1 to 41
+    and a few long ones, ties, integer-valued (voxel steps), sqrt-valued, +inf."""
+    rng = np.random.default_rng(7)
+    for n in list(range(1, 42)) + [99, 100, 101, 1000, 4097]:
+        yield rng.random(n) * 50
+        yield np.sqrt(rng.integers(0, 40, n).astype(np.float64))  # many ties
+        yield np.full(n, rng.random())
+        yield rng.integers(0, 5, n).astype(np.float64)
+        with_inf = rng.random(n) * 3
+        with_inf[rng.random(n) < 0.2] = np.inf
+        yield with_inf
+        yield np.sort(rng.random(n))[::-1].copy()
+    yield np.array([np.inf])
+    yield np.array([0.0, np.inf])
+    yield np.array([np.inf, np.inf, 1.0])
+    yield np.array([0.0])
+    yield np.array([5e-324, 1.7976931348623157e308])
+
+
+def test_percentile95_is_numpys_linear_percentile_bit_for_bit():
+    from medbench_fast.metrics.surface import percentile95
+
+    checked = 0
+    for d in _percentile_samples():
+        before = d.copy()
+        got = percentile95(d)
+        expected = float(np.percentile(d, 95))
+        assert type(got) is float
+        assert got == expected or (math.isnan(got) and math.isnan(expected)), (d.size, got, expected)
+        assert np.array_equal(d, before)  # the input is not reordered
+        checked += 1
+    assert checked > 250
+
+
+def _weighted_reduce(d_r, d_p, tau, hd95_mode):
+    """The voxel-mode metrics by their weighted formulas (weights of ones, as surfel mode with
+    unit areas): the reference the count-based reducer must equal bit for bit."""
+    w_r, w_p = np.ones(d_r.size), np.ones(d_p.size)
+    if hd95_mode == "max":
+        hd95 = float(max(np.percentile(d_r, 95), np.percentile(d_p, 95)))
+    else:
+        hd95 = float(np.percentile(np.concatenate([d_r, d_p]), 95))
+    sum_r, sum_p = float(np.sum(d_r * w_r)), float(np.sum(d_p * w_p))
+    area_r, area_p = float(np.sum(w_r)), float(np.sum(w_p))
+    within = float(np.sum(w_r[d_r <= tau])) + float(np.sum(w_p[d_p <= tau]))
+    return {"hd": float(max(d_r.max(), d_p.max())), "hd95": hd95, "assd": (sum_r + sum_p) / (area_r + area_p),
+            "masd": 0.5 * (sum_r / area_r + sum_p / area_p), "nsd": within / (area_r + area_p)}
+
+
+@pytest.mark.parametrize("hd95_mode", ["max", "pooled"])
+def test_voxel_reducer_equals_the_weighted_formulas_bit_for_bit(hd95_mode):
+    from medbench_fast.metrics.conventions import NSD_SLACK
+    from medbench_fast.metrics.surface import SurfaceDistances, _reduce
+
+    samples = list(_percentile_samples())
+    rng = np.random.default_rng(11)
+    for k in range(len(samples)):
+        d_r, d_p = samples[k], samples[int(rng.integers(len(samples)))]
+        tolerance = float(rng.choice([0.0, 0.5, 1.0, 2.0, 7.5]))
+        got = _reduce(SurfaceDistances(d_r.copy(), d_p.copy()), tolerance, hd95_mode, SURFACE_METRICS)
+        expected = _weighted_reduce(d_r, d_p, tolerance * (1.0 + NSD_SLACK), hd95_mode)
+        assert list(got) == list(SURFACE_METRICS)
+        for name in SURFACE_METRICS:
+            assert type(got[name]) is float
+            assert got[name] == expected[name] or (math.isnan(got[name]) and math.isnan(expected[name])), \
+                (name, d_r.size, d_p.size, got[name], expected[name])
+
+
+def test_voxel_reducer_leaves_nan_to_numpy():
+    from medbench_fast.metrics.surface import SurfaceDistances, _reduce
+
+    d_r, d_p = np.array([1.0, np.nan, 2.0]), np.array([0.5, 3.0])
+    for mode in ("max", "pooled"):
+        got = _reduce(SurfaceDistances(d_r, d_p), 1.0, mode, ("hd95",))["hd95"]
+        expected = _weighted_reduce(d_r, d_p, 1.0, mode)["hd95"]
+        assert math.isnan(got) and math.isnan(expected) or got == expected

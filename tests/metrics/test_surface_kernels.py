@@ -13,8 +13,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference import surface as ref_surface
 
-from medbench_fast.kernels.edt import sq_distances_at
-from medbench_fast.kernels.surface import gather_areas, row_offsets, surfel_codes, voxel_border
+from medbench_fast.kernels.edt import sq_distances_at, steps_none
+from medbench_fast.kernels.surface import gather_areas, row_offsets, surfel_codes, voxel_border, voxel_distances
 
 SPACINGS = [(1.0, 1.0, 1.0), (2.5, 0.8, 0.8), (0.37, 3.1, 1.3)]
 SHAPES = [(1, 1, 1), (1, 7, 5), (9, 1, 4), (6, 5, 1), (13, 11, 17), (3, 40, 2)]
@@ -107,3 +107,25 @@ def test_edt_is_identical_across_thread_counts():
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one, _full_edt(features, (2.5, 0.8, 0.8)))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("shape", SHAPES + [(20, 9, 33), (70, 3, 90)])
+def test_voxel_distances_equal_the_separate_kernels_bit_for_bit(shape, spacing, parallel):
+    rng = np.random.default_rng(hash((shape, spacing)) % 2**32)
+    for density_r, density_p in ((0.3, 0.5), (0.02, 0.9), (0.0, 0.4), (0.6, 0.0), (0.0, 0.0), (1.0, 1.0)):
+        mr, mp = _padded(rng.random(shape) < density_r), _padded(rng.random(shape) < density_p)
+        br, bp = voxel_border(mr), voxel_border(mp)
+        off_r, off_p = row_offsets(br), row_offsets(bp)
+        if off_r[-1] and off_p[-1]:
+            expected = (np.sqrt(sq_distances_at(bp, br, off_r, spacing)),
+                        np.sqrt(sq_distances_at(br, bp, off_p, spacing)))
+        else:
+            expected = (np.full(off_r[-1], np.inf), np.full(off_p[-1], np.inf))
+        none = steps_none(shape)
+        steps = np.empty(shape, none.dtype)
+        got = voxel_distances(mr, mp, steps, none, *(s * s for s in spacing), parallel)
+        for g, e in zip(got, expected):
+            assert g.dtype == np.float64 and g.shape == e.shape
+            assert g.tobytes() == e.tobytes()
