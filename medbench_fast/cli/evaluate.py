@@ -77,6 +77,7 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
     folder holding another run, 3 finished with failed cases (0 with --allow-failures), 130 interrupted.
     """
     from medbench_fast.cli.errors import finish, stop_unless_whole, user_errors
+    from medbench_fast.cli.main import startup_done
     from medbench_fast.metrics.regions import parse_regions
     from medbench_fast.metrics.selection import resolve_metrics
     from medbench_fast.metrics.options import MetricOptions
@@ -111,6 +112,9 @@ def evaluate(pred_dir, ref_dir, out_dir, labels, label_names, regions, dataset_j
     with user_errors():
         scale.check()
         part = Shard.parse(shard) if shard else None
+        import medbench_fast.runner.pipeline  # noqa: F401  (the engine, imported before startup_done)
+
+        startup_done()
         result = evaluate_folders(pred_dir, ref_dir, out_dir, options=options, workers=workers if local else None,
                                   cache=make_cache(cache_dir, no_cache), progress=False if quiet else None,
                                   worst_distance=worst_distance, overwrite=overwrite, resume=resume, scale=scale,

@@ -69,6 +69,7 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
 
     from medbench_fast.cli.errors import user_errors
     from medbench_fast.config import load_config, preflight, validate
+    from medbench_fast.cli.main import startup_done
     from medbench_fast.runner.pipeline import run_benchmark
     from medbench_fast.runner.plan import Shard
     from medbench_fast.runner.precision import expand_precisions, parse_precisions, recorded_precisions
@@ -107,6 +108,7 @@ def run(config_path, image_dir, seg_dir, max_cases, model_names, out_dir, provid
         shard_of = Shard.parse(shard) if shard else None
         if shard_of and not out_dir:
             raise click.UsageError("--shard needs --out RUN_DIR: every shard writes into the same folder")
+    startup_done()
     with user_errors():
         result = run_benchmark(config, config_text=text, run_dir=resume_dir or out_dir, resume=bool(resume_dir),
                                overwrite=overwrite, models=names, progress=False if quiet else None,

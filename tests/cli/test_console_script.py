@@ -24,11 +24,12 @@ def test_the_console_script_and_python_m_run_main():
 @pytest.mark.parametrize("args, code", [(["--version"], 0), (["evaluate", "--pred"], 2)])
 def test_main_keeps_the_exit_code_and_freezes_what_is_left(monkeypatch, capsys, args, code):
     monkeypatch.setattr(sys, "argv", ["medbench", *args])
+    monkeypatch.setattr(cli_main, "_OWNS_PROCESS", False)  # main() sets it: restored after this test
     try:
         with pytest.raises(SystemExit) as stop:
             cli_main.main()
         assert stop.value.code == code
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0 and cli_main._OWNS_PROCESS
     finally:
         gc.unfreeze()
     out = capsys.readouterr()
@@ -43,3 +44,47 @@ def test_a_process_exits_with_the_commands_code_and_all_of_its_output(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert "no cases found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_startup_done_freezes_only_in_the_medbench_process(monkeypatch):
+    gc.unfreeze()
+    cli_main.startup_done()  # an in-process caller (this test session): the collector as it is
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(cli_main, "_OWNS_PROCESS", True)
+    try:
+        cli_main.startup_done()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_the_evaluate_process_runs_its_engine_on_frozen_startup_objects(tmp_path):
+    import os
+
+    import numpy as np
+
+    from medbench_fast.data.reader import Volume, write_volume
+
+    ref = np.zeros((4, 6, 6), np.uint8)
+    ref[1:3, 1:5, 2:5] = 1
+    for folder in ("ref", "pred"):
+        (tmp_path / folder).mkdir()
+        write_volume(Volume(ref, (1.0, 1.0, 1.0)), tmp_path / folder / "case1.nii.gz")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import gc, os\n"
+        "import medbench_fast.runner.pipeline as pipeline\n"
+        "_execute = pipeline.execute\n"
+        "def execute(*args, **kwargs):\n"
+        "    with open(os.environ['MARKER'], 'w') as f:\n"
+        "        f.write(str(gc.get_freeze_count()))\n"
+        "    return _execute(*args, **kwargs)\n"
+        "pipeline.execute = execute\n")
+    marker = tmp_path / "frozen.txt"
+    env = {**os.environ, "MARKER": str(marker), "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "evaluate", "--pred", str(tmp_path / "pred"),
+                           "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "out"), "--quiet", "--no-cache"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert int(marker.read_text()) > 1000  # numba's, pyarrow's and the project's objects
