@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from process_hooks import evaluate_with_hook
 
 from medbench_fast.cli import main as cli_main
 
@@ -59,32 +60,14 @@ def test_startup_done_freezes_only_in_the_medbench_process(monkeypatch):
 
 
 def test_the_evaluate_process_runs_its_engine_on_frozen_startup_objects(tmp_path):
-    import os
-
-    import numpy as np
-
-    from medbench_fast.data.reader import Volume, write_volume
-
-    ref = np.zeros((4, 6, 6), np.uint8)
-    ref[1:3, 1:5, 2:5] = 1
-    for folder in ("ref", "pred"):
-        (tmp_path / folder).mkdir()
-        write_volume(Volume(ref, (1.0, 1.0, 1.0)), tmp_path / folder / "case1.nii.gz")
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import gc, os\n"
-        "import medbench_fast.runner.pipeline as pipeline\n"
-        "_execute = pipeline.execute\n"
-        "def execute(*args, **kwargs):\n"
-        "    with open(os.environ['MARKER'], 'w') as f:\n"
-        "        f.write(str(gc.get_freeze_count()))\n"
-        "    return _execute(*args, **kwargs)\n"
-        "pipeline.execute = execute\n")
     marker = tmp_path / "frozen.txt"
-    env = {**os.environ, "MARKER": str(marker), "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "evaluate", "--pred", str(tmp_path / "pred"),
-                           "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "out"), "--quiet", "--no-cache"],
-                          capture_output=True, text=True, env=env)
+    proc = evaluate_with_hook(tmp_path, "import gc, os\n"
+                                        "import medbench_fast.runner.pipeline as pipeline\n"
+                                        "_execute = pipeline.execute\n"
+                                        "def execute(*args, **kwargs):\n"
+                                        "    with open(os.environ['MARKER'], 'w') as f:\n"
+                                        "        f.write(str(gc.get_freeze_count()))\n"
+                                        "    return _execute(*args, **kwargs)\n"
+                                        "pipeline.execute = execute\n", MARKER=str(marker))
     assert proc.returncode == 0, proc.stderr
     assert int(marker.read_text()) > 1000  # numba's, pyarrow's and the project's objects

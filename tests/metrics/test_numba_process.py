@@ -8,9 +8,7 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
-from medbench_fast.data.reader import Volume, write_volume
+from process_hooks import evaluate_with_hook
 
 #: Records, in a marker file, every scan of entry points by numba and every import of scipy.linalg.
 HOOK = '''
@@ -40,34 +38,22 @@ print(evaluate_pair(a, a, spacing=(1.0, 1.0, 1.0))[0]["dice"])
 '''
 
 
-def _env(tmp_path):
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(HOOK)
+def test_the_command_loads_the_kernels_without_scanning_for_numba_extensions(tmp_path):
     marker = tmp_path / "marker.txt"
     marker.write_text("")
-    env = {**os.environ, "MARKER": str(marker),
-           "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
-    return env, marker
-
-
-def test_the_command_loads_the_kernels_without_scanning_for_numba_extensions(tmp_path):
-    ref = np.zeros((4, 6, 6), np.uint8)
-    ref[1:3, 1:5, 2:5] = 1
-    for folder in ("ref", "pred"):
-        (tmp_path / folder).mkdir()
-        write_volume(Volume(ref, (1.0, 1.0, 1.0)), tmp_path / folder / "case1.nii.gz")
-    env, marker = _env(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "medbench_fast", "evaluate", "--pred", str(tmp_path / "pred"),
-                           "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "out"), "--quiet", "--no-cache"],
-                          capture_output=True, text=True, env=env)
+    proc = evaluate_with_hook(tmp_path, HOOK, MARKER=str(marker))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "metrics.parquet").exists()
     assert marker.read_text() == ""
 
 
 def test_a_library_user_keeps_numbas_extensions(tmp_path):
-    env, marker = _env(tmp_path)
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+    marker = tmp_path / "marker.txt"
+    marker.write_text("")
+    env = {**os.environ, "MARKER": str(marker),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", LIBRARY_USE], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1.0"
